@@ -1,0 +1,49 @@
+/* kcg.h — lowering an optimized graph to code and packing artifacts. Prefix kcg_.
+ * Depends on ir/ and passes/ (reads their results) and on the runtime's artifact
+ * container (runtime/kiln_artifact.h) to write files the runtime reads. The C target
+ * lives in codegen/c/; a CUDA target will sit beside it in codegen/cuda/. */
+#ifndef KCG_H
+#define KCG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../ir/kir.h"
+#include "../passes/kps.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kcg_options {
+  const char *cc;        /* C compiler; NULL = $CC or "cc" */
+  const char *opt_flags; /* NULL = "-O2" */
+  const char *pipeline;  /* recorded in the plan (which passes ran); may be NULL */
+  FILE *log;             /* compiler command lines and timings; may be NULL */
+} kcg_options;
+
+/* The C program for g: one static function per step (each starting with a comment
+ * naming its source nodes, shapes and dtypes), and the exported entry
+ *   int kiln_entry(const void *const *inputs, void *const *outputs,
+ *                  unsigned char *arena, const unsigned char *weights);
+ * plus `const unsigned kiln_abi_version`. Inputs are g's placeholders in node order;
+ * outputs are `outputs` (node ids) in the given order. Deterministic: the same graph
+ * gives the same bytes. Model strings appear only inside escaped comments/literals;
+ * identifiers come from the generator. *src through kir_malloc (caller kir_free's). */
+kiln_status kcg_c_generate(kir_graph *g, const kps_memplan *plan,
+                           const int32_t *outputs, int32_t n_outputs, char **src);
+
+/* Lowers g (verified, optimized, placed) for the CPU: plans memory, generates C,
+ * compiles it with the system compiler into a shared object (-fPIC -shared, linked
+ * with OpenBLAS), and writes one artifact file (plan, weights, code, source) atomically.
+ * outputs are node names. Variables are refused (KILN_ERR_UNSUPPORTED naming the node:
+ * freeze the graph first). Compiler failure is KILN_ERR_COMPILE with the compiler's
+ * first lines of output in the message. Temp files are removed on every path. */
+kiln_status kcg_compile_cpu(kir_graph *g, const char *const *outputs, int32_t n_outputs,
+                            const kcg_options *opt, const char *artifact_path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

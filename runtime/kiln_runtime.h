@@ -1,0 +1,134 @@
+/* kiln_runtime.h — libkiln_rt: load a Kiln artifact and run it. Self-contained: this
+ * header and the library never include anything from ir/, frontend/, passes/ or
+ * codegen/ (a build check proves it), so a deployment carries only libkiln_rt and the
+ * artifact file.
+ *
+ * Conventions
+ * - Handles are opaque. kiln_rt_model is immutable after open and may be shared by
+ *   threads; each thread runs through its own kiln_rt_context (which owns the arena).
+ * - Every fallible call returns a kiln_rt_status. The message is kept on the handle
+ *   (kiln_rt_model_error / kiln_rt_context_error) and names the file, section, tensor or
+ *   field and the value. kiln_rt_model_open gives a handle even on failure (as
+ *   sqlite3_open does), so the message can be read; close it either way.
+ * - Destroy/close functions accept NULL.
+ * - The library never exits, aborts or prints.
+ * - Tensors are dense, row-major, little-endian; the caller owns every buffer passed in.
+ *
+ * Example
+ *   kiln_rt_model *m; kiln_rt_context *c;
+ *   if (kiln_rt_model_open("mlp.kart", &m) != KILN_RT_OK) {
+ *     fprintf(stderr, "%s\n", kiln_rt_model_error(m)); kiln_rt_model_close(m); return 1; }
+ *   kiln_rt_context_create(m, &c);
+ *   kiln_rt_buffer in = {x, sizeof x}, out = {y, sizeof y};
+ *   if (kiln_rt_run(c, &in, 1, &out, 1) != KILN_RT_OK) puts(kiln_rt_context_error(c));
+ *   kiln_rt_context_destroy(c); kiln_rt_model_close(m);
+ */
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Same numbers as kiln_status in kiln_types.h (a test checks it). */
+typedef enum kiln_rt_status {
+  KILN_RT_OK = 0,
+  KILN_RT_ERR_ARGUMENT = 1,
+  KILN_RT_ERR_FORMAT = 2,
+  KILN_RT_ERR_LIMIT = 3,
+  KILN_RT_ERR_UNSUPPORTED = 4,
+  KILN_RT_ERR_SHAPE = 6,
+  KILN_RT_ERR_TYPE = 7,
+  KILN_RT_ERR_OVERFLOW = 8,
+  KILN_RT_ERR_PATH = 9,
+  KILN_RT_ERR_INTEGRITY = 10,
+  KILN_RT_ERR_FEED = 11,
+  KILN_RT_ERR_NOMEM = 12,
+  KILN_RT_ERR_IO = 13,
+  KILN_RT_ERR_EXEC = 16,
+  KILN_RT_ERR_VERSION = 17
+} kiln_rt_status;
+
+/* Same numbers as kiln_dtype. */
+enum { KILN_RT_F32 = 1, KILN_RT_F64 = 2, KILN_RT_I32 = 3, KILN_RT_I64 = 4, KILN_RT_BOOL = 5 };
+#define KILN_RT_MAX_RANK 8
+
+typedef struct kiln_rt_model kiln_rt_model;
+typedef struct kiln_rt_context kiln_rt_context;
+
+typedef struct kiln_rt_tensor_info {
+  const char *name;  /* owned by the model */
+  int dtype;         /* KILN_RT_F32 ... */
+  int rank;
+  const int64_t *dims;
+  size_t nbytes;     /* exact byte size of a buffer for it */
+} kiln_rt_tensor_info;
+
+typedef struct kiln_rt_buffer {
+  void *data;    /* aligned to the dtype's size */
+  size_t nbytes; /* must equal the tensor's nbytes */
+} kiln_rt_buffer;
+
+/* Opens and fully validates an artifact (header, section table, every section's
+ * SHA-256 before any code is loaded, the plan) and loads its code. *out is set even on
+ * failure unless memory ran out (then NULL); close it. */
+kiln_rt_status kiln_rt_model_open(const char *path, kiln_rt_model **out);
+/* Same, from bytes in memory (copied). */
+kiln_rt_status kiln_rt_model_open_bytes(const void *bytes, size_t n, kiln_rt_model **out);
+void kiln_rt_model_close(kiln_rt_model *m);
+const char *kiln_rt_model_error(const kiln_rt_model *m); /* "" if none; NULL m: "out of memory" */
+
+int kiln_rt_model_num_inputs(const kiln_rt_model *m);
+int kiln_rt_model_num_outputs(const kiln_rt_model *m);
+/* KILN_RT_ERR_ARGUMENT for an index out of range. */
+kiln_rt_status kiln_rt_model_input(const kiln_rt_model *m, int i, kiln_rt_tensor_info *info);
+kiln_rt_status kiln_rt_model_output(const kiln_rt_model *m, int i, kiln_rt_tensor_info *info);
+/* Index by name, -1 if absent. */
+int kiln_rt_model_find_input(const kiln_rt_model *m, const char *name);
+int kiln_rt_model_find_output(const kiln_rt_model *m, const char *name);
+/* Bytes of the arena each context allocates (the memory plan's peak). */
+size_t kiln_rt_model_arena_bytes(const kiln_rt_model *m);
+/* "cpu" */
+const char *kiln_rt_model_target(const kiln_rt_model *m);
+
+/* One arena allocation, at create; nothing is allocated per run. */
+kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out);
+void kiln_rt_context_destroy(kiln_rt_context *c);
+const char *kiln_rt_context_error(const kiln_rt_context *c);
+
+/* Runs the model: inputs and outputs in the model's order, every buffer of exactly the
+ * tensor's nbytes, non-NULL and aligned to its element size (KILN_RT_ERR_FEED naming the
+ * tensor and the value otherwise). KILN_RT_ERR_EXEC naming the step on an arithmetic
+ * error (integer division by zero). */
+kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int n_inputs,
+                           const kiln_rt_buffer *outputs, int n_outputs);
+
+const char *kiln_rt_status_name(kiln_rt_status s);
+const char *kiln_rt_dtype_name(int dtype);
+size_t kiln_rt_dtype_size(int dtype); /* 0 if invalid */
+
+/* ---- .npy files (NumPy format 1.0/2.0/3.0, little-endian, C order) ---- */
+typedef struct kiln_rt_npy {
+  int dtype;
+  int rank;
+  int64_t dims[KILN_RT_MAX_RANK];
+  void *data;    /* malloc'd, 64-byte aligned; free with kiln_rt_npy_free */
+  size_t nbytes;
+} kiln_rt_npy;
+
+/* Reads a .npy file. Errors (bad magic, header, dtype, fortran order, truncated data,
+ * sizes that overflow or disagree with the file) written to err (naming the path and
+ * value); the struct is left empty. */
+kiln_rt_status kiln_rt_npy_read(const char *path, kiln_rt_npy *out, char *err, size_t errlen);
+/* Writes atomically (temp file in the same directory, then rename). */
+kiln_rt_status kiln_rt_npy_write(const char *path, int dtype, int rank, const int64_t *dims,
+                                 const void *data, char *err, size_t errlen);
+void kiln_rt_npy_free(kiln_rt_npy *t); /* accepts NULL; leaves it empty */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
