@@ -1,0 +1,670 @@
+/* kcg_c_kernels.c — the C text of one kernel function per step: elementwise ops with
+ * broadcasting, matmul (cblas for floats, loops for integers), fused matmul epilogues,
+ * reductions, softmax, transpose, reshape/identity, add_n. Semantics follow the reference
+ * interpreter (ir/kir_kernels.c). Uses ir/ types only; never emits a model string. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kcg_c_internal.h"
+
+/* ---------------------------------------------------------------- helpers ------- */
+
+static kiln_status node_err(kir_graph *g, const kir_node *n, kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static kiln_status node_err(kir_graph *g, const kir_node *n, kiln_status s, const char *fmt, ...) {
+  char esc[KCG_ESC_BUF], msg[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return kir_seterr(g, s, "node '%s': %s", kir_escape(n->name, esc, sizeof esc), msg);
+}
+
+static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
+static bool is_int(kiln_dtype t) { return t == KILN_I32 || t == KILN_I64; }
+static const char *utype(kiln_dtype t) { return t == KILN_I32 ? "uint32_t" : "uint64_t"; }
+/* Suffix of <math.h> functions in the dtype's precision: expf / exp. */
+static const char *fsfx(kiln_dtype t) { return t == KILN_F32 ? "f" : ""; }
+
+const char *kcg_ctype(kiln_dtype t) {
+  switch (t) {
+  case KILN_F32: return "float";
+  case KILN_F64: return "double";
+  case KILN_I32: return "int32_t";
+  case KILN_I64: return "int64_t";
+  case KILN_BOOL: return "uint8_t";
+  case KILN_DTYPE_INVALID: break;
+  }
+  return "uint8_t";
+}
+
+static void contiguous_strides(const kir_type *t, int64_t *st) {
+  int64_t s = 1;
+  for (int32_t d = t->rank - 1; d >= 0; d--) {
+    st[d] = s;
+    s *= t->dims[d];
+  }
+}
+
+/* Element strides of `in` seen through shape `out` (0 on broadcast dims). */
+static void bcast_strides(const kir_type *in, const kir_type *out, int64_t *st) {
+  int64_t s = 1;
+  for (int32_t d = out->rank - 1; d >= 0; d--) {
+    int32_t k = d - (out->rank - in->rank);
+    st[d] = (k < 0 || in->dims[k] == 1) ? 0 : s;
+    if (k >= 0) s *= in->dims[k];
+  }
+}
+
+static bool same_shape(const kir_type *a, const kir_type *b) {
+  if (a->rank != b->rank) return false;
+  for (int32_t d = 0; d < a->rank; d++)
+    if (a->dims[d] != b->dims[d]) return false;
+  return true;
+}
+
+/* True when `in` broadcasts to `out` without changing it. */
+static bool bcast_into(const kir_type *in, const kir_type *out) {
+  if (in->rank > out->rank) return false;
+  int32_t off = out->rank - in->rank;
+  for (int32_t k = 0; k < in->rank; k++)
+    if (in->dims[k] != 1 && in->dims[k] != out->dims[k + off]) return false;
+  return true;
+}
+
+/* "for (int64_t iD = 0; iD < N; iD++) " */
+static void put_loop(kcg_buf *b, int32_t d, int64_t n) {
+  kcg_printf(b, "for (int64_t i%d = 0; i%d < %lld; i%d++) ", (int)d, (int)d, (long long)n, (int)d);
+}
+
+/* Index "i0 * 12 + i2" over dims [0, rank) with the given strides; "0" when none. */
+static void put_index(kcg_buf *b, int32_t rank, const int64_t *st) {
+  bool any = false;
+  for (int32_t d = 0; d < rank; d++) {
+    if (st[d] == 0) continue;
+    if (st[d] == 1) kcg_printf(b, "%si%d", any ? " + " : "", (int)d);
+    else kcg_printf(b, "%si%d * %lld", any ? " + " : "", (int)d, (long long)st[d]);
+    any = true;
+  }
+  if (!any) kcg_printf(b, "0");
+}
+
+/* ---------------------------------------------------------------- expressions --- */
+
+/* Float expression of an elementwise op on operands xa (and xb), computed in dtype c
+ * (f32 or f64). lo/hi: clamp bounds, NaN = none. false: not an elementwise op. */
+static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const char *xb,
+                      double lo, double hi) {
+  const char *T = kcg_ctype(c), *f = fsfx(c);
+  switch (op) {
+  case KIR_OP_ADD: kcg_printf(b, "%s + %s", xa, xb); return true;
+  case KIR_OP_SUB: kcg_printf(b, "%s - %s", xa, xb); return true;
+  case KIR_OP_MUL: kcg_printf(b, "%s * %s", xa, xb); return true;
+  case KIR_OP_DIV: kcg_printf(b, "%s / %s", xa, xb); return true;
+  case KIR_OP_MAXIMUM:
+  case KIR_OP_MINIMUM:
+    kcg_printf(b, "(isnan(%s) || isnan(%s)) ? (%s)NAN : (%s %c %s ? %s : %s)", xa, xb, T, xa,
+               op == KIR_OP_MAXIMUM ? '>' : '<', xb, xa, xb);
+    return true;
+  case KIR_OP_NEG: kcg_printf(b, "-%s", xa); return true;
+  case KIR_OP_EXP: kcg_printf(b, "exp%s(%s)", f, xa); return true;
+  case KIR_OP_LOG: kcg_printf(b, "log%s(%s)", f, xa); return true;
+  case KIR_OP_SQRT: kcg_printf(b, "sqrt%s(%s)", f, xa); return true;
+  case KIR_OP_TANH: kcg_printf(b, "tanh%s(%s)", f, xa); return true;
+  case KIR_OP_SIGMOID:
+    kcg_printf(b, "(%s)1 / ((%s)1 + exp%s(-%s))", T, T, f, xa);
+    return true;
+  case KIR_OP_RELU: kcg_printf(b, "%s < 0 ? (%s)0 : %s", xa, T, xa); return true;
+  case KIR_OP_CLAMP:
+    /* Compared in double against the exact bound, as the interpreter does. */
+    if (!isnan(lo)) {
+      kcg_printf(b, "(double)%s < ", xa);
+      kcg_put_double(b, lo);
+      kcg_printf(b, " ? (%s)", T);
+      kcg_put_double(b, lo);
+      kcg_printf(b, " : ");
+    }
+    if (!isnan(hi)) {
+      kcg_printf(b, "(double)%s > ", xa);
+      kcg_put_double(b, hi);
+      kcg_printf(b, " ? (%s)", T);
+      kcg_put_double(b, hi);
+      kcg_printf(b, " : ");
+    }
+    kcg_printf(b, "%s", xa);
+    return true;
+  case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
+  case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_MATMUL:
+  case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
+  case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
+  case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
+  case KIR_OP_COUNT:
+    break;
+  }
+  return false;
+}
+
+static int64_t sat64(double v) {
+  if (isnan(v)) return 0;
+  if (v <= -9223372036854775808.0) return INT64_MIN;
+  if (v >= 9223372036854775808.0) return INT64_MAX;
+  return (int64_t)v;
+}
+
+/* Integer clamp bounds exactly as the interpreter derives them: the smallest integer
+ * >= lo and the largest <= hi, limited to the dtype's range; NaN = no bound. */
+static void int_bounds(kiln_dtype t, double lo, double hi, int64_t *ilo, int64_t *ihi) {
+  int64_t mn = t == KILN_I32 ? INT32_MIN : INT64_MIN, mx = t == KILN_I32 ? INT32_MAX : INT64_MAX;
+  *ilo = mn;
+  *ihi = mx;
+  if (!isnan(lo) && ceil(lo) > (double)mn) *ilo = ceil(lo) >= (double)mx ? mx : sat64(ceil(lo));
+  if (!isnan(hi) && floor(hi) < (double)mx) *ihi = floor(hi) <= (double)mn ? mn : sat64(floor(hi));
+}
+
+/* An int64 constant as C: INT64_MIN has no literal of its own. */
+static void put_i64(kcg_buf *b, int64_t v) {
+  if (v == INT64_MIN) kcg_printf(b, "INT64_MIN");
+  else kcg_printf(b, "INT64_C(%lld)", (long long)v);
+}
+
+/* Integer expression (wrapping through unsigned arithmetic); division is a statement
+ * (see put_store), not an expression. false: no integer form. */
+static bool put_iexpr(kcg_buf *b, kir_op op, kiln_dtype t, const char *xa, const char *xb,
+                      double lo, double hi) {
+  const char *T = kcg_ctype(t), *U = utype(t);
+  int64_t ilo, ihi;
+  switch (op) {
+  case KIR_OP_ADD: kcg_printf(b, "(%s)((%s)%s + (%s)%s)", T, U, xa, U, xb); return true;
+  case KIR_OP_SUB: kcg_printf(b, "(%s)((%s)%s - (%s)%s)", T, U, xa, U, xb); return true;
+  case KIR_OP_MUL: kcg_printf(b, "(%s)((%s)%s * (%s)%s)", T, U, xa, U, xb); return true;
+  case KIR_OP_MAXIMUM: kcg_printf(b, "%s > %s ? %s : %s", xa, xb, xa, xb); return true;
+  case KIR_OP_MINIMUM: kcg_printf(b, "%s < %s ? %s : %s", xa, xb, xa, xb); return true;
+  case KIR_OP_NEG: kcg_printf(b, "(%s)((%s)0 - (%s)%s)", T, U, U, xa); return true;
+  case KIR_OP_RELU: kcg_printf(b, "%s < 0 ? (%s)0 : %s", xa, T, xa); return true;
+  case KIR_OP_CLAMP:
+    /* A bound at the dtype's limit is no bound (and would be an always-false test). */
+    int_bounds(t, lo, hi, &ilo, &ihi);
+    if (ilo != (t == KILN_I32 ? INT32_MIN : INT64_MIN)) {
+      kcg_printf(b, "%s < (%s)", xa, T);
+      put_i64(b, ilo);
+      kcg_printf(b, " ? (%s)", T);
+      put_i64(b, ilo);
+      kcg_printf(b, " : ");
+    }
+    if (ihi != (t == KILN_I32 ? INT32_MAX : INT64_MAX)) {
+      kcg_printf(b, "%s > (%s)", xa, T);
+      put_i64(b, ihi);
+      kcg_printf(b, " ? (%s)", T);
+      put_i64(b, ihi);
+      kcg_printf(b, " : ");
+    }
+    kcg_printf(b, "%s", xa);
+    return true;
+  case KIR_OP_DIV: case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT: case KIR_OP_TANH:
+  case KIR_OP_SIGMOID:
+  case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
+  case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_MATMUL:
+  case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
+  case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
+  case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
+  case KIR_OP_COUNT:
+    break;
+  }
+  return false;
+}
+
+/* ---------------------------------------------------------------- signature ----- */
+
+static void put_signature(kcg_buf *b, const kir_graph *g, const kir_node *n, int32_t step,
+                          bool restrict_ok) {
+  const char *R = restrict_ok ? " restrict" : "";
+  kcg_printf(b, "static int k%d_%s(", (int)step, kir_op_get(n->op)->name);
+  if (n->op == KIR_OP_ADD_N) {
+    kcg_printf(b, "const %s *const *a, ", kcg_ctype(n->type.dtype));
+  } else {
+    for (int32_t i = 0; i < n->n_inputs; i++)
+      kcg_printf(b, "const %s *%s a%d, ", kcg_ctype(g->nodes[n->inputs[i]]->type.dtype),
+                 restrict_ok ? "restrict" : "", (int)i);
+  }
+  kcg_printf(b, "%s *%s y) {\n", kcg_ctype(n->type.dtype), R);
+}
+
+/* ---------------------------------------------------------------- elementwise --- */
+
+/* Loads a0..a{k-1} into x0.. at their broadcast index and stores op(x0, x1) into y[yi]. */
+static kiln_status put_ew_body(kir_graph *g, const kir_node *n, const int64_t st[][KILN_MAX_RANK],
+                               bool flat, const char *yi, kcg_buf *b) {
+  kiln_dtype t = n->type.dtype;
+  const char *T = kcg_ctype(t);
+  for (int32_t i = 0; i < n->n_inputs; i++) {
+    kcg_printf(b, "    const %s x%d = a%d[", T, (int)i, (int)i);
+    if (flat) kcg_printf(b, "i");
+    else put_index(b, n->type.rank, st[i]);
+    kcg_printf(b, "];\n");
+  }
+  if (is_int(t) && n->op == KIR_OP_DIV) {
+    kcg_printf(b, "    if (x1 == 0) return 1;\n");
+    kcg_printf(b, "    y[%s] = x1 == -1 ? (%s)((%s)0 - (%s)x0) : (%s)(x0 / x1);\n", yi, T,
+               utype(t), utype(t), T);
+    return KILN_OK;
+  }
+  double lo = kir_attr_float(n, "min", NAN), hi = kir_attr_float(n, "max", NAN);
+  const char *xb = n->n_inputs > 1 ? "x1" : NULL;
+  kcg_printf(b, "    y[%s] = ", yi);
+  bool ok = is_float(t) ? put_fexpr(b, n->op, t, "x0", xb, lo, hi)
+            : is_int(t) ? put_iexpr(b, n->op, t, "x0", xb, lo, hi) : false;
+  if (!ok)
+    return node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s has no C kernel",
+                    kir_op_get(n->op)->name, kiln_dtype_name(t));
+  kcg_printf(b, ";\n");
+  return KILN_OK;
+}
+
+static kiln_status emit_elementwise(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  const kir_type *out = &n->type;
+  int64_t st[2][KILN_MAX_RANK], ost[KILN_MAX_RANK];
+  bool flat = true;
+  for (int32_t i = 0; i < n->n_inputs; i++) {
+    const kir_type *in = &g->nodes[n->inputs[i]]->type;
+    if (!bcast_into(in, out)) {
+      char tin[96], tout[96];
+      kir_type_format(in, tin, sizeof tin);
+      kir_type_format(out, tout, sizeof tout);
+      return node_err(g, n, KILN_ERR_SHAPE, "input %d %s does not broadcast to %s", (int)i, tin, tout);
+    }
+    bcast_strides(in, out, st[i]);
+    flat = flat && same_shape(in, out);
+  }
+  if (flat) {
+    kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)kir_type_numel(out));
+    kiln_status s = put_ew_body(g, n, (const int64_t(*)[KILN_MAX_RANK])st, true, "i", b);
+    kcg_printf(b, "  }\n");
+    return s;
+  }
+  contiguous_strides(out, ost);
+  kcg_printf(b, "  ");
+  for (int32_t d = 0; d < out->rank; d++) put_loop(b, d, out->dims[d]);
+  kcg_printf(b, "{\n    const int64_t o = ");
+  put_index(b, out->rank, ost);
+  kcg_printf(b, ";\n");
+  kiln_status s = put_ew_body(g, n, (const int64_t(*)[KILN_MAX_RANK])st, false, "o", b);
+  kcg_printf(b, "  }\n");
+  return s;
+}
+
+/* ---------------------------------------------------------------- matmul -------- */
+
+typedef struct mm_shape {
+  int64_t m, k, n;
+  bool ta, tb;
+  int64_t sa[KILN_MAX_RANK], sb[KILN_MAX_RANK]; /* batch strides in matrices, via out */
+  int32_t nbatch;                               /* out rank - 2 */
+} mm_shape;
+
+static kiln_status mm_shape_of(kir_graph *g, const kir_node *n, mm_shape *p) {
+  const kir_type *a = &g->nodes[n->inputs[0]]->type, *bt = &g->nodes[n->inputs[1]]->type;
+  const kir_type *out = &n->type;
+  if (a->rank < 2 || bt->rank < 2 || out->rank < 2)
+    return node_err(g, n, KILN_ERR_SHAPE, "matmul needs rank >= 2 inputs");
+  p->ta = kir_attr_int(n, "transpose_a", 0) != 0;
+  p->tb = kir_attr_int(n, "transpose_b", 0) != 0;
+  int64_t am = a->dims[a->rank - 2], ak = a->dims[a->rank - 1];
+  int64_t bk = bt->dims[bt->rank - 2], bn = bt->dims[bt->rank - 1];
+  p->m = p->ta ? ak : am;
+  p->k = p->ta ? am : ak;
+  p->n = p->tb ? bk : bn;
+  p->nbatch = out->rank - 2;
+  kir_type ab = *a, bb = *bt, ob = *out;
+  ab.rank -= 2;
+  bb.rank -= 2;
+  ob.rank -= 2;
+  if ((p->tb ? bn : bk) != p->k || out->dims[out->rank - 2] != p->m ||
+      out->dims[out->rank - 1] != p->n || !bcast_into(&ab, &ob) || !bcast_into(&bb, &ob))
+    return node_err(g, n, KILN_ERR_SHAPE, "matmul operand shapes do not give the node's shape");
+  if (p->m > INT32_MAX || p->n > INT32_MAX || p->k > INT32_MAX)
+    return node_err(g, n, KILN_ERR_UNSUPPORTED, "matmul dimension above 2^31-1");
+  bcast_strides(&ab, &ob, p->sa);
+  bcast_strides(&bb, &ob, p->sb);
+  for (int32_t d = 0; d < p->nbatch; d++) {
+    p->sa[d] *= p->m * p->k;
+    p->sb[d] *= p->k * p->n;
+  }
+  return KILN_OK;
+}
+
+/* Opens the batch loops and declares pa, pb, py for the current batch element. */
+static void mm_open_batch(const kir_node *n, const mm_shape *p, kcg_buf *b) {
+  int64_t ost[KILN_MAX_RANK];
+  kir_type ob = n->type;
+  ob.rank -= 2;
+  contiguous_strides(&ob, ost);
+  for (int32_t d = 0; d < p->nbatch; d++) ost[d] *= p->m * p->n;
+  kcg_printf(b, "  ");
+  for (int32_t d = 0; d < p->nbatch; d++) put_loop(b, d, n->type.dims[d]);
+  kcg_printf(b, "{\n    const %s *pa = a0 + (", kcg_ctype(n->type.dtype));
+  put_index(b, p->nbatch, p->sa);
+  kcg_printf(b, ");\n    const %s *pb = a1 + (", kcg_ctype(n->type.dtype));
+  put_index(b, p->nbatch, p->sb);
+  kcg_printf(b, ");\n    %s *py = y + (", kcg_ctype(n->type.dtype));
+  put_index(b, p->nbatch, ost);
+  kcg_printf(b, ");\n");
+}
+
+static void mm_float(const kir_node *n, const mm_shape *p, kcg_buf *b) {
+  bool f32 = n->type.dtype == KILN_F32;
+  if (p->k == 0) { /* empty sum: zeros, and no BLAS call with a zero leading dimension */
+    kcg_printf(b, "    memset(py, 0, sizeof(*py) * %lld);\n", (long long)(p->m * p->n));
+    return;
+  }
+  kcg_printf(b, "    cblas_%cgemm(CblasRowMajor, %s, %s, %lld, %lld, %lld, %s, pa, %lld, pb, %lld, "
+             "%s, py, %lld);\n", f32 ? 's' : 'd', p->ta ? "CblasTrans" : "CblasNoTrans",
+             p->tb ? "CblasTrans" : "CblasNoTrans", (long long)p->m, (long long)p->n,
+             (long long)p->k, f32 ? "1.0f" : "1.0", (long long)(p->ta ? p->m : p->k),
+             (long long)(p->tb ? p->k : p->n), f32 ? "0.0f" : "0.0", (long long)p->n);
+}
+
+static void mm_int(const kir_node *n, const mm_shape *p, kcg_buf *b) {
+  const char *T = kcg_ctype(n->type.dtype), *U = utype(n->type.dtype);
+  long long M = p->m, K = p->k, N = p->n;
+  kcg_printf(b, "    for (int64_t m = 0; m < %lld; m++)\n      for (int64_t n = 0; n < %lld; n++) {\n",
+             M, N);
+  kcg_printf(b, "        uint64_t acc = 0;\n        for (int64_t k = 0; k < %lld; k++)\n", K);
+  kcg_printf(b, "          acc += (uint64_t)(int64_t)pa[");
+  if (p->ta) kcg_printf(b, "k * %lld + m", M);
+  else kcg_printf(b, "m * %lld + k", K);
+  kcg_printf(b, "] * (uint64_t)(int64_t)pb[");
+  if (p->tb) kcg_printf(b, "n * %lld + k", K);
+  else kcg_printf(b, "k * %lld + n", N);
+  kcg_printf(b, "];\n        py[m * %lld + n] = (%s)(%s)acc;\n      }\n", N, T, U);
+}
+
+static kiln_status emit_matmul(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  mm_shape p;
+  kiln_status s = mm_shape_of(g, n, &p);
+  if (s) return s;
+  kiln_dtype t = n->type.dtype;
+  if (!is_float(t) && !is_int(t))
+    return node_err(g, n, KILN_ERR_UNSUPPORTED, "matmul on %s", kiln_dtype_name(t));
+  mm_open_batch(n, &p, b);
+  if (p.m > 0 && p.n > 0) {
+    if (is_float(t)) mm_float(n, &p, b);
+    else mm_int(n, &p, b);
+  } else {
+    kcg_printf(b, "    (void)pa; (void)pb; (void)py;\n");
+  }
+  kcg_printf(b, "  }\n");
+  return KILN_OK;
+}
+
+/* One epilogue step on `v` (a T local), computed in double and rounded to T after the
+ * step, as the interpreter does. */
+static kiln_status put_epilogue_step(kir_graph *g, const kir_node *n, const kir_epilogue *e,
+                                     int32_t s, const int64_t *ost, kcg_buf *b) {
+  kir_op op = (kir_op)e->op[s];
+  const char *T = kcg_ctype(n->type.dtype);
+  char xb[32] = "";
+  if (e->operand[s] >= 0) {
+    int32_t oi = (int32_t)e->operand[s];
+    const kir_type *ct = &g->nodes[n->inputs[oi]]->type;
+    int64_t st[KILN_MAX_RANK];
+    if (!bcast_into(ct, &n->type) || ct->dtype != n->type.dtype)
+      return node_err(g, n, KILN_ERR_SHAPE, "epilogue operand %d does not broadcast to the product",
+                      (int)oi);
+    bcast_strides(ct, &n->type, st);
+    kcg_printf(b, "    const double c%d = (double)a%d[", (int)s, (int)oi);
+    if (same_shape(ct, &n->type)) put_index(b, n->type.rank, ost);
+    else put_index(b, n->type.rank, st);
+    kcg_printf(b, "];\n");
+    snprintf(xb, sizeof xb, "c%d", (int)s);
+  }
+  kcg_printf(b, "    v = (%s)(", T);
+  bool ok = xb[0] && e->swap[s] ? put_fexpr(b, op, KILN_F64, xb, "(double)v", NAN, NAN)
+            : put_fexpr(b, op, KILN_F64, "(double)v", xb[0] ? xb : NULL, e->clamp_min[s],
+                        e->clamp_max[s]);
+  if (!ok) return node_err(g, n, KILN_ERR_GRAPH, "epilogue step %d is not elementwise", (int)s);
+  kcg_printf(b, ");\n");
+  return KILN_OK;
+}
+
+static kiln_status emit_fused_matmul(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  kir_epilogue e;
+  kiln_status s = kir_epilogue_get(g, n, &e);
+  if (s || (s = emit_matmul(g, n, b))) return s;
+  if (!is_float(n->type.dtype))
+    return node_err(g, n, KILN_ERR_TYPE, "fused_matmul needs f32 or f64");
+  if (e.n == 0 || kir_type_numel(&n->type) == 0) return KILN_OK;
+  int64_t ost[KILN_MAX_RANK];
+  contiguous_strides(&n->type, ost);
+  kcg_printf(b, "  /* epilogue: one pass over the product */\n  ");
+  for (int32_t d = 0; d < n->type.rank; d++) put_loop(b, d, n->type.dims[d]);
+  kcg_printf(b, "{\n    const int64_t o = ");
+  put_index(b, n->type.rank, ost);
+  kcg_printf(b, ";\n    %s v = y[o];\n", kcg_ctype(n->type.dtype));
+  for (int32_t i = 0; i < e.n; i++)
+    if ((s = put_epilogue_step(g, n, &e, i, ost, b))) return s;
+  kcg_printf(b, "    y[o] = v;\n  }\n");
+  return KILN_OK;
+}
+
+/* ---------------------------------------------------------------- reductions ---- */
+
+static kiln_status reduced_axes(kir_graph *g, const kir_node *n, const kir_type *in, bool *red) {
+  int32_t cnt = 0;
+  const int64_t *axes = kir_attr_ints(n, "axes", &cnt);
+  bool present = kir_attr_find(n, "axes") != NULL;
+  for (int32_t d = 0; d < KILN_MAX_RANK; d++) red[d] = !present && d < in->rank;
+  for (int32_t i = 0; present && i < cnt; i++) {
+    int64_t ax = axes[i] < 0 ? axes[i] + in->rank : axes[i];
+    if (ax < 0 || ax >= in->rank || red[ax])
+      return node_err(g, n, KILN_ERR_SHAPE, "bad or repeated axis %lld for rank %d",
+                      (long long)axes[i], (int)in->rank);
+    red[ax] = true;
+  }
+  return KILN_OK;
+}
+
+static void put_red_init(const kir_node *n, kcg_buf *b) {
+  bool fl = is_float(n->type.dtype);
+  if (n->op == KIR_OP_REDUCE_MAX)
+    kcg_printf(b, fl ? "double acc = -INFINITY;\n" : "int64_t acc = INT64_MIN;\n");
+  else kcg_printf(b, fl ? "double acc = 0.0;\n" : "uint64_t acc = 0;\n");
+}
+
+static void put_red_step(const kir_node *n, kcg_buf *b) {
+  bool fl = is_float(n->type.dtype);
+  if (n->op != KIR_OP_REDUCE_MAX)
+    kcg_printf(b, fl ? "acc += (double)x;\n" : "acc += (uint64_t)(int64_t)x;\n");
+  else if (fl)
+    kcg_printf(b, "acc = (isnan(acc) || isnan((double)x)) ? NAN : ((double)x > acc ? (double)x : acc);\n");
+  else kcg_printf(b, "acc = (int64_t)x > acc ? (int64_t)x : acc;\n");
+}
+
+static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  const kir_type *in = &g->nodes[n->inputs[0]]->type;
+  bool red[KILN_MAX_RANK];
+  int64_t ist[KILN_MAX_RANK], ost[KILN_MAX_RANK] = {0}, count = 1, s = 1;
+  kiln_status st = reduced_axes(g, n, in, red);
+  if (st) return st;
+  if (!is_float(n->type.dtype) && !is_int(n->type.dtype))
+    return node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s", kir_op_get(n->op)->name,
+                    kiln_dtype_name(n->type.dtype));
+  contiguous_strides(in, ist);
+  for (int32_t d = in->rank - 1; d >= 0; d--) {
+    if (red[d]) count *= in->dims[d];
+    else { ost[d] = s; s *= in->dims[d]; }
+  }
+  if (count == 0 && n->op == KIR_OP_REDUCE_MAX)
+    return node_err(g, n, KILN_ERR_SHAPE, "reduce_max over an empty axis");
+  const char *T = kcg_ctype(n->type.dtype);
+  kcg_printf(b, "  ");
+  for (int32_t d = 0; d < in->rank; d++) if (!red[d]) put_loop(b, d, in->dims[d]);
+  kcg_printf(b, "{\n    ");
+  put_red_init(n, b);
+  kcg_printf(b, "    ");
+  for (int32_t d = 0; d < in->rank; d++) if (red[d]) put_loop(b, d, in->dims[d]);
+  kcg_printf(b, "{\n      const %s x = a0[", T);
+  put_index(b, in->rank, ist);
+  kcg_printf(b, "];\n      ");
+  put_red_step(n, b);
+  kcg_printf(b, "    }\n    y[");
+  put_index(b, in->rank, ost);
+  if (n->op == KIR_OP_REDUCE_MEAN) kcg_printf(b, "] = (%s)(acc / %lld.0);\n  }\n", T, (long long)count);
+  else if (is_float(n->type.dtype)) kcg_printf(b, "] = (%s)acc;\n  }\n", T);
+  else kcg_printf(b, "] = (%s)(%s)acc;\n  }\n", T, utype(n->type.dtype));
+  return KILN_OK;
+}
+
+/* ---------------------------------------------------------------- softmax ------- */
+
+static kiln_status emit_softmax(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  const kir_type *t = &n->type;
+  int64_t ax = kir_attr_int(n, "axis", -1);
+  if (ax < 0) ax += t->rank;
+  if (ax < 0 || ax >= t->rank || !is_float(t->dtype))
+    return node_err(g, n, KILN_ERR_SHAPE, "softmax axis %lld for %d-D %s input",
+                    (long long)kir_attr_int(n, "axis", -1), (int)t->rank, kiln_dtype_name(t->dtype));
+  int64_t outer = 1, inner = 1, len = t->dims[ax];
+  for (int32_t d = 0; d < ax; d++) outer *= t->dims[d];
+  for (int32_t d = (int32_t)ax + 1; d < t->rank; d++) inner *= t->dims[d];
+  const char *T = kcg_ctype(t->dtype);
+  long long L = len, I = inner;
+  kcg_printf(b, "  for (int64_t o = 0; o < %lld; o++)\n    for (int64_t i = 0; i < %lld; i++) {\n",
+             (long long)outer, I);
+  kcg_printf(b, "      const %s *x = a0 + o * %lld + i;\n      %s *z = y + o * %lld + i;\n", T, L * I,
+             T, L * I);
+  kcg_printf(b, "      double m = -INFINITY, s = 0.0;\n");
+  kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) {\n        const double v = (double)x[j * %lld];\n"
+             "        m = (isnan(m) || isnan(v)) ? NAN : (v > m ? v : m);\n      }\n", L, I);
+  kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) s += exp((double)x[j * %lld] - m);\n", L, I);
+  kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) z[j * %lld] = (%s)(exp((double)x[j * %lld] - m) / s);\n",
+             L, I, T, I);
+  kcg_printf(b, "    }\n");
+  return KILN_OK;
+}
+
+/* ---------------------------------------------------------------- shape ops ----- */
+
+static kiln_status emit_transpose(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  const kir_type *in = &g->nodes[n->inputs[0]]->type;
+  int32_t cnt = 0;
+  const int64_t *pv = kir_attr_ints(n, "perm", &cnt);
+  bool present = kir_attr_find(n, "perm") != NULL, seen[KILN_MAX_RANK] = {false};
+  int64_t ist[KILN_MAX_RANK], pst[KILN_MAX_RANK], ost[KILN_MAX_RANK];
+  if ((present && cnt != in->rank) || in->rank != n->type.rank)
+    return node_err(g, n, KILN_ERR_SHAPE, "perm has %d entries for rank %d", (int)cnt, (int)in->rank);
+  contiguous_strides(in, ist);
+  contiguous_strides(&n->type, ost);
+  for (int32_t d = 0; d < in->rank; d++) {
+    int64_t p = present ? pv[d] : in->rank - 1 - d;
+    if (p < 0 || p >= in->rank || seen[p] || n->type.dims[d] != in->dims[p])
+      return node_err(g, n, KILN_ERR_SHAPE, "perm entry %d (%lld) is not a permutation", (int)d,
+                      (long long)p);
+    seen[p] = true;
+    pst[d] = in->dims[p] == 1 ? 0 : ist[p];
+  }
+  kcg_printf(b, "  ");
+  for (int32_t d = 0; d < n->type.rank; d++) put_loop(b, d, n->type.dims[d]);
+  kcg_printf(b, "{\n    y[");
+  put_index(b, n->type.rank, ost);
+  kcg_printf(b, "] = a0[");
+  put_index(b, n->type.rank, pst);
+  kcg_printf(b, "];\n  }\n");
+  return KILN_OK;
+}
+
+static kiln_status emit_copy(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  int64_t nb = kir_type_nbytes(&n->type);
+  if (nb < 0 || nb != kir_type_nbytes(&g->nodes[n->inputs[0]]->type))
+    return node_err(g, n, KILN_ERR_SHAPE, "input and output sizes differ");
+  /* memmove: the plan may place the output over its input. */
+  if (nb > 0) kcg_printf(b, "  memmove(y, a0, %lld);\n", (long long)nb);
+  else kcg_printf(b, "  (void)y; (void)a0;\n");
+  return KILN_OK;
+}
+
+static kiln_status emit_add_n(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  kiln_dtype t = n->type.dtype;
+  for (int32_t i = 0; i < n->n_inputs; i++)
+    if (!same_shape(&g->nodes[n->inputs[i]]->type, &n->type))
+      return node_err(g, n, KILN_ERR_SHAPE, "add_n input %d differs in shape", (int)i);
+  if (!is_float(t) && !is_int(t))
+    return node_err(g, n, KILN_ERR_UNSUPPORTED, "add_n on %s", kiln_dtype_name(t));
+  kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)kir_type_numel(&n->type));
+  kcg_printf(b, is_float(t) ? "    double acc = 0.0;\n" : "    uint64_t acc = 0;\n");
+  kcg_printf(b, "    for (int j = 0; j < %d; j++) acc += %sa[j][i];\n", (int)n->n_inputs,
+             is_float(t) ? "(double)" : "(uint64_t)(int64_t)");
+  if (is_float(t)) kcg_printf(b, "    y[i] = (%s)acc;\n  }\n", kcg_ctype(t));
+  else kcg_printf(b, "    y[i] = (%s)(%s)acc;\n  }\n", kcg_ctype(t), utype(t));
+  return KILN_OK;
+}
+
+/* ---------------------------------------------------------------- dispatch ------ */
+
+static kiln_status not_compiled(kir_graph *g, const kir_node *n) {
+  if (n->op == KIR_OP_VARIABLE || n->op == KIR_OP_ASSIGN)
+    return node_err(g, n, KILN_ERR_UNSUPPORTED, "variables cannot be compiled; freeze the graph first");
+  return node_err(g, n, KILN_ERR_INTERNAL, "%s is not a step", kir_op_get(n->op) ? kir_op_get(n->op)->name : "invalid op");
+}
+
+static kiln_status emit_body(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  switch (n->op) {
+  case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_MAXIMUM:
+  case KIR_OP_MINIMUM: case KIR_OP_NEG: case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT:
+  case KIR_OP_TANH: case KIR_OP_SIGMOID: case KIR_OP_RELU: case KIR_OP_CLAMP:
+    return emit_elementwise(g, n, b);
+  case KIR_OP_MATMUL: return emit_matmul(g, n, b);
+  case KIR_OP_FUSED_MATMUL: return emit_fused_matmul(g, n, b);
+  case KIR_OP_ADD_N: return emit_add_n(g, n, b);
+  case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
+    return emit_reduce(g, n, b);
+  case KIR_OP_SOFTMAX: return emit_softmax(g, n, b);
+  case KIR_OP_TRANSPOSE: return emit_transpose(g, n, b);
+  case KIR_OP_RESHAPE: case KIR_OP_IDENTITY: return emit_copy(g, n, b);
+  case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE: case KIR_OP_ASSIGN:
+  case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_GROUP: case KIR_OP_NO_OP:
+  case KIR_OP_INVALID: case KIR_OP_COUNT:
+    return not_compiled(g, n);
+  }
+  return not_compiled(g, n);
+}
+
+/* "/ * step 3: fused_matmul ["a", "b"] f32[2,3] x f32[3,4] -> f32[2,4] * /" */
+static void put_step_comment(const kir_graph *g, const kir_node *n, int32_t step, kcg_buf *b) {
+  char ty[96];
+  int32_t nf = 0;
+  const char *const *from = n->op == KIR_OP_FUSED_MATMUL ? kir_attr_strings(n, "fused_from", &nf) : NULL;
+  kcg_printf(b, "/* step %d: %s [", (int)step, kir_op_get(n->op)->name);
+  if (from && nf > 0) {
+    for (int32_t i = 0; i < nf; i++) {
+      if (i) kcg_printf(b, ", ");
+      kcg_put_name(b, from[i]);
+    }
+  } else {
+    kcg_put_name(b, n->name);
+  }
+  kcg_printf(b, "] ");
+  for (int32_t i = 0; i < n->n_inputs; i++) {
+    kir_type_format(&g->nodes[n->inputs[i]]->type, ty, sizeof ty);
+    kcg_printf(b, "%s%s", i ? " x " : "", ty);
+  }
+  kir_type_format(&n->type, ty, sizeof ty);
+  kcg_printf(b, " -> %s */\n", ty);
+}
+
+kiln_status kcg_c_emit_kernel(kir_graph *g, const kir_node *n, int32_t step, bool restrict_ok,
+                              kcg_buf *b) {
+  if (!kir_op_get(n->op)) return node_err(g, n, KILN_ERR_GRAPH, "invalid op %d", (int)n->op);
+  for (int32_t i = 0; i < n->n_inputs; i++) {
+    kiln_dtype it = g->nodes[n->inputs[i]]->type.dtype;
+    if (it != n->type.dtype)
+      return node_err(g, n, KILN_ERR_TYPE, "input %d is %s, the node is %s", (int)i,
+                      kiln_dtype_name(it), kiln_dtype_name(n->type.dtype));
+  }
+  put_step_comment(g, n, step, b);
+  put_signature(b, g, n, step, restrict_ok);
+  kiln_status s = emit_body(g, n, b);
+  kcg_printf(b, "  return 0;\n}\n\n");
+  return s;
+}

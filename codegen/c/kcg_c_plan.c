@@ -1,0 +1,247 @@
+/* kcg_c_plan.c — the artifact of a compiled graph: the kiln.rt.Plan message (inputs,
+ * outputs, buffers, steps with provenance and placement), the weights blob, and the
+ * container written through the runtime's kart_write. Must agree with kcg_c_emit.c on
+ * step numbering (kcg_c_is_step) and with runtime/kiln_artifact.proto on meaning. */
+#include <string.h>
+
+#include "kcg_c_internal.h"
+#include "kiln_artifact.h"
+#include "kiln_artifact.pb-c.h"
+
+#define PRODUCER "kiln 0.1.0"
+
+/* Every block the message points into; freed together. Strings and dims point into the
+ * graph, which outlives the message (packing only reads them). */
+typedef struct plan_mem {
+  Kiln__Rt__TensorSpec *specs;   /* inputs, outputs, then one per buffer */
+  Kiln__Rt__TensorSpec **in_ptrs, **out_ptrs;
+  Kiln__Rt__Buffer *bufs;
+  Kiln__Rt__Buffer **buf_ptrs;
+  Kiln__Rt__Step *steps;
+  Kiln__Rt__Step **step_ptrs;
+  int32_t *ints;   /* output_buffers, then each step's input buffer indices */
+  char **names;    /* each step's source node names */
+  int32_t *bidx;   /* per node: buffer index or -1 */
+} plan_mem;
+
+static void plan_mem_free(plan_mem *m) {
+  void *blocks[] = {m->specs, m->in_ptrs, m->out_ptrs, m->bufs, m->buf_ptrs,
+                    m->steps, m->step_ptrs, m->ints, m->names, m->bidx};
+  for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) kir_free(blocks[i]);
+  memset(m, 0, sizeof *m);
+}
+
+typedef struct counts {
+  int32_t inputs, outputs, buffers, steps, step_inputs, step_names;
+} counts;
+
+static int32_t n_names(const kir_node *n) {
+  int32_t nf = 0;
+  if (n->op == KIR_OP_FUSED_MATMUL) kir_attr_strings(n, "fused_from", &nf);
+  return nf > 0 ? nf : 1;
+}
+
+static counts count_all(const kir_graph *g, const kps_memplan *plan, int32_t n_outputs) {
+  counts c = {0, n_outputs, 0, 0, 0, 0};
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    if (n->op == KIR_OP_PLACEHOLDER) c.inputs++;
+    if (plan->loc[i] != KPS_LOC_NONE) c.buffers++;
+    if (!kcg_c_is_step(n, plan)) continue;
+    c.steps++;
+    c.step_inputs += n->n_inputs;
+    c.step_names += n_names(n);
+  }
+  return c;
+}
+
+static bool plan_mem_alloc(plan_mem *m, const counts *c, int32_t n_nodes) {
+  size_t nspec = (size_t)c->inputs + (size_t)c->outputs + (size_t)c->buffers;
+  m->specs = kir_calloc(nspec + 1, sizeof *m->specs);
+  m->in_ptrs = kir_calloc((size_t)c->inputs + 1, sizeof *m->in_ptrs);
+  m->out_ptrs = kir_calloc((size_t)c->outputs + 1, sizeof *m->out_ptrs);
+  m->bufs = kir_calloc((size_t)c->buffers + 1, sizeof *m->bufs);
+  m->buf_ptrs = kir_calloc((size_t)c->buffers + 1, sizeof *m->buf_ptrs);
+  m->steps = kir_calloc((size_t)c->steps + 1, sizeof *m->steps);
+  m->step_ptrs = kir_calloc((size_t)c->steps + 1, sizeof *m->step_ptrs);
+  m->ints = kir_calloc((size_t)c->outputs + (size_t)c->step_inputs + 1, sizeof *m->ints);
+  m->names = kir_calloc((size_t)c->step_names + 1, sizeof *m->names);
+  m->bidx = kir_calloc((size_t)n_nodes + 1, sizeof *m->bidx);
+  return m->specs && m->in_ptrs && m->out_ptrs && m->bufs && m->buf_ptrs && m->steps &&
+         m->step_ptrs && m->ints && m->names && m->bidx;
+}
+
+static void fill_spec(Kiln__Rt__TensorSpec *s, kir_node *n) {
+  kiln__rt__tensor_spec__init(s);
+  s->name = (char *)n->name;
+  s->dtype = (int32_t)n->type.dtype;
+  s->n_dims = (size_t)n->type.rank;
+  s->dims = n->type.rank > 0 ? n->type.dims : NULL;
+}
+
+static Kiln__Rt__Location pb_loc(kps_loc l) {
+  switch (l) {
+  case KPS_LOC_INPUT: return KILN__RT__LOCATION__LOC_INPUT;
+  case KPS_LOC_WEIGHTS: return KILN__RT__LOCATION__LOC_WEIGHTS;
+  case KPS_LOC_ARENA: return KILN__RT__LOCATION__LOC_ARENA;
+  case KPS_LOC_NONE: break;
+  }
+  return KILN__RT__LOCATION__LOC_NONE;
+}
+
+static const char *device_of(const kir_node *n) {
+  return n->assigned_device && n->assigned_device[0] ? n->assigned_device : "cpu:0";
+}
+
+/* Inputs (placeholders in node order) and buffers (every located node). */
+static void fill_buffers(kir_graph *g, const kps_memplan *plan, plan_mem *m, const counts *c,
+                         Kiln__Rt__Plan *p) {
+  Kiln__Rt__TensorSpec *spec = m->specs;
+  int32_t ni = 0, nb = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    kir_node *n = g->nodes[i];
+    int32_t input = -1;
+    m->bidx[i] = -1;
+    if (n->op == KIR_OP_PLACEHOLDER) {
+      fill_spec(spec, n);
+      m->in_ptrs[input = ni++] = spec++;
+    }
+    if (plan->loc[i] == KPS_LOC_NONE) continue;
+    Kiln__Rt__Buffer *b = &m->bufs[nb];
+    kiln__rt__buffer__init(b);
+    fill_spec(spec, n);
+    b->tensor = spec++;
+    b->loc = pb_loc(plan->loc[i]);
+    b->offset = plan->loc[i] == KPS_LOC_INPUT ? 0 : (uint64_t)plan->offset[i];
+    b->size = (uint64_t)plan->size[i];
+    b->index = input;
+    b->device = (char *)device_of(n);
+    m->buf_ptrs[nb] = b;
+    m->bidx[i] = nb++;
+  }
+  p->n_inputs = (size_t)c->inputs;
+  p->inputs = m->in_ptrs;
+  p->n_buffers = (size_t)nb;
+  p->buffers = m->buf_ptrs;
+}
+
+static void fill_outputs(kir_graph *g, plan_mem *m, const int32_t *outputs, int32_t n_outputs,
+                         Kiln__Rt__Plan *p) {
+  Kiln__Rt__TensorSpec *spec = m->specs + p->n_inputs + p->n_buffers;
+  for (int32_t j = 0; j < n_outputs; j++) {
+    fill_spec(&spec[j], g->nodes[outputs[j]]);
+    m->out_ptrs[j] = &spec[j];
+    m->ints[j] = m->bidx[outputs[j]];
+  }
+  p->n_outputs = p->n_output_buffers = (size_t)n_outputs;
+  p->outputs = m->out_ptrs;
+  p->output_buffers = m->ints;
+}
+
+static void fill_steps(kir_graph *g, const kps_memplan *plan, plan_mem *m, int32_t n_outputs,
+                       Kiln__Rt__Plan *p, char (*kernel_names)[48]) {
+  int32_t *ints = m->ints + n_outputs;
+  char **names = m->names;
+  int32_t ns = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    kir_node *n = g->nodes[i];
+    if (!kcg_c_is_step(n, plan)) continue;
+    Kiln__Rt__Step *s = &m->steps[ns];
+    kiln__rt__step__init(s);
+    snprintf(kernel_names[ns], 48, "k%d_%s", (int)ns, kir_op_get(n->op)->name);
+    s->kernel = kernel_names[ns];
+    s->op = (char *)kir_op_get(n->op)->name;
+    int32_t nf = 0;
+    const char *const *from = n->op == KIR_OP_FUSED_MATMUL ? kir_attr_strings(n, "fused_from", &nf) : NULL;
+    s->nodes = names;
+    s->n_nodes = (size_t)n_names(n);
+    for (int32_t k = 0; k < (int32_t)s->n_nodes; k++) *names++ = (char *)(nf > 0 ? from[k] : n->name);
+    s->inputs = ints;
+    s->n_inputs = (size_t)n->n_inputs;
+    for (int32_t k = 0; k < n->n_inputs; k++) *ints++ = m->bidx[n->inputs[k]];
+    s->output = m->bidx[i];
+    s->device = (char *)device_of(n);
+    s->placement_reason = (char *)(n->placement_reason ? n->placement_reason : "");
+    m->step_ptrs[ns++] = s;
+  }
+  p->n_steps = (size_t)ns;
+  p->steps = m->step_ptrs;
+}
+
+/* Packs the plan into *out (kir_malloc). */
+static kiln_status pack_plan(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
+                             int32_t n_outputs, const char *pipeline, uint8_t **out, size_t *len) {
+  plan_mem m = {0};
+  counts c = count_all(g, plan, n_outputs);
+  char (*kernel_names)[48] = kir_calloc((size_t)c.steps + 1, 48);
+  kiln_status s = KILN_OK;
+  *out = NULL;
+  if (!kernel_names || !plan_mem_alloc(&m, &c, g->n_nodes)) {
+    s = kir_seterr(g, KILN_ERR_NOMEM, "out of memory building the artifact plan");
+  } else {
+    Kiln__Rt__Plan p = KILN__RT__PLAN__INIT;
+    p.abi = KART_ABI;
+    p.target = "cpu";
+    p.entry = "kiln_entry";
+    p.arena_bytes = (uint64_t)plan->arena_bytes;
+    p.weights_bytes = (uint64_t)plan->weights_bytes;
+    p.producer = PRODUCER;
+    p.pipeline = (char *)(pipeline ? pipeline : "");
+    fill_buffers(g, plan, &m, &c, &p);
+    fill_outputs(g, &m, outputs, n_outputs, &p);
+    fill_steps(g, plan, &m, n_outputs, &p, kernel_names);
+    *len = kiln__rt__plan__get_packed_size(&p);
+    *out = kir_malloc(*len);
+    if (!*out) s = kir_seterr(g, KILN_ERR_NOMEM, "out of memory packing the artifact plan");
+    else kiln__rt__plan__pack(&p, *out);
+  }
+  kir_free(kernel_names);
+  plan_mem_free(&m);
+  return s;
+}
+
+/* Every constant's bytes at its planned offset in one zero-padded blob. */
+static kiln_status make_weights(kir_graph *g, const kps_memplan *plan, uint8_t **out) {
+  char esc[KCG_ESC_BUF];
+  *out = kir_calloc((size_t)plan->weights_bytes + 1, 1);
+  if (!*out) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory for %lld bytes of weights",
+                               (long long)plan->weights_bytes);
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    if (plan->loc[i] != KPS_LOC_WEIGHTS) continue;
+    const kir_tensor *t = n->op == KIR_OP_CONSTANT ? kir_attr_tensor(n, "value") : NULL;
+    int64_t nb = t ? kir_type_nbytes(&t->type) : -1;
+    if (nb < 0 || !kir_type_equal(&t->type, &n->type) || plan->offset[i] < 0 ||
+        plan->offset[i] > plan->weights_bytes - nb) {
+      kir_free(*out);
+      *out = NULL;
+      return kir_seterr(g, KILN_ERR_INTERNAL, "node '%s': weights entry has no constant value of "
+                        "its type inside the weights block", kir_escape(n->name, esc, sizeof esc));
+    }
+    if (nb > 0) memcpy(*out + plan->offset[i], t->data, (size_t)nb);
+  }
+  return KILN_OK;
+}
+
+kiln_status kcg_c_write_artifact(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
+                                 int32_t n_outputs, const char *pipeline, const char *src,
+                                 const uint8_t *so, size_t so_len, const char *path) {
+  uint8_t *pb = NULL, *weights = NULL;
+  size_t pb_len = 0;
+  kiln_status s = pack_plan(g, plan, outputs, n_outputs, pipeline, &pb, &pb_len);
+  if (!s) s = make_weights(g, plan, &weights);
+  if (!s) {
+    kart_section sec[4];
+    memset(sec, 0, sizeof sec);
+    sec[0].kind = KART_SEC_PLAN, sec[0].data = pb, sec[0].size = pb_len;
+    sec[1].kind = KART_SEC_WEIGHTS, sec[1].data = weights, sec[1].size = (uint64_t)plan->weights_bytes;
+    sec[2].kind = KART_SEC_CODE_CPU, sec[2].data = so, sec[2].size = so_len;
+    sec[3].kind = KART_SEC_SOURCE_C, sec[3].data = (const uint8_t *)src, sec[3].size = strlen(src);
+    char err[400] = "";
+    int rc = kart_write(path, sec, 4, err, sizeof err);
+    if (rc != 0) s = kir_seterr(g, (kiln_status)rc, "%s", err[0] ? err : "writing the artifact failed");
+  }
+  kir_free(pb);
+  kir_free(weights);
+  return s;
+}

@@ -1,0 +1,748 @@
+/* kir_graph.c — graphs: the arena that owns all IR, nodes, the name index, attribute
+ * setters and getters, cloning, compaction and topological sorting. Every change is
+ * transactional: on failure the graph is unchanged. Depends on libc and kir_alloc. */
+#include "kir_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- arena --------- */
+/* Chunked bump allocator. Chunks grow geometrically; a request larger than a quarter
+ * of the next chunk gets a chunk of its own, so big tensors waste nothing. */
+#define ARENA_ALIGN 16
+#define ARENA_FIRST 4096
+#define ARENA_MAX_CHUNK (1u << 20)
+
+typedef struct arena_chunk {
+  struct arena_chunk *next;
+  size_t size, used;
+  _Alignas(ARENA_ALIGN) unsigned char data[];
+} arena_chunk;
+
+struct kir_arena {
+  arena_chunk *head; /* current chunk; older chunks follow */
+  size_t next_size;
+};
+
+static kir_arena *arena_create(void) {
+  kir_arena *a = kir_calloc(1, sizeof *a);
+  if (a) a->next_size = ARENA_FIRST;
+  return a;
+}
+
+static void arena_destroy(kir_arena *a) {
+  if (!a) return;
+  for (arena_chunk *c = a->head, *next; c; c = next) {
+    next = c->next;
+    kir_free(c);
+  }
+  kir_free(a);
+}
+
+static arena_chunk *chunk_new(size_t size) {
+  if (size > SIZE_MAX - sizeof(arena_chunk)) return NULL;
+  arena_chunk *c = kir_malloc(sizeof(arena_chunk) + size);
+  if (!c) return NULL;
+  c->next = NULL;
+  c->size = size;
+  c->used = 0;
+  return c;
+}
+
+/* A big request's chunk goes behind the head so the head keeps its free space. */
+static void *arena_big(kir_arena *a, size_t n) {
+  arena_chunk *c = chunk_new(n);
+  if (!c) return NULL;
+  c->used = n;
+  if (a->head) {
+    c->next = a->head->next;
+    a->head->next = c;
+  } else {
+    a->head = c;
+  }
+  return c->data;
+}
+
+static void *arena_alloc(kir_arena *a, size_t n, size_t align) {
+  if (n == 0) n = 1;
+  if (n > SIZE_MAX - 2 * align) return NULL;
+  size_t need = n + align; /* room to align within a fresh chunk */
+  arena_chunk *c = a->head;
+  if (c) {
+    uintptr_t base = (uintptr_t)c->data;
+    size_t off = (size_t)(((base + c->used + align - 1) & ~(uintptr_t)(align - 1)) - base);
+    if (off <= c->size && c->size - off >= n) {
+      c->used = off + n;
+      return memset(c->data + off, 0, n);
+    }
+  }
+  if (need > a->next_size / 4) {
+    void *p = arena_big(a, need);
+    if (!p) return NULL;
+    uintptr_t q = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+    return memset((void *)q, 0, n);
+  }
+  c = chunk_new(a->next_size);
+  if (!c) return NULL;
+  c->next = a->head;
+  a->head = c;
+  if (a->next_size < ARENA_MAX_CHUNK) a->next_size *= 2;
+  return arena_alloc(a, n, align);
+}
+
+/* ---------------------------------------------------------------- errors -------- */
+
+kiln_status kir_seterr(kir_graph *g, kiln_status s, const char *fmt, ...) {
+  if (!g) return s;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g->error, sizeof g->error, fmt, ap);
+  va_end(ap);
+  g->status = s;
+  return s;
+}
+
+void kir_clearerr(kir_graph *g) {
+  if (!g) return;
+  g->status = KILN_OK;
+  g->error[0] = '\0';
+}
+
+void *kir_graph_alloc(kir_graph *g, size_t n) {
+  void *p = arena_alloc(g->arena, n, ARENA_ALIGN);
+  if (!p) kir_seterr(g, KILN_ERR_NOMEM, "out of memory allocating %zu bytes", n);
+  return p;
+}
+
+static void *graph_alloc_aligned(kir_graph *g, size_t n, size_t align) {
+  void *p = arena_alloc(g->arena, n, align);
+  if (!p) kir_seterr(g, KILN_ERR_NOMEM, "out of memory allocating %zu bytes", n);
+  return p;
+}
+
+const char *kir_graph_strdup(kir_graph *g, const char *s) {
+  if (!s) s = "";
+  size_t n = strlen(s) + 1;
+  char *d = arena_alloc(g->arena, n, 1);
+  if (!d) {
+    kir_seterr(g, KILN_ERR_NOMEM, "out of memory copying a string of %zu bytes", n);
+    return NULL;
+  }
+  return memcpy(d, s, n);
+}
+
+/* ---------------------------------------------------------------- name index ---- */
+/* Open addressing, linear probing; slots hold node ids, -1 = empty. A name maps to the
+ * first node that carries it; the verifier reports later duplicates. */
+struct kir_name_index {
+  uint32_t cap; /* power of two, at least twice the entry count */
+  uint32_t count;
+  int32_t slots[];
+};
+
+static uint32_t hash_name(const char *s) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+static struct kir_name_index *index_new(uint32_t cap) {
+  struct kir_name_index *x = kir_malloc(sizeof *x + (size_t)cap * sizeof(int32_t));
+  if (!x) return NULL;
+  x->cap = cap;
+  x->count = 0;
+  for (uint32_t i = 0; i < cap; i++) x->slots[i] = -1;
+  return x;
+}
+
+/* Slot holding `name`, or the empty slot where it would go. */
+static uint32_t index_slot(const struct kir_name_index *x, kir_node *const *nodes,
+                           const char *name) {
+  uint32_t mask = x->cap - 1, i = hash_name(name) & mask;
+  while (x->slots[i] >= 0 && strcmp(nodes[x->slots[i]]->name, name) != 0) i = (i + 1) & mask;
+  return i;
+}
+
+/* Needs a free slot (the caller keeps the load under one half). */
+static void index_put(struct kir_name_index *x, kir_node *const *nodes, int32_t id) {
+  uint32_t i = index_slot(x, nodes, nodes[id]->name);
+  if (x->slots[i] >= 0) return; /* duplicate: keep the first */
+  x->slots[i] = id;
+  x->count++;
+}
+
+static uint32_t index_cap_for(int64_t n) {
+  uint32_t cap = 16;
+  while ((int64_t)cap < 2 * n + 2) cap *= 2;
+  return cap;
+}
+
+static struct kir_name_index *index_build(kir_node *const *nodes, int32_t n) {
+  struct kir_name_index *x = index_new(index_cap_for(n));
+  if (!x) return NULL;
+  for (int32_t i = 0; i < n; i++) index_put(x, nodes, i);
+  return x;
+}
+
+kir_node *kir_graph_find(const kir_graph *g, const char *name) {
+  if (!g || !name || !g->index) return NULL;
+  uint32_t i = index_slot(g->index, g->nodes, name);
+  return g->index->slots[i] >= 0 ? g->nodes[g->index->slots[i]] : NULL;
+}
+
+/* ---------------------------------------------------------------- graphs -------- */
+
+kir_graph *kir_graph_create(void) {
+  kir_graph *g = kir_calloc(1, sizeof *g);
+  if (!g) return NULL;
+  g->arena = arena_create();
+  g->index = index_new(16);
+  if (!g->arena || !g->index) {
+    kir_graph_destroy(g);
+    return NULL;
+  }
+  return g;
+}
+
+static void graph_free_contents(kir_graph *g) {
+  arena_destroy(g->arena);
+  kir_free(g->nodes);
+  kir_free(g->index);
+  g->arena = NULL;
+  g->nodes = NULL;
+  g->index = NULL;
+  g->n_nodes = g->cap_nodes = 0;
+}
+
+void kir_graph_destroy(kir_graph *g) {
+  if (!g) return;
+  graph_free_contents(g);
+  kir_free(g);
+}
+
+void kir_graph_swap_in(kir_graph *dst, kir_graph *src) {
+  if (!dst || !src || dst == src) return;
+  graph_free_contents(dst);
+  *dst = *src;
+  src->arena = NULL;
+  src->nodes = NULL;
+  src->index = NULL;
+  kir_graph_destroy(src);
+}
+
+static kiln_status reserve_nodes(kir_graph *g, int32_t more) {
+  if (g->n_nodes > KIR_MAX_NODES - more)
+    return kir_seterr(g, KILN_ERR_LIMIT, "graph has more than %d nodes", KIR_MAX_NODES);
+  int32_t need = g->n_nodes + more;
+  if (need <= g->cap_nodes) return KILN_OK;
+  int32_t cap = g->cap_nodes ? g->cap_nodes : 16;
+  while (cap < need) cap *= 2;
+  kir_node **p = kir_realloc(g->nodes, (size_t)g->cap_nodes * sizeof *p, (size_t)cap * sizeof *p);
+  if (!p) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory growing the node list");
+  g->nodes = p;
+  g->cap_nodes = cap;
+  return KILN_OK;
+}
+
+/* Makes sure one more name fits in the index under half load. */
+static kiln_status reserve_index(kir_graph *g) {
+  if (g->index && 2 * ((int64_t)g->index->count + 1) < (int64_t)g->index->cap) return KILN_OK;
+  struct kir_name_index *x = index_new(index_cap_for(g->n_nodes + 1));
+  if (!x) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory growing the name index");
+  for (int32_t i = 0; i < g->n_nodes; i++) index_put(x, g->nodes, i);
+  kir_free(g->index);
+  g->index = x;
+  return KILN_OK;
+}
+
+static const char *node_kind(kir_op op) {
+  const kir_op_info *i = kir_op_get((int32_t)op);
+  return i ? i->name : "invalid";
+}
+
+static kiln_status check_new_node(kir_graph *g, kir_op op, const char *name,
+                                  const int32_t *inputs, int32_t n_inputs, int32_t bound) {
+  char esc[KIR_ESC_BUF];
+  if (!name) return kir_seterr(g, KILN_ERR_ARGUMENT, "node name is NULL");
+  kir_escape(name, esc, sizeof esc);
+  if (strlen(name) > KIR_MAX_NAME)
+    return kir_seterr(g, KILN_ERR_LIMIT, "node '%s': name longer than %d bytes", esc, KIR_MAX_NAME);
+  if (!kir_op_get((int32_t)op))
+    return kir_seterr(g, KILN_ERR_GRAPH, "node '%s': invalid op number %d", esc, (int)op);
+  if (n_inputs < 0 || (n_inputs > 0 && !inputs))
+    return kir_seterr(g, KILN_ERR_ARGUMENT, "node '%s': bad input list", esc);
+  if (n_inputs > KIR_MAX_INPUTS)
+    return kir_seterr(g, KILN_ERR_LIMIT, "node '%s': %d inputs, more than %d", esc, (int)n_inputs,
+                      KIR_MAX_INPUTS);
+  for (int32_t i = 0; i < n_inputs; i++)
+    if (inputs[i] < 0 || inputs[i] >= bound)
+      return kir_seterr(g, KILN_ERR_GRAPH, "node '%s' (%s): input %d refers to missing node %d",
+                        esc, node_kind(op), (int)i, (int)inputs[i]);
+  return KILN_OK;
+}
+
+/* kir_node_add with inputs checked against `bound` instead of the node count (clone
+ * copies graphs that are not yet in topological order). */
+static kir_node *node_add_bounded(kir_graph *g, kir_op op, const char *name,
+                                  const int32_t *inputs, int32_t n_inputs, int32_t bound) {
+  if (check_new_node(g, op, name, inputs, n_inputs, bound) != KILN_OK) return NULL;
+  if (reserve_nodes(g, 1) != KILN_OK || reserve_index(g) != KILN_OK) return NULL;
+  kir_node *n = kir_graph_alloc(g, sizeof *n);
+  const char *nm = n ? kir_graph_strdup(g, name) : NULL;
+  int32_t *in = nm && n_inputs ? kir_graph_alloc(g, (size_t)n_inputs * sizeof *in) : NULL;
+  if (!nm || (n_inputs && !in)) return NULL;
+  if (n_inputs) memcpy(in, inputs, (size_t)n_inputs * sizeof *in);
+  n->id = g->n_nodes;
+  n->op = op;
+  n->name = nm;
+  n->device = n->assigned_device = n->placement_reason = "";
+  n->n_inputs = n_inputs;
+  n->inputs = in;
+  g->nodes[g->n_nodes++] = n;
+  index_put(g->index, g->nodes, n->id);
+  return n;
+}
+
+kir_node *kir_node_add(kir_graph *g, kir_op op, const char *name, const int32_t *inputs,
+                       int32_t n_inputs) {
+  if (!g) return NULL;
+  return node_add_bounded(g, op, name, inputs, n_inputs, g->n_nodes);
+}
+
+/* ---------------------------------------------------------------- attributes ---- */
+/* n->attrs has room for attr_cap(n->n_attrs) entries: setters grow it by doubling, so
+ * a node with k attributes costs O(k) arena bytes, not O(k^2). Only this file writes
+ * n->attrs. */
+static int32_t attr_cap(int32_t n) {
+  int32_t cap = 1;
+  while (cap < n) cap *= 2;
+  return n ? cap : 0;
+}
+
+/* Index of name in n->attrs, or -(insertion point) - 1. */
+static int32_t attr_search(const kir_node *n, const char *name) {
+  int32_t lo = 0, hi = n->n_attrs;
+  while (lo < hi) {
+    int32_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(n->attrs[mid].name, name);
+    if (c == 0) return mid;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return -lo - 1;
+}
+
+static kiln_status check_attr_name(kir_graph *g, const kir_node *n, const char *name) {
+  if (!n) return kir_seterr(g, KILN_ERR_ARGUMENT, "attribute set on a NULL node");
+  if (!name) return kir_node_err(g, n, KILN_ERR_ARGUMENT, "attribute name is NULL");
+  if (strlen(name) > KIR_MAX_NAME)
+    return kir_node_err(g, n, KILN_ERR_LIMIT, "attribute name longer than %d bytes", KIR_MAX_NAME);
+  return KILN_OK;
+}
+
+/* Stores `a` (whose value already lives in g's arena) on n, by name. */
+static kiln_status attr_put(kir_graph *g, kir_node *n, const char *name, kir_attr a) {
+  int32_t pos = attr_search(n, name);
+  if (pos >= 0) {
+    a.name = n->attrs[pos].name;
+    n->attrs[pos] = a;
+    return KILN_OK;
+  }
+  pos = -pos - 1;
+  if (n->n_attrs >= KIR_MAX_ATTRS)
+    return kir_node_err(g, n, KILN_ERR_LIMIT, "more than %d attributes", KIR_MAX_ATTRS);
+  a.name = kir_graph_strdup(g, name);
+  if (!a.name) return KILN_ERR_NOMEM;
+  if (n->n_attrs + 1 > attr_cap(n->n_attrs)) {
+    kir_attr *grown = kir_graph_alloc(g, (size_t)attr_cap(n->n_attrs + 1) * sizeof *grown);
+    if (!grown) return KILN_ERR_NOMEM;
+    if (n->n_attrs) memcpy(grown, n->attrs, (size_t)n->n_attrs * sizeof *grown);
+    n->attrs = grown;
+  }
+  memmove(&n->attrs[pos + 1], &n->attrs[pos], (size_t)(n->n_attrs - pos) * sizeof *n->attrs);
+  n->attrs[pos] = a;
+  n->n_attrs++;
+  return KILN_OK;
+}
+
+static kiln_status check_count(kir_graph *g, const kir_node *n, const void *v, int32_t count) {
+  if (count < 0 || (count > 0 && !v))
+    return kir_node_err(g, n, KILN_ERR_ARGUMENT, "bad attribute value list (%d entries)", (int)count);
+  return KILN_OK;
+}
+
+/* Copies count elements of `size` bytes; never NULL for count 0, so a present empty
+ * list stays distinguishable from an absent one. */
+static void *arena_copy(kir_graph *g, const void *v, int32_t count, size_t size) {
+  void *p = kir_graph_alloc(g, count ? (size_t)count * size : 1);
+  if (p && count) memcpy(p, v, (size_t)count * size);
+  return p;
+}
+
+kiln_status kir_attr_set_int(kir_graph *g, kir_node *n, const char *name, int64_t v) {
+  kiln_status s = check_attr_name(g, n, name);
+  if (s != KILN_OK) return s;
+  kir_attr a = {.kind = KIR_ATTR_INT, .u.i = v};
+  return attr_put(g, n, name, a);
+}
+
+kiln_status kir_attr_set_float(kir_graph *g, kir_node *n, const char *name, double v) {
+  kiln_status s = check_attr_name(g, n, name);
+  if (s != KILN_OK) return s;
+  kir_attr a = {.kind = KIR_ATTR_FLOAT, .u.f = v};
+  return attr_put(g, n, name, a);
+}
+
+kiln_status kir_attr_set_ints(kir_graph *g, kir_node *n, const char *name, const int64_t *v,
+                              int32_t count) {
+  kiln_status s = check_attr_name(g, n, name);
+  if (s == KILN_OK) s = check_count(g, n, v, count);
+  if (s != KILN_OK) return s;
+  const int64_t *copy = arena_copy(g, v, count, sizeof *v);
+  if (!copy) return KILN_ERR_NOMEM;
+  kir_attr a = {.kind = KIR_ATTR_INTS, .u.ints = {copy, count}};
+  return attr_put(g, n, name, a);
+}
+
+kiln_status kir_attr_set_floats(kir_graph *g, kir_node *n, const char *name, const double *v,
+                                int32_t count) {
+  kiln_status s = check_attr_name(g, n, name);
+  if (s == KILN_OK) s = check_count(g, n, v, count);
+  if (s != KILN_OK) return s;
+  const double *copy = arena_copy(g, v, count, sizeof *v);
+  if (!copy) return KILN_ERR_NOMEM;
+  kir_attr a = {.kind = KIR_ATTR_FLOATS, .u.floats = {copy, count}};
+  return attr_put(g, n, name, a);
+}
+
+kiln_status kir_attr_set_string(kir_graph *g, kir_node *n, const char *name, const char *v) {
+  kiln_status s = check_attr_name(g, n, name);
+  if (s != KILN_OK) return s;
+  const char *copy = kir_graph_strdup(g, v);
+  if (!copy) return KILN_ERR_NOMEM;
+  kir_attr a = {.kind = KIR_ATTR_STRING, .u.s = copy};
+  return attr_put(g, n, name, a);
+}
+
+kiln_status kir_attr_set_strings(kir_graph *g, kir_node *n, const char *name,
+                                 const char *const *v, int32_t count) {
+  kiln_status s = check_attr_name(g, n, name);
+  if (s == KILN_OK) s = check_count(g, n, v, count);
+  if (s != KILN_OK) return s;
+  const char **copy = kir_graph_alloc(g, count ? (size_t)count * sizeof *copy : 1);
+  if (!copy) return KILN_ERR_NOMEM;
+  for (int32_t i = 0; i < count; i++)
+    if (!(copy[i] = kir_graph_strdup(g, v[i]))) return KILN_ERR_NOMEM;
+  kir_attr a = {.kind = KIR_ATTR_STRINGS, .u.strings = {copy, count}};
+  return attr_put(g, n, name, a);
+}
+
+static kir_tensor *arena_tensor(kir_graph *g, const kir_node *n, const kir_tensor *t) {
+  char ty[96];
+  int64_t nbytes = t ? kir_type_nbytes(&t->type) : -1;
+  if (!t || nbytes < 0 || (nbytes > 0 && !t->data)) {
+    if (t) kir_type_format(&t->type, ty, sizeof ty);
+    kir_node_err(g, n, KILN_ERR_ARGUMENT, "bad tensor attribute %s", t ? ty : "(null)");
+    return NULL;
+  }
+  kir_tensor *c = kir_graph_alloc(g, sizeof *c);
+  void *data = c ? graph_alloc_aligned(g, (size_t)nbytes, 64) : NULL;
+  if (!data) return NULL;
+  c->type = t->type;
+  for (int32_t i = t->type.rank; i < KILN_MAX_RANK; i++) c->type.dims[i] = 0;
+  if (nbytes) memcpy(data, t->data, (size_t)nbytes);
+  c->data = data;
+  return c;
+}
+
+kiln_status kir_attr_set_tensor(kir_graph *g, kir_node *n, const char *name, const kir_tensor *t) {
+  kiln_status s = check_attr_name(g, n, name);
+  if (s != KILN_OK) return s;
+  kir_tensor *copy = arena_tensor(g, n, t);
+  if (!copy) return g->status;
+  kir_attr a = {.kind = KIR_ATTR_TENSOR, .u.t = copy};
+  return attr_put(g, n, name, a);
+}
+
+static kiln_status attr_copy_one(kir_graph *g, kir_node *dst, const kir_attr *a) {
+  switch (a->kind) {
+  case KIR_ATTR_INT: return kir_attr_set_int(g, dst, a->name, a->u.i);
+  case KIR_ATTR_FLOAT: return kir_attr_set_float(g, dst, a->name, a->u.f);
+  case KIR_ATTR_INTS: return kir_attr_set_ints(g, dst, a->name, a->u.ints.v, a->u.ints.n);
+  case KIR_ATTR_FLOATS: return kir_attr_set_floats(g, dst, a->name, a->u.floats.v, a->u.floats.n);
+  case KIR_ATTR_STRING: return kir_attr_set_string(g, dst, a->name, a->u.s);
+  case KIR_ATTR_STRINGS:
+    return kir_attr_set_strings(g, dst, a->name, a->u.strings.v, a->u.strings.n);
+  case KIR_ATTR_TENSOR: return kir_attr_set_tensor(g, dst, a->name, a->u.t);
+  }
+  return kir_node_err(g, dst, KILN_ERR_INTERNAL, "attribute of unknown kind %d", (int)a->kind);
+}
+
+kiln_status kir_attr_copy_all(kir_graph *g, kir_node *dst, const kir_node *src) {
+  if (!dst || !src) return kir_seterr(g, KILN_ERR_ARGUMENT, "kir_attr_copy_all: NULL node");
+  if (dst == src) return KILN_OK;
+  for (int32_t i = 0; i < src->n_attrs; i++) {
+    kiln_status s = attr_copy_one(g, dst, &src->attrs[i]);
+    if (s != KILN_OK) return s;
+  }
+  return KILN_OK;
+}
+
+const kir_attr *kir_attr_find(const kir_node *n, const char *name) {
+  if (!n || !name || n->n_attrs <= 0 || !n->attrs) return NULL;
+  int32_t pos = attr_search(n, name);
+  return pos >= 0 ? &n->attrs[pos] : NULL;
+}
+
+static const kir_attr *attr_of(const kir_node *n, const char *name, kir_attr_kind k) {
+  const kir_attr *a = kir_attr_find(n, name);
+  return a && a->kind == k ? a : NULL;
+}
+
+int64_t kir_attr_int(const kir_node *n, const char *name, int64_t dflt) {
+  const kir_attr *a = attr_of(n, name, KIR_ATTR_INT);
+  return a ? a->u.i : dflt;
+}
+
+double kir_attr_float(const kir_node *n, const char *name, double dflt) {
+  const kir_attr *a = attr_of(n, name, KIR_ATTR_FLOAT);
+  return a ? a->u.f : dflt;
+}
+
+const int64_t *kir_attr_ints(const kir_node *n, const char *name, int32_t *count) {
+  const kir_attr *a = attr_of(n, name, KIR_ATTR_INTS);
+  if (count) *count = a ? a->u.ints.n : 0;
+  return a ? a->u.ints.v : NULL;
+}
+
+const double *kir_attr_floats(const kir_node *n, const char *name, int32_t *count) {
+  const kir_attr *a = attr_of(n, name, KIR_ATTR_FLOATS);
+  if (count) *count = a ? a->u.floats.n : 0;
+  return a ? a->u.floats.v : NULL;
+}
+
+const char *kir_attr_string(const kir_node *n, const char *name) {
+  const kir_attr *a = attr_of(n, name, KIR_ATTR_STRING);
+  return a ? a->u.s : NULL;
+}
+
+const char *const *kir_attr_strings(const kir_node *n, const char *name, int32_t *count) {
+  const kir_attr *a = attr_of(n, name, KIR_ATTR_STRINGS);
+  if (count) *count = a ? a->u.strings.n : 0;
+  return a ? a->u.strings.v : NULL;
+}
+
+const kir_tensor *kir_attr_tensor(const kir_node *n, const char *name) {
+  const kir_attr *a = attr_of(n, name, KIR_ATTR_TENSOR);
+  return a ? a->u.t : NULL;
+}
+
+/* ---------------------------------------------------------------- clone --------- */
+
+static kiln_status clone_node(kir_graph *dst, const kir_graph *src, const kir_node *n) {
+  kir_node *c = node_add_bounded(dst, n->op, n->name, n->inputs, n->n_inputs, src->n_nodes);
+  if (!c) return dst->status;
+  c->type = n->type;
+  if (!(c->device = kir_graph_strdup(dst, n->device)) ||
+      !(c->assigned_device = kir_graph_strdup(dst, n->assigned_device)) ||
+      !(c->placement_reason = kir_graph_strdup(dst, n->placement_reason)))
+    return KILN_ERR_NOMEM;
+  return kir_attr_copy_all(dst, c, n);
+}
+
+kir_graph *kir_graph_clone(const kir_graph *g) {
+  if (!g) return NULL;
+  kir_graph *c = kir_graph_create();
+  if (!c) return NULL;
+  if (reserve_nodes(c, g->n_nodes) != KILN_OK) goto fail;
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    if (clone_node(c, g, g->nodes[i]) != KILN_OK) goto fail;
+  return c;
+fail:
+  kir_graph_destroy(c);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- reordering ---- */
+
+/* Installs the nodes in `order` (old ids, new positions) and renumbers inputs with
+ * `new_id` (old id -> new id). Allocates first, so on NOMEM nothing changed. */
+static kiln_status apply_order(kir_graph *g, const int32_t *order, int32_t count,
+                               const int32_t *new_id) {
+  kir_node **nodes = kir_malloc((size_t)(g->cap_nodes ? g->cap_nodes : 1) * sizeof *nodes);
+  if (!nodes) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory reordering nodes");
+  for (int32_t i = 0; i < count; i++) nodes[i] = g->nodes[order[i]];
+  struct kir_name_index *x = index_build(nodes, count);
+  if (!x) {
+    kir_free(nodes);
+    return kir_seterr(g, KILN_ERR_NOMEM, "out of memory rebuilding the name index");
+  }
+  for (int32_t i = 0; i < count; i++) {
+    nodes[i]->id = i;
+    for (int32_t k = 0; k < nodes[i]->n_inputs; k++)
+      nodes[i]->inputs[k] = new_id[nodes[i]->inputs[k]];
+  }
+  kir_free(g->nodes);
+  kir_free(g->index);
+  g->nodes = nodes;
+  g->index = x;
+  g->n_nodes = count;
+  return KILN_OK;
+}
+
+static kiln_status compact_check(kir_graph *g, const bool *keep) {
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    if (!keep[i]) continue;
+    for (int32_t k = 0; k < n->n_inputs; k++) {
+      int32_t in = n->inputs[k];
+      if (in < 0 || in >= g->n_nodes || !keep[in]) {
+        char a[KIR_ESC_BUF];
+        return kir_seterr(g, KILN_ERR_INTERNAL, "compact: kept node '%s' uses dropped node %d",
+                          kir_escape(n->name, a, sizeof a), (int)in);
+      }
+    }
+  }
+  return KILN_OK;
+}
+
+kiln_status kir_graph_compact(kir_graph *g, const bool *keep) {
+  if (!g || !keep) return kir_seterr(g, KILN_ERR_ARGUMENT, "kir_graph_compact: NULL argument");
+  kiln_status s = compact_check(g, keep);
+  if (s != KILN_OK) return s;
+  int32_t *buf = kir_malloc(2 * (size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof *buf);
+  if (!buf) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory compacting");
+  int32_t *order = buf, *new_id = buf + g->n_nodes, count = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    new_id[i] = keep[i] ? count : -1;
+    if (keep[i]) order[count++] = i;
+  }
+  s = apply_order(g, order, count, new_id);
+  kir_free(buf);
+  return s;
+}
+
+/* Min-heap of node ids: Kahn's algorithm always takes the smallest ready id, so nodes
+ * already in order keep their order. */
+static void heap_push(int32_t *h, int32_t *n, int32_t v) {
+  int32_t i = (*n)++;
+  while (i > 0 && h[(i - 1) / 2] > v) {
+    h[i] = h[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  h[i] = v;
+}
+
+static int32_t heap_pop(int32_t *h, int32_t *n) {
+  int32_t top = h[0], v = h[--(*n)], i = 0;
+  for (;;) {
+    int32_t c = 2 * i + 1;
+    if (c >= *n) break;
+    if (c + 1 < *n && h[c + 1] < h[c]) c++;
+    if (h[c] >= v) break;
+    h[i] = h[c];
+    i = c;
+  }
+  if (*n > 0) h[i] = v;
+  return top;
+}
+
+typedef struct topo_work {
+  int32_t *indeg, *start, *users, *heap, *order, *new_id;
+} topo_work;
+
+static kiln_status topo_check_inputs(kir_graph *g) {
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++) {
+      int32_t in = g->nodes[i]->inputs[k];
+      if (in < 0 || in >= g->n_nodes)
+        return kir_node_err(g, g->nodes[i], KILN_ERR_GRAPH, "input %d refers to missing node %d",
+                            (int)k, (int)in);
+    }
+  return KILN_OK;
+}
+
+/* Builds the users lists (CSR: users of node v are users[start[v] .. start[v+1])). */
+static void topo_build(const kir_graph *g, topo_work *w) {
+  int32_t n = g->n_nodes;
+  for (int32_t i = 0; i < n; i++)
+    for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++) {
+      w->start[g->nodes[i]->inputs[k] + 1]++;
+      w->indeg[i]++;
+    }
+  for (int32_t v = 0; v < n; v++) w->start[v + 1] += w->start[v];
+  int32_t *fill = w->heap; /* scratch: next free slot per node */
+  for (int32_t v = 0; v < n; v++) fill[v] = w->start[v];
+  for (int32_t i = 0; i < n; i++)
+    for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++)
+      w->users[fill[g->nodes[i]->inputs[k]]++] = i;
+}
+
+static int32_t topo_run(const kir_graph *g, topo_work *w) {
+  int32_t hn = 0, done = 0;
+  for (int32_t v = 0; v < g->n_nodes; v++)
+    if (w->indeg[v] == 0) heap_push(w->heap, &hn, v);
+  while (hn > 0) {
+    int32_t v = heap_pop(w->heap, &hn);
+    w->new_id[v] = done;
+    w->order[done++] = v;
+    for (int32_t u = w->start[v]; u < w->start[v + 1]; u++)
+      if (--w->indeg[w->users[u]] == 0) heap_push(w->heap, &hn, w->users[u]);
+  }
+  return done;
+}
+
+/* Some node is left with unmet inputs; walking unmet inputs n times lands on a cycle. */
+static kiln_status topo_cycle(kir_graph *g, const topo_work *w) {
+  int32_t v = 0;
+  while (w->indeg[v] == 0) v++;
+  for (int32_t step = 0; step < g->n_nodes; step++) {
+    const kir_node *n = g->nodes[v];
+    for (int32_t k = 0; k < n->n_inputs; k++)
+      if (w->indeg[n->inputs[k]] > 0) {
+        v = n->inputs[k];
+        break;
+      }
+  }
+  return kir_node_err(g, g->nodes[v], KILN_ERR_GRAPH, "is on a cycle");
+}
+
+kiln_status kir_graph_toposort(kir_graph *g) {
+  if (!g) return KILN_ERR_ARGUMENT;
+  kiln_status s = topo_check_inputs(g);
+  if (s != KILN_OK) return s;
+  int64_t edges = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) edges += g->nodes[i]->n_inputs;
+  if (edges > INT32_MAX / 2)
+    return kir_seterr(g, KILN_ERR_LIMIT, "graph has %lld edges, too many to sort", (long long)edges);
+  size_t n = (size_t)g->n_nodes;
+  int32_t *buf = kir_calloc(5 * n + 1 + (size_t)edges + 1, sizeof *buf);
+  if (!buf) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory sorting nodes");
+  topo_work w = {buf, buf + n, buf + 2 * n + 1, buf + 2 * n + 1 + edges, NULL, NULL};
+  w.order = w.heap + n;
+  w.new_id = w.order + n;
+  topo_build(g, &w);
+  if (topo_run(g, &w) < g->n_nodes) s = topo_cycle(g, &w);
+  else s = apply_order(g, w.order, g->n_nodes, w.new_id);
+  kir_free(buf);
+  return s;
+}
+
+void kir_graph_replace_uses(kir_graph *g, int32_t from, int32_t to) {
+  if (!g) return;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    kir_node *n = g->nodes[i];
+    if (i == to || i == from) continue; /* would make a node use itself */
+    for (int32_t k = 0; k < n->n_inputs; k++)
+      if (n->inputs[k] == from) n->inputs[k] = to;
+  }
+}
+
+int32_t kir_graph_count_uses(const kir_graph *g, int32_t id) {
+  int32_t uses = 0;
+  if (!g) return 0;
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++)
+      if (g->nodes[i]->inputs[k] == id) uses++;
+  return uses;
+}

@@ -1,0 +1,23 @@
+/* kir_internal.h — helpers shared by the files of ir/ only (schema checks, arity,
+ * node-named errors). Never included outside ir/; hidden from the library's users. */
+#ifndef KIR_INTERNAL_H
+#define KIR_INTERNAL_H
+
+#include "kir.h"
+
+#define KIR_HIDDEN __attribute__((visibility("hidden")))
+
+/* Buffer size that always holds kir_escape's output (64 bytes escaped 4x, "...", NUL). */
+#define KIR_ESC_BUF 272
+
+/* Sets "node 'NAME': <message>" on g (name escaped) and returns s. */
+KIR_HIDDEN kiln_status kir_node_err(kir_graph *g, const kir_node *n, kiln_status s,
+                                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* KILN_ERR_GRAPH unless n->op is a valid op and n->n_inputs fits its arity. */
+KIR_HIDDEN kiln_status kir_check_arity(kir_graph *g, const kir_node *n);
+/* KILN_ERR_GRAPH on an unknown, missing or mistyped attribute (ops.def schema). */
+KIR_HIDDEN kiln_status kir_check_schema(kir_graph *g, const kir_node *n);
+
+#endif

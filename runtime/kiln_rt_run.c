@@ -1,0 +1,264 @@
+/* kiln_rt_run.c — contexts (one arena each) and kiln_rt_run: check the caller's
+ * buffers, call the generated entry, turn a failing step into a message; also status
+ * and dtype names and the message helpers the runtime shares.
+ * Depends on libc only; never on the compiler (ir/, frontend/, passes/, codegen/). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_rt_internal.h"
+
+/* ---- names ---- */
+
+const char *kiln_rt_status_name(kiln_rt_status s) {
+  switch (s) {
+  case KILN_RT_OK: return "ok";
+  case KILN_RT_ERR_ARGUMENT: return "argument";
+  case KILN_RT_ERR_FORMAT: return "format";
+  case KILN_RT_ERR_LIMIT: return "limit";
+  case KILN_RT_ERR_UNSUPPORTED: return "unsupported";
+  case KILN_RT_ERR_SHAPE: return "shape";
+  case KILN_RT_ERR_TYPE: return "type";
+  case KILN_RT_ERR_OVERFLOW: return "overflow";
+  case KILN_RT_ERR_PATH: return "path";
+  case KILN_RT_ERR_INTEGRITY: return "integrity";
+  case KILN_RT_ERR_FEED: return "feed";
+  case KILN_RT_ERR_NOMEM: return "out-of-memory";
+  case KILN_RT_ERR_IO: return "io";
+  case KILN_RT_ERR_EXEC: return "exec";
+  case KILN_RT_ERR_VERSION: return "version";
+  }
+  return "unknown";
+}
+
+const char *kiln_rt_dtype_name(int dtype) {
+  switch (dtype) {
+  case KILN_RT_F32: return "f32";
+  case KILN_RT_F64: return "f64";
+  case KILN_RT_I32: return "i32";
+  case KILN_RT_I64: return "i64";
+  case KILN_RT_BOOL: return "bool";
+  }
+  return "invalid";
+}
+
+size_t kiln_rt_dtype_size(int dtype) {
+  switch (dtype) {
+  case KILN_RT_F32: return 4;
+  case KILN_RT_F64: return 8;
+  case KILN_RT_I32: return 4;
+  case KILN_RT_I64: return 8;
+  case KILN_RT_BOOL: return 1;
+  }
+  return 0;
+}
+
+/* ---- shared helpers ---- */
+
+void rt_vfmt(char *buf, size_t len, const char *fmt, va_list ap) {
+  if (!buf || len == 0) return;
+  vsnprintf(buf, len, fmt, ap);
+}
+
+void rt_fmt(char *buf, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  rt_vfmt(buf, len, fmt, ap);
+  va_end(ap);
+}
+
+const char *rt_escape(const char *s, char out[RT_ESC_BYTES]) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  if (!s) s = "";
+  for (size_t i = 0; s[i]; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (i == 64) {
+      memcpy(out + o, "...", 3);
+      o += 3;
+      break;
+    }
+    if (ch == '\\' || ch == '\'' || ch == '"') {
+      out[o++] = '\\';
+      out[o++] = (char)ch;
+    } else if (ch < 0x20 || ch >= 0x7f) {
+      out[o++] = '\\', out[o++] = 'x', out[o++] = hex[ch >> 4], out[o++] = hex[ch & 15];
+    } else {
+      out[o++] = (char)ch;
+    }
+  }
+  out[o] = '\0';
+  return out;
+}
+
+void rt_shape_str(int dtype, int rank, const int64_t *dims, char *out, size_t len) {
+  size_t o = (size_t)snprintf(out, len, "%s[", kiln_rt_dtype_name(dtype));
+  for (int i = 0; i < rank && o < len; i++)
+    o += (size_t)snprintf(out + o, len - o, "%s%" PRId64, i ? "," : "", dims[i]);
+  if (o < len) snprintf(out + o, len - o, "]");
+}
+
+kiln_rt_status rt_nbytes(int dtype, int rank, const int64_t *dims, size_t *out) {
+  uint64_t n = kiln_rt_dtype_size(dtype);
+  *out = 0;
+  for (int i = 0; i < rank; i++)
+    if (dims[i] < 0) return KILN_RT_ERR_FORMAT;
+  for (int i = 0; i < rank; i++) {
+    if (dims[i] == 0) return KILN_RT_OK;
+  }
+  for (int i = 0; i < rank; i++) {
+    if ((uint64_t)dims[i] > UINT64_MAX / n) return KILN_RT_ERR_OVERFLOW;
+    n *= (uint64_t)dims[i];
+  }
+  if (n > SIZE_MAX) return KILN_RT_ERR_OVERFLOW;
+  *out = (size_t)n;
+  return KILN_RT_OK;
+}
+
+/* ---- contexts ---- */
+
+kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out) {
+  if (!out) return KILN_RT_ERR_ARGUMENT;
+  *out = NULL;
+  if (!m || m->status != KILN_RT_OK || !m->entry) return KILN_RT_ERR_ARGUMENT;
+  kiln_rt_context *c = calloc(1, sizeof *c);
+  if (!c) return KILN_RT_ERR_NOMEM;
+  c->model = m;
+  size_t arena = (m->arena_bytes + 63) / 64 * 64;
+  void *a = NULL;
+  if (posix_memalign(&a, 64, arena ? arena : 64) != 0) a = NULL;
+  c->arena = a;
+  c->in_ptrs = calloc((size_t)m->n_inputs + 1, sizeof *c->in_ptrs);
+  c->out_ptrs = calloc((size_t)m->n_outputs + 1, sizeof *c->out_ptrs);
+  if (!c->arena || !c->in_ptrs || !c->out_ptrs) {
+    kiln_rt_context_destroy(c);
+    return KILN_RT_ERR_NOMEM;
+  }
+  *out = c;
+  return KILN_RT_OK;
+}
+
+void kiln_rt_context_destroy(kiln_rt_context *c) {
+  if (!c) return;
+  free(c->arena);
+  free(c->in_ptrs);
+  free(c->out_ptrs);
+  free(c);
+}
+
+const char *kiln_rt_context_error(const kiln_rt_context *c) {
+  return c ? c->err : "no context (kiln_rt_context_create did not make one)";
+}
+
+/* ---- run ---- */
+
+static kiln_rt_status run_fail(kiln_rt_context *c, kiln_rt_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static kiln_rt_status run_fail(kiln_rt_context *c, kiln_rt_status st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  rt_vfmt(c->err, sizeof c->err, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+static kiln_rt_status check_buffer(kiln_rt_context *c, const char *what, const rt_tensor *t,
+                                   const kiln_rt_buffer *b) {
+  char esc[RT_ESC_BYTES], shape[256];
+  rt_escape(t->name, esc);
+  rt_shape_str(t->dtype, t->rank, t->dims, shape, sizeof shape);
+  if (!b->data) return run_fail(c, KILN_RT_ERR_FEED, "%s '%s' (%s): data is NULL", what, esc, shape);
+  if (b->nbytes != t->nbytes)
+    return run_fail(c, KILN_RT_ERR_FEED, "%s '%s': expected %zu bytes (%s), got %zu", what, esc,
+                    t->nbytes, shape, b->nbytes);
+  size_t align = kiln_rt_dtype_size(t->dtype);
+  if ((uintptr_t)b->data % align != 0)
+    return run_fail(c, KILN_RT_ERR_FEED, "%s '%s' (%s): data %p is not aligned to %zu bytes",
+                    what, esc, shape, b->data, align);
+  return KILN_RT_OK;
+}
+
+static int overlaps(const kiln_rt_buffer *a, const kiln_rt_buffer *b) {
+  uintptr_t a0 = (uintptr_t)a->data, b0 = (uintptr_t)b->data;
+  return a->nbytes && b->nbytes && a0 < b0 + b->nbytes && b0 < a0 + a->nbytes;
+}
+
+/* Outputs must not alias inputs or each other: the code reads inputs after it has
+ * started writing outputs. */
+static kiln_rt_status check_aliasing(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
+                                     const kiln_rt_buffer *out, int no) {
+  const kiln_rt_model *m = c->model;
+  char e1[RT_ESC_BYTES], e2[RT_ESC_BYTES];
+  for (int o = 0; o < no; o++) {
+    for (int i = 0; i < ni; i++)
+      if (overlaps(&out[o], &in[i]))
+        return run_fail(c, KILN_RT_ERR_FEED, "output '%s' overlaps input '%s'",
+                        rt_escape(m->outputs[o].name, e1), rt_escape(m->inputs[i].name, e2));
+    for (int j = 0; j < o; j++)
+      if (overlaps(&out[o], &out[j]))
+        return run_fail(c, KILN_RT_ERR_FEED, "output '%s' overlaps output '%s'",
+                        rt_escape(m->outputs[o].name, e1), rt_escape(m->outputs[j].name, e2));
+  }
+  return KILN_RT_OK;
+}
+
+static kiln_rt_status check_run_args(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
+                                     const kiln_rt_buffer *out, int no) {
+  const kiln_rt_model *m = c->model;
+  if (ni != m->n_inputs)
+    return run_fail(c, KILN_RT_ERR_ARGUMENT, "expected %d inputs, got %d", m->n_inputs, ni);
+  if (no != m->n_outputs)
+    return run_fail(c, KILN_RT_ERR_ARGUMENT, "expected %d outputs, got %d", m->n_outputs, no);
+  if ((ni > 0 && !in) || (no > 0 && !out))
+    return run_fail(c, KILN_RT_ERR_ARGUMENT, "NULL %s array", !in && ni > 0 ? "inputs" : "outputs");
+  for (int i = 0; i < ni; i++) {
+    kiln_rt_status st = check_buffer(c, "input", &m->inputs[i], &in[i]);
+    if (st) return st;
+  }
+  for (int i = 0; i < no; i++) {
+    kiln_rt_status st = check_buffer(c, "output", &m->outputs[i], &out[i]);
+    if (st) return st;
+  }
+  return check_aliasing(c, in, ni, out, no);
+}
+
+/* "a/div, b" — the step's graph nodes, escaped, into out. */
+static void step_nodes(const Kiln__Rt__Step *s, char *out, size_t len) {
+  size_t o = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < s->n_nodes && o + 1 < len; i++) {
+    char esc[RT_ESC_BYTES];
+    if (i == 8) {
+      snprintf(out + o, len - o, ", ... (%zu in all)", s->n_nodes);
+      return;
+    }
+    o += (size_t)snprintf(out + o, len - o, "%s%s", i ? ", " : "", rt_escape(s->nodes[i], esc));
+  }
+}
+
+static kiln_rt_status step_failed(kiln_rt_context *c, int r) {
+  const Kiln__Rt__Plan *p = c->model->plan;
+  if (r < 1 || (size_t)r > p->n_steps)
+    return run_fail(c, KILN_RT_ERR_EXEC,
+                    "the code failed with %d, which names no step (the plan has %zu)", r,
+                    p->n_steps);
+  const Kiln__Rt__Step *s = p->steps[r - 1];
+  char kernel[RT_ESC_BYTES], nodes[700];
+  step_nodes(s, nodes, sizeof nodes);
+  return run_fail(c, KILN_RT_ERR_EXEC,
+                  "step %d (%s, nodes: %s) failed: integer division by zero", r - 1,
+                  rt_escape(s->kernel, kernel), nodes);
+}
+
+kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int n_inputs,
+                           const kiln_rt_buffer *outputs, int n_outputs) {
+  if (!c) return KILN_RT_ERR_ARGUMENT;
+  c->err[0] = '\0';
+  kiln_rt_status st = check_run_args(c, inputs, n_inputs, outputs, n_outputs);
+  if (st) return st;
+  for (int i = 0; i < n_inputs; i++) c->in_ptrs[i] = inputs[i].data;
+  for (int i = 0; i < n_outputs; i++) c->out_ptrs[i] = outputs[i].data;
+  int r = c->model->entry(c->in_ptrs, c->out_ptrs, c->arena, c->model->weights);
+  return r == 0 ? KILN_RT_OK : step_failed(c, r);
+}

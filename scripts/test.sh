@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the whole test suite: builds Kiln (installing what is missing), runs
+# every test through ctest, then the unit tests again under ASan + UBSan
+# (KILN_SANITIZE=0 skips that pass). Ends with one summary line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/build.sh build || { echo "0 passed, 1 failed: build"; exit 1; }
+ctest --test-dir build --output-on-failure -j "$(nproc)" 2>&1 | tee build/ctest.log
+main_rc=${PIPESTATUS[0]}
+
+san_rc=0
+if [ "${KILN_SANITIZE:-1}" != 0 ]; then
+  echo "== the same tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
+  if scripts/build.sh build-asan -DKILN_SANITIZE=ON; then
+    KILN_TEST_SLOW=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest --test-dir build-asan --output-on-failure -j "$(nproc)" 2>&1 | tee build-asan/ctest.log
+    san_rc=${PIPESTATUS[0]}
+  else
+    san_rc=1
+  fi
+fi
+
+count() { grep -Eo "[0-9]+ tests failed out of [0-9]+" "$1" | tail -1; }
+total=0; failed=0
+for log in build/ctest.log build-asan/ctest.log; do
+  [ -f "$log" ] || continue
+  line=$(count "$log") || true
+  [ -n "$line" ] || continue
+  f=$(echo "$line" | awk '{print $1}'); t=$(echo "$line" | awk '{print $NF}')
+  total=$((total + t)); failed=$((failed + f))
+done
+[ "$main_rc" = 0 ] && [ "$san_rc" = 0 ] || [ "$failed" -gt 0 ] || failed=1
+echo "$((total - failed)) passed, $failed failed"
+[ "$main_rc" = 0 ] && [ "$san_rc" = 0 ]

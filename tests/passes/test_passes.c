@@ -1,0 +1,1104 @@
+/* test_passes.c — the pass manager (pipeline parsing, log lines, banners, verify-each)
+ * and the passes fold, dce, fuse, place and plan-memory. Every rewrite is checked
+ * against the reference interpreter on the original graph. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kt.h"
+#include "passes/kps.h"
+
+/* ---------------------------------------------------------------- helpers ------- */
+
+#define OK(g, expr)                                                       \
+  do {                                                                    \
+    kiln_status s_ = (expr);                                              \
+    if (s_ != KILN_OK) fail_msg("%s -> %s: %s", #expr, kiln_status_name(s_), (g)->error); \
+  } while (0)
+
+static kir_node *infer(kir_graph *g, kir_node *n) {
+  assert_non_null(n);
+  OK(g, kir_infer_node(g, n));
+  return n;
+}
+
+static kir_type ty(kiln_dtype dt, int32_t rank, const int64_t *dims) {
+  kir_type t;
+  memset(&t, 0, sizeof t);
+  t.dtype = dt;
+  t.rank = rank;
+  for (int32_t i = 0; i < rank; i++) t.dims[i] = dims[i];
+  return t;
+}
+
+static kir_node *ph(kir_graph *g, const char *name, kiln_dtype dt, int32_t rank, const int64_t *dims) {
+  kir_node *n = kir_node_add(g, KIR_OP_PLACEHOLDER, name, NULL, 0);
+  assert_non_null(n);
+  OK(g, kir_attr_set_int(g, n, "dtype", dt));
+  OK(g, kir_attr_set_ints(g, n, "shape", dims, rank));
+  return infer(g, n);
+}
+
+/* A constant of the given type filled by kt_fill(seed) in [lo, hi). */
+static kir_node *cst(kir_graph *g, const char *name, kiln_dtype dt, int32_t rank,
+                     const int64_t *dims, uint64_t seed, double lo, double hi) {
+  kir_type t = ty(dt, rank, dims);
+  kir_tensor *v = kir_tensor_new(&t);
+  assert_non_null(v);
+  kt_fill(v, seed, lo, hi);
+  kir_node *n = kir_node_add(g, KIR_OP_CONSTANT, name, NULL, 0);
+  assert_non_null(n);
+  OK(g, kir_attr_set_tensor(g, n, "value", v));
+  kir_tensor_free(v);
+  return infer(g, n);
+}
+
+static kir_node *scalar_i32(kir_graph *g, const char *name, int32_t v) {
+  kir_type t = ty(KILN_I32, 0, NULL);
+  kir_tensor *x = kir_tensor_new(&t);
+  assert_non_null(x);
+  *(int32_t *)x->data = v;
+  kir_node *n = kir_node_add(g, KIR_OP_CONSTANT, name, NULL, 0);
+  assert_non_null(n);
+  OK(g, kir_attr_set_tensor(g, n, "value", x));
+  kir_tensor_free(x);
+  return infer(g, n);
+}
+
+static kir_node *op1(kir_graph *g, kir_op op, const char *name, const kir_node *a) {
+  int32_t in[1] = {a->id};
+  return infer(g, kir_node_add(g, op, name, in, 1));
+}
+
+static kir_node *op2(kir_graph *g, kir_op op, const char *name, const kir_node *a, const kir_node *b) {
+  int32_t in[2] = {a->id, b->id};
+  return infer(g, kir_node_add(g, op, name, in, 2));
+}
+
+static kir_node *clamp(kir_graph *g, const char *name, const kir_node *a, double lo, double hi) {
+  int32_t in[1] = {a->id};
+  kir_node *n = kir_node_add(g, KIR_OP_CLAMP, name, in, 1);
+  assert_non_null(n);
+  if (!isnan(lo)) OK(g, kir_attr_set_float(g, n, "min", lo));
+  if (!isnan(hi)) OK(g, kir_attr_set_float(g, n, "max", hi));
+  return infer(g, n);
+}
+
+static kir_node *rnd(kir_graph *g, kir_op op, const char *name, kiln_dtype dt, int32_t rank,
+                     const int64_t *dims, int64_t seed) {
+  kir_node *n = kir_node_add(g, op, name, NULL, 0);
+  assert_non_null(n);
+  OK(g, kir_attr_set_int(g, n, "dtype", dt));
+  OK(g, kir_attr_set_ints(g, n, "shape", dims, rank));
+  OK(g, kir_attr_set_int(g, n, "seed", seed));
+  return infer(g, n);
+}
+
+static kir_node *find(const kir_graph *g, const char *name) {
+  kir_node *n = kir_graph_find(g, name);
+  if (!n) fail_msg("no node '%s'", name);
+  return n;
+}
+
+/* Runs `fetch` on g with every placeholder fed from kt_fill(seed + node index). */
+static kir_tensor *run_fetch(kir_graph *g, const char *fetch, uint64_t seed) {
+  kir_feed feeds[16];
+  kir_tensor *vals[16];
+  int32_t nf = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    if (g->nodes[i]->op != KIR_OP_PLACEHOLDER) continue;
+    assert_true(nf < 16);
+    vals[nf] = kir_tensor_new(&g->nodes[i]->type);
+    assert_non_null(vals[nf]);
+    /* Seed by name so both graphs (whatever their numbering) get the same feeds. */
+    uint64_t s = seed;
+    for (const char *c = g->nodes[i]->name; *c; c++) s = s * 131 + (unsigned char)*c;
+    kt_fill(vals[nf], s, -1, 1);
+    feeds[nf] = (kir_feed){i, vals[nf]};
+    nf++;
+  }
+  int32_t id = find(g, fetch)->id;
+  kir_tensor *out = NULL;
+  kiln_status st = kir_interp_run(g, NULL, feeds, nf, &id, 1, NULL, 0, &out);
+  for (int32_t i = 0; i < nf; i++) kir_tensor_free(vals[i]);
+  if (st != KILN_OK) fail_msg("interp: %s", g->error);
+  return out;
+}
+
+/* Asserts that `after` computes the same `fetch` as `before`. */
+static void assert_same(kir_graph *before, kir_graph *after, const char *fetch, uint64_t seed) {
+  kir_tensor *want = run_fetch(before, fetch, seed);
+  kir_tensor *got = run_fetch(after, fetch, seed);
+  kt_assert_close(got, want, kt_tolerance(want->type.dtype));
+  kir_tensor_free(want);
+  kir_tensor_free(got);
+}
+
+/* A stream to a growing buffer; close_text returns its NUL-terminated contents. */
+typedef struct text {
+  char *buf;
+  size_t len;
+  FILE *f;
+} text;
+
+static void open_text(text *t) {
+  t->buf = NULL;
+  t->len = 0;
+  t->f = open_memstream(&t->buf, &t->len);
+  assert_non_null(t->f);
+}
+
+static char *close_text(text *t) {
+  fclose(t->f);
+  return t->buf;
+}
+
+static kps_result run_pass(kir_graph *g, kps_pass_fn fn, const kps_context *ctx) {
+  kps_result res;
+  memset(&res, 0, sizeof res);
+  OK(g, fn(g, ctx, &res));
+  return res;
+}
+
+static int64_t stat_of(const kps_result *r, const char *name) {
+  for (int32_t i = 0; i < r->n_stats; i++)
+    if (strcmp(r->stats[i].name, name) == 0) return r->stats[i].value;
+  fail_msg("no stat '%s'", name);
+  return -1;
+}
+
+/* x[4,8] -> mm = x @ w[8,5] -> add (+ b[5]) -> relu; plus a dead constant chain. */
+static kir_graph *small_fold_graph(void) {
+  kir_graph *g = kir_graph_create();
+  int64_t d2[2] = {2, 3};
+  kir_node *c1 = cst(g, "c1", KILN_F32, 2, d2, 1, -1, 1);
+  kir_node *c2 = cst(g, "c2", KILN_F32, 2, d2, 2, -1, 1);
+  kir_node *a = op2(g, KIR_OP_ADD, "a", c1, c2);
+  kir_node *b = op2(g, KIR_OP_MUL, "b", a, c1);
+  kir_node *r = op1(g, KIR_OP_RELU, "r", b);
+  kir_node *p = ph(g, "p", KILN_F32, 2, d2);
+  op2(g, KIR_OP_ADD, "y", r, p);
+  return g;
+}
+
+/* ---------------------------------------------------------------- manager ------- */
+
+static void test_registry(void **state) {
+  (void)state;
+  assert_int_equal(kps_n_passes, 5);
+  const char *names[] = {"infer-shapes", "fold", "dce", "fuse", "place"};
+  for (int i = 0; i < 5; i++) {
+    const kps_pass_info *p = kps_pass_find(names[i]);
+    assert_non_null(p);
+    assert_string_equal(p->name, names[i]);
+    assert_true(strlen(p->summary) > 0);
+  }
+  assert_null(kps_pass_find("plan"));
+  assert_null(kps_pass_find(NULL));
+}
+
+static void test_pipeline_unknown(void **state) {
+  (void)state;
+  kir_graph *g = small_fold_graph();
+  kps_options opt = {.pipeline = "fold,foo"};
+  assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_ARGUMENT);
+  assert_string_equal(g->error, "unknown pass 'foo' in pipeline 'fold,foo' "
+                                "(known: infer-shapes, fold, dce, fuse, place)");
+  /* Nothing ran: the foldable node is still an add. */
+  assert_int_equal(find(g, "a")->op, KIR_OP_ADD);
+  kir_graph_destroy(g);
+}
+
+static void test_pipeline_empty_entries(void **state) {
+  (void)state;
+  const char *bad[] = {"fold,,dce", "fold,", "", " ", ",fold"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    kir_graph *g = small_fold_graph();
+    kps_options opt = {.pipeline = bad[i]};
+    assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_ARGUMENT);
+    assert_non_null(strstr(g->error, "unknown pass ''"));
+    assert_int_equal(find(g, "a")->op, KIR_OP_ADD);
+    kir_graph_destroy(g);
+  }
+}
+
+static void test_pipeline_whitespace_and_log(void **state) {
+  (void)state;
+  kir_graph *g = small_fold_graph();
+  text log;
+  open_text(&log);
+  kps_options opt = {.pipeline = "  fold ,\tdce ", .log = log.f};
+  const char *roots[] = {"y"};
+  kps_context ctx = {.roots = roots, .n_roots = 1};
+  OK(g, kps_run(g, &opt, &ctx));
+  char *s = close_text(&log);
+  assert_non_null(strstr(s, "pass fold: 3 nodes folded, 0 skipped (too large) ["));
+  assert_non_null(strstr(s, " ms]\npass dce: 4 nodes removed ["));
+  /* Exactly two lines. */
+  int lines = 0;
+  for (char *c = s; *c; c++) lines += *c == '\n';
+  assert_int_equal(lines, 2);
+  free(s);
+  kir_graph_destroy(g);
+}
+
+static void test_print_after_all(void **state) {
+  (void)state;
+  kir_graph *g = small_fold_graph();
+  text out;
+  open_text(&out);
+  kps_options opt = {.pipeline = "infer-shapes,fold", .print_after_all = true, .print_to = out.f};
+  OK(g, kps_run(g, &opt, NULL));
+  char *s = close_text(&out);
+  char *b1 = strstr(s, "// ----- graph after infer-shapes -----\n");
+  char *b2 = strstr(s, "// ----- graph after fold -----\n");
+  assert_non_null(b1);
+  assert_non_null(b2);
+  assert_true(b1 == s && b2 > b1);
+  /* The listing after fold shows constants where the adds were. */
+  assert_non_null(strstr(b2, "constant"));
+  assert_non_null(strstr(b2, "# y"));
+  free(s);
+  kir_graph_destroy(g);
+}
+
+static void test_no_change_log(void **state) {
+  (void)state;
+  kir_graph *g = small_fold_graph();
+  text log;
+  open_text(&log);
+  kps_options opt = {.pipeline = "dce", .log = log.f};
+  kps_context ctx = {.log = log.f};
+  OK(g, kps_run(g, &opt, &ctx));
+  char *s = close_text(&log);
+  /* No roots: dce says so and keeps everything. */
+  assert_non_null(strstr(s, "dce: no roots given; keeping every node\npass dce: no change ["));
+  free(s);
+  kir_graph_destroy(g);
+}
+
+static void test_verify_each(void **state) {
+  (void)state;
+  kir_graph *g = small_fold_graph();
+  kps_options opt = {.pipeline = "infer-shapes,fold,dce", .verify_each = true};
+  OK(g, kps_run(g, &opt, NULL));
+  /* A stored type that disagrees with inference: dce keeps it, verify-each notices. */
+  find(g, "y")->type.dims[0] = 7;
+  opt.pipeline = "dce";
+  assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_INTERNAL);
+  assert_true(strncmp(g->error, "pass dce broke the graph: ", 26) == 0);
+  assert_non_null(strstr(g->error, "'y'"));
+  /* infer-shapes repairs it. */
+  opt.pipeline = "infer-shapes, dce";
+  OK(g, kps_run(g, &opt, NULL));
+  kir_graph_destroy(g);
+}
+
+static void test_error_names_pass(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  kir_node *a = scalar_i32(g, "num", 7);
+  kir_node *b = scalar_i32(g, "zero", 0);
+  op2(g, KIR_OP_DIV, "quotient", a, b);
+  kps_options opt = {.pipeline = "fold"};
+  assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_EXEC);
+  assert_true(strncmp(g->error, "pass fold: ", 11) == 0);
+  assert_non_null(strstr(g->error, "'quotient'"));
+  assert_int_equal(find(g, "quotient")->op, KIR_OP_DIV);
+  kir_graph_destroy(g);
+}
+
+/* ---------------------------------------------------------------- fold ---------- */
+
+static void test_fold_chain(void **state) {
+  (void)state;
+  kir_graph *g = small_fold_graph();
+  kir_graph *orig = kir_graph_clone(g);
+  kps_result r = run_pass(g, kps_fold, &(kps_context){0});
+  assert_int_equal(stat_of(&r, "nodes folded"), 3);
+  assert_int_equal(stat_of(&r, "skipped (too large)"), 0);
+  assert_true(r.changed);
+  const char *folded[] = {"a", "b", "r"};
+  for (int i = 0; i < 3; i++) {
+    kir_node *n = find(g, folded[i]);
+    assert_int_equal(n->op, KIR_OP_CONSTANT);
+    assert_int_equal(n->n_inputs, 0);
+    assert_int_equal(n->n_attrs, 1);
+    assert_non_null(kir_attr_tensor(n, "value"));
+  }
+  assert_int_equal(find(g, "y")->op, KIR_OP_ADD);
+  assert_int_equal(find(g, "p")->op, KIR_OP_PLACEHOLDER);
+  OK(g, kir_verify(g));
+  assert_same(orig, g, "y", 5);
+  assert_same(orig, g, "r", 5);
+  /* A second run finds nothing more. */
+  r = run_pass(g, kps_fold, &(kps_context){0});
+  assert_int_equal(stat_of(&r, "nodes folded"), 0);
+  assert_false(r.changed);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+static void test_fold_keeps_name_device_drops_attrs(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  int64_t d[1] = {4};
+  kir_node *c = cst(g, "c", KILN_F64, 1, d, 3, -2, 2);
+  kir_node *k = clamp(g, "k", c, -0.5, 0.5);
+  k->device = kir_graph_strdup(g, "cpu:0");
+  run_pass(g, kps_fold, &(kps_context){0});
+  k = find(g, "k");
+  assert_int_equal(k->op, KIR_OP_CONSTANT);
+  assert_string_equal(k->device, "cpu:0");
+  assert_null(kir_attr_find(k, "min"));
+  const kir_tensor *v = kir_attr_tensor(k, "value");
+  const kir_tensor *cv = kir_attr_tensor(find(g, "c"), "value");
+  for (int i = 0; i < 4; i++) {
+    double x = kir_tensor_get_f(cv, i);
+    assert_true(kir_tensor_get_f(v, i) == (x < -0.5 ? -0.5 : x > 0.5 ? 0.5 : x));
+  }
+  OK(g, kir_verify(g));
+  kir_graph_destroy(g);
+}
+
+static void test_fold_random_deterministic(void **state) {
+  (void)state;
+  int64_t d[2] = {3, 5};
+  kir_graph *g1 = kir_graph_create(), *g2 = kir_graph_create();
+  kir_node *r1 = rnd(g1, KIR_OP_RANDOM_NORMAL, "rn", KILN_F32, 2, d, 42);
+  rnd(g2, KIR_OP_RANDOM_NORMAL, "rn", KILN_F32, 2, d, 42);
+  rnd(g1, KIR_OP_RANDOM_UNIFORM, "ru", KILN_F64, 2, d, 9);
+  kir_graph *orig = kir_graph_clone(g1);
+  op1(g1, KIR_OP_NEG, "neg", r1);
+  kps_result r = run_pass(g1, kps_fold, &(kps_context){0});
+  assert_int_equal(stat_of(&r, "nodes folded"), 3);
+  run_pass(g2, kps_fold, &(kps_context){0});
+  const kir_tensor *a = kir_attr_tensor(find(g1, "rn"), "value");
+  const kir_tensor *b = kir_attr_tensor(find(g2, "rn"), "value");
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_memory_equal(a->data, b->data, 15 * sizeof(float));
+  /* Same values as the interpreter gives the unfolded source. */
+  assert_same(orig, g1, "rn", 1);
+  assert_same(orig, g1, "ru", 1);
+  /* Same as kir_random_fill directly. */
+  kir_tensor *want = kir_tensor_new(&a->type);
+  kir_random_fill(want, KIR_OP_RANDOM_NORMAL, 42, 0.0, 1.0);
+  kt_assert_close(a, want, 0);
+  kir_tensor_free(want);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g1);
+  kir_graph_destroy(g2);
+}
+
+static void test_fold_leaves_state_and_inputs(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  int64_t d[1] = {3};
+  kir_node *init = cst(g, "init", KILN_F32, 1, d, 1, 0, 1);
+  kir_node *v = op1(g, KIR_OP_VARIABLE, "v", init);
+  kir_node *one = cst(g, "one", KILN_F32, 1, d, 2, 0, 1);
+  op2(g, KIR_OP_ASSIGN, "assign", v, one);
+  kir_node *x = ph(g, "x", KILN_F32, 1, d);
+  op2(g, KIR_OP_ADD, "xa", x, one);
+  op2(g, KIR_OP_ADD, "va", v, one);
+  kps_result r = run_pass(g, kps_fold, &(kps_context){0});
+  assert_int_equal(stat_of(&r, "nodes folded"), 0);
+  assert_int_equal(find(g, "v")->op, KIR_OP_VARIABLE);
+  assert_int_equal(find(g, "assign")->op, KIR_OP_ASSIGN);
+  assert_int_equal(find(g, "x")->op, KIR_OP_PLACEHOLDER);
+  assert_int_equal(find(g, "xa")->op, KIR_OP_ADD);
+  assert_int_equal(find(g, "va")->op, KIR_OP_ADD);
+  kir_graph_destroy(g);
+}
+
+static void test_fold_size_cap(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  int64_t big[2] = {4097, 4096}; /* f32: 64 MiB + 16 KiB */
+  int64_t exact[2] = {4096, 4096}; /* f32: exactly 64 MiB, allowed */
+  rnd(g, KIR_OP_RANDOM_UNIFORM, "big", KILN_F32, 2, big, 1);
+  kir_node *e = rnd(g, KIR_OP_RANDOM_UNIFORM, "exact", KILN_F32, 2, exact, 1);
+  (void)e;
+  kps_result r = run_pass(g, kps_fold, &(kps_context){0});
+  assert_int_equal(stat_of(&r, "skipped (too large)"), 1);
+  assert_int_equal(stat_of(&r, "nodes folded"), 1);
+  assert_int_equal(find(g, "big")->op, KIR_OP_RANDOM_UNIFORM);
+  assert_int_equal(find(g, "exact")->op, KIR_OP_CONSTANT);
+  kir_graph_destroy(g);
+}
+
+/* ---------------------------------------------------------------- dce ----------- */
+
+static void test_dce(void **state) {
+  (void)state;
+  kir_graph *g = small_fold_graph();
+  int64_t d[1] = {2};
+  ph(g, "unused_input", KILN_F32, 1, d);
+  kir_node *dead = cst(g, "dead", KILN_F32, 1, d, 4, 0, 1);
+  op1(g, KIR_OP_NEG, "dead2", dead);
+  kir_graph *orig = kir_graph_clone(g);
+  const char *roots[] = {"r"};
+  kps_result r = run_pass(g, kps_dce, &(kps_context){.roots = roots, .n_roots = 1});
+  /* Kept: c1 c2 a b r (r's cone), p and unused_input (placeholders). */
+  assert_int_equal(stat_of(&r, "nodes removed"), 3);
+  assert_int_equal(g->n_nodes, 7);
+  assert_null(kir_graph_find(g, "y"));
+  assert_null(kir_graph_find(g, "dead"));
+  assert_null(kir_graph_find(g, "dead2"));
+  find(g, "unused_input");
+  find(g, "p");
+  for (int32_t i = 0; i < g->n_nodes; i++) assert_int_equal(g->nodes[i]->id, i);
+  OK(g, kir_verify(g));
+  assert_same(orig, g, "r", 3);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+static void test_dce_unknown_root_and_no_roots(void **state) {
+  (void)state;
+  kir_graph *g = small_fold_graph();
+  const char *roots[] = {"y", "nope"};
+  kps_result res;
+  memset(&res, 0, sizeof res);
+  assert_int_equal(kps_dce(g, &(kps_context){.roots = roots, .n_roots = 2}, &res), KILN_ERR_ARGUMENT);
+  assert_non_null(strstr(g->error, "'nope'"));
+  assert_int_equal(g->n_nodes, 7);
+  text log;
+  open_text(&log);
+  kps_result r = run_pass(g, kps_dce, &(kps_context){.log = log.f});
+  char *s = close_text(&log);
+  assert_int_equal(stat_of(&r, "nodes removed"), 0);
+  assert_false(r.changed);
+  assert_int_equal(g->n_nodes, 7);
+  assert_non_null(strstr(s, "dce: no roots"));
+  free(s);
+  kir_graph_destroy(g);
+}
+
+/* ---------------------------------------------------------------- fuse ---------- */
+
+/* x[4,8] @ w[8,5] -> "mm" */
+static kir_graph *mm_graph(kiln_dtype dt, kir_node **mm) {
+  kir_graph *g = kir_graph_create();
+  int64_t dx[2] = {4, 8}, dw[2] = {8, 5};
+  kir_node *x = ph(g, "x", dt, 2, dx);
+  kir_node *w = cst(g, "w", dt, 2, dw, 11, -1, 1);
+  *mm = op2(g, KIR_OP_MATMUL, "mm", x, w);
+  return g;
+}
+
+static kps_result fuse(kir_graph *g, const char *root, char **log_text) {
+  text log;
+  open_text(&log);
+  const char *roots[] = {root};
+  kps_result r = run_pass(g, kps_fuse, &(kps_context){.roots = roots, .n_roots = 1, .log = log.f});
+  char *s = close_text(&log);
+  if (log_text) *log_text = s;
+  else free(s);
+  return r;
+}
+
+static void assert_ints(const kir_node *n, const char *attr, const int64_t *want, int32_t count) {
+  int32_t got_n = -1;
+  const int64_t *got = kir_attr_ints(n, attr, &got_n);
+  assert_non_null(got);
+  assert_int_equal(got_n, count);
+  for (int32_t i = 0; i < count; i++) assert_int_equal(got[i], want[i]);
+}
+
+static void assert_from(const kir_node *n, const char *const *want, int32_t count) {
+  int32_t got_n = -1;
+  const char *const *got = kir_attr_strings(n, "fused_from", &got_n);
+  assert_non_null(got);
+  assert_int_equal(got_n, count);
+  for (int32_t i = 0; i < count; i++) assert_string_equal(got[i], want[i]);
+}
+
+static void test_fuse_bias_relu(void **state) {
+  (void)state;
+  kir_node *mm;
+  kir_graph *g = mm_graph(KILN_F32, &mm);
+  int64_t db[1] = {5};
+  kir_node *b = cst(g, "b", KILN_F32, 1, db, 12, -1, 1);
+  kir_node *add = op2(g, KIR_OP_ADD, "add", mm, b);
+  op1(g, KIR_OP_RELU, "relu", add);
+  kir_graph *orig = kir_graph_clone(g);
+  kps_result r = fuse(g, "relu", NULL);
+  assert_int_equal(stat_of(&r, "matmuls fused"), 1);
+  assert_int_equal(stat_of(&r, "ops absorbed"), 2);
+  assert_int_equal(g->n_nodes, 4);
+  kir_node *f = find(g, "relu");
+  assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(f->id, 3);
+  assert_int_equal(f->n_inputs, 3);
+  assert_int_equal(f->inputs[0], find(g, "x")->id);
+  assert_int_equal(f->inputs[1], find(g, "w")->id);
+  assert_int_equal(f->inputs[2], find(g, "b")->id);
+  const char *from[] = {"mm", "add", "relu"};
+  assert_from(f, from, 3);
+  int64_t ops[2] = {KIR_OP_ADD, KIR_OP_RELU}, operand[2] = {2, -1}, swap[2] = {0, 0};
+  assert_ints(f, "epilogue", ops, 2);
+  assert_ints(f, "operand", operand, 2);
+  assert_ints(f, "swap", swap, 2);
+  assert_null(kir_graph_find(g, "mm"));
+  assert_null(kir_graph_find(g, "add"));
+  OK(g, kir_verify(g));
+  assert_same(orig, g, "relu", 21);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+static void test_fuse_bias_clamp(void **state) {
+  (void)state;
+  kir_node *mm;
+  kir_graph *g = mm_graph(KILN_F64, &mm);
+  int64_t db[2] = {1, 5};
+  kir_node *b = cst(g, "b", KILN_F64, 2, db, 13, -1, 1);
+  kir_node *add = op2(g, KIR_OP_ADD, "add", b, mm); /* bias first: still add, swap 1 */
+  clamp(g, "out", add, -0.25, 0.5);
+  kir_graph *orig = kir_graph_clone(g);
+  fuse(g, "out", NULL);
+  kir_node *f = find(g, "out");
+  assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
+  int32_t n = 0;
+  const double *lo = kir_attr_floats(f, "clamp_min", &n);
+  const double *hi = kir_attr_floats(f, "clamp_max", &n);
+  assert_int_equal(n, 2);
+  assert_true(isnan(lo[0]) && isnan(hi[0]));
+  assert_true(lo[1] == -0.25 && hi[1] == 0.5);
+  int64_t swap[2] = {1, 0};
+  assert_ints(f, "swap", swap, 2);
+  OK(g, kir_verify(g));
+  assert_same(orig, g, "out", 22);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+static void test_fuse_clamp_min_only(void **state) {
+  (void)state;
+  kir_node *mm;
+  kir_graph *g = mm_graph(KILN_F32, &mm);
+  clamp(g, "h", mm, 0.0, NAN);
+  kir_graph *orig = kir_graph_clone(g);
+  fuse(g, "h", NULL);
+  kir_node *f = find(g, "h");
+  assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
+  int32_t n = 0;
+  const double *lo = kir_attr_floats(f, "clamp_min", &n);
+  const double *hi = kir_attr_floats(f, "clamp_max", &n);
+  assert_int_equal(n, 1);
+  assert_true(lo[0] == 0.0 && isnan(hi[0]));
+  const char *from[] = {"mm", "h"};
+  assert_from(f, from, 2);
+  OK(g, kir_verify(g));
+  assert_same(orig, g, "h", 23);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+static void test_fuse_swapped_sub_and_transpose(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  int64_t dx[2] = {8, 4}, dw[2] = {8, 5}, db[2] = {4, 5};
+  kir_node *x = ph(g, "x", KILN_F32, 2, dx);
+  kir_node *w = cst(g, "w", KILN_F32, 2, dw, 11, -1, 1);
+  int32_t in[2] = {x->id, w->id};
+  kir_node *mm = kir_node_add(g, KIR_OP_MATMUL, "mm", in, 2);
+  OK(g, kir_attr_set_int(g, mm, "transpose_a", 1));
+  infer(g, mm);
+  kir_node *b = ph(g, "b", KILN_F32, 2, db);
+  kir_node *sub = op2(g, KIR_OP_SUB, "sub", b, mm);
+  kir_node *t = op1(g, KIR_OP_TANH, "t", sub);
+  kir_node *m = op2(g, KIR_OP_MUL, "m", t, b);
+  (void)m;
+  kir_graph *orig = kir_graph_clone(g);
+  kps_result r = fuse(g, "m", NULL);
+  assert_int_equal(stat_of(&r, "ops absorbed"), 3);
+  kir_node *f = find(g, "m");
+  assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(kir_attr_int(f, "transpose_a", 0), 1);
+  int64_t ops[3] = {KIR_OP_SUB, KIR_OP_TANH, KIR_OP_MUL}, operand[3] = {2, -1, 3}, swap[3] = {1, 0, 0};
+  assert_ints(f, "epilogue", ops, 3);
+  assert_ints(f, "operand", operand, 3);
+  assert_ints(f, "swap", swap, 3);
+  const char *from[] = {"mm", "sub", "t", "m"};
+  assert_from(f, from, 4);
+  OK(g, kir_verify(g));
+  assert_same(orig, g, "m", 24);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+/* Builds mm -> relu, runs fuse with `root`, and asserts nothing was fused. */
+static void expect_unfused(kir_graph *g, const char *root, const char *why) {
+  kir_graph *orig = kir_graph_clone(g);
+  int32_t n = g->n_nodes;
+  char *log = NULL;
+  kps_result r = fuse(g, root, &log);
+  if (!strstr(log, why)) fail_msg("log '%s' lacks '%s'", log, why);
+  free(log);
+  assert_int_equal(stat_of(&r, "matmuls fused"), 0);
+  assert_false(r.changed);
+  assert_int_equal(g->n_nodes, n);
+  assert_int_equal(find(g, "mm")->op, KIR_OP_MATMUL);
+  OK(g, kir_verify(g));
+  assert_same(orig, g, root, 25);
+  kir_graph_destroy(orig);
+}
+
+static void test_fuse_refusals(void **state) {
+  (void)state;
+  kir_node *mm;
+  /* The product has a second consumer. */
+  kir_graph *g = mm_graph(KILN_F32, &mm);
+  kir_node *r = op1(g, KIR_OP_RELU, "relu", mm);
+  kir_node *n2 = op1(g, KIR_OP_NEG, "neg", mm);
+  op2(g, KIR_OP_ADD, "y", r, n2);
+  expect_unfused(g, "y", "fuse: stopped after 'mm': 'mm' has 2 consumers\n");
+  kir_graph_destroy(g);
+  /* The product is fetched. */
+  g = mm_graph(KILN_F32, &mm);
+  op1(g, KIR_OP_RELU, "relu", mm);
+  expect_unfused(g, "mm", "'mm' is fetched");
+  kir_graph_destroy(g);
+  /* The bias would enlarge the product. */
+  g = mm_graph(KILN_F32, &mm);
+  int64_t db[3] = {3, 4, 5};
+  kir_node *b = ph(g, "bias3", KILN_F32, 3, db);
+  op2(g, KIR_OP_ADD, "y", mm, b);
+  expect_unfused(g, "y", "'bias3' broadcasts the product from f32[4,5] to f32[3,4,5]");
+  kir_graph_destroy(g);
+  /* x*x. */
+  g = mm_graph(KILN_F32, &mm);
+  op2(g, KIR_OP_MUL, "sq", mm, mm);
+  expect_unfused(g, "sq", "'mm' has 2 consumers");
+  kir_graph_destroy(g);
+  /* Not elementwise. */
+  g = mm_graph(KILN_F32, &mm);
+  op1(g, KIR_OP_REDUCE_SUM, "s", mm);
+  expect_unfused(g, "s", "not elementwise (reduce_sum)");
+  kir_graph_destroy(g);
+  /* Another device. */
+  g = mm_graph(KILN_F32, &mm);
+  kir_node *e = op1(g, KIR_OP_RELU, "relu", mm);
+  e->device = kir_graph_strdup(g, "cuda:0");
+  expect_unfused(g, "relu", "different device");
+  kir_graph_destroy(g);
+  /* Integer matmuls are not candidates (fused_matmul is float-only): no log. */
+  g = mm_graph(KILN_I32, &mm);
+  op1(g, KIR_OP_RELU, "relu", mm);
+  expect_unfused(g, "relu", "");
+  kir_graph_destroy(g);
+}
+
+static void test_fuse_stops_midway(void **state) {
+  (void)state;
+  kir_node *mm;
+  kir_graph *g = mm_graph(KILN_F32, &mm);
+  int64_t db[1] = {5};
+  kir_node *b = cst(g, "b", KILN_F32, 1, db, 12, -1, 1);
+  kir_node *add = op2(g, KIR_OP_ADD, "h", mm, b);
+  kir_node *r = op1(g, KIR_OP_RELU, "relu", add);
+  op2(g, KIR_OP_ADD, "y", r, add);
+  kir_graph *orig = kir_graph_clone(g);
+  char *log = NULL;
+  kps_result res = fuse(g, "y", &log);
+  assert_non_null(strstr(log, "fuse: stopped after 'mm': 'h' has 2 consumers"));
+  free(log);
+  assert_int_equal(stat_of(&res, "ops absorbed"), 1);
+  kir_node *f = find(g, "h");
+  assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(find(g, "relu")->op, KIR_OP_RELU);
+  OK(g, kir_verify(g));
+  assert_same(orig, g, "y", 26);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+static void test_fuse_two_matmuls_share_add(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  int64_t d[2] = {4, 4};
+  kir_node *x = ph(g, "x", KILN_F32, 2, d);
+  kir_node *w1 = cst(g, "w1", KILN_F32, 2, d, 1, -1, 1);
+  kir_node *w2 = cst(g, "w2", KILN_F32, 2, d, 2, -1, 1);
+  kir_node *m1 = op2(g, KIR_OP_MATMUL, "m1", x, w1);
+  kir_node *m2 = op2(g, KIR_OP_MATMUL, "m2", x, w2);
+  kir_node *s = op2(g, KIR_OP_ADD, "s", m1, m2);
+  op1(g, KIR_OP_SIGMOID, "y", s);
+  kir_graph *orig = kir_graph_clone(g);
+  kps_result r = fuse(g, "y", NULL);
+  assert_int_equal(stat_of(&r, "matmuls fused"), 1);
+  kir_node *f = find(g, "y");
+  assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(f->inputs[2], find(g, "m2")->id);
+  assert_int_equal(find(g, "m2")->op, KIR_OP_MATMUL);
+  OK(g, kir_verify(g));
+  assert_same(orig, g, "y", 27);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+/* ---------------------------------------------------------------- place --------- */
+
+static void test_normalize(void **state) {
+  (void)state;
+  struct { const char *in, *out; } ok[] = {
+      {"/cpu:0", "cpu:0"}, {"/device:GPU:1", "cuda:1"}, {"CPU", "cpu:0"}, {"cuda:2", "cuda:2"},
+      {"/gpu:1", "cuda:1"}, {"/device:CPU:0", "cpu:0"}, {"cpu:0", "cpu:0"}, {"GPU", "cuda:0"},
+      {"/job:localhost/replica:0/task:0/device:GPU:3", "cuda:3"}, {"Cuda:12", "cuda:12"}};
+  char out[32];
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    if (!kps_device_normalize(ok[i].in, out, sizeof out)) fail_msg("'%s' refused", ok[i].in);
+    assert_string_equal(out, ok[i].out);
+  }
+  const char *bad[] = {"garbage", "", "tpu:0", "cpu:", "cpu:x", "cpu:-1", "cpu:0:1", "/cpu:0/gpu:0",
+                       "cpu0", "/device:", "cpu:0/job:x", "cpu :0", "cpu:99999999999"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (kps_device_normalize(bad[i], out, sizeof out)) fail_msg("'%s' accepted as '%s'", bad[i], out);
+  assert_false(kps_device_normalize(NULL, out, sizeof out));
+  assert_false(kps_device_normalize("cuda:10", out, 6)); /* does not fit */
+}
+
+static kir_graph *place_graph(const char *mm_dev, const char *mul_dev) {
+  kir_node *mm;
+  kir_graph *g = mm_graph(KILN_F32, &mm);
+  mm->device = kir_graph_strdup(g, mm_dev);
+  kir_node *m = op2(g, KIR_OP_MUL, "mul", mm, mm);
+  m->device = kir_graph_strdup(g, mul_dev);
+  return g;
+}
+
+static void test_place_defaults_and_pins(void **state) {
+  (void)state;
+  kir_graph *g = place_graph("/device:CPU:0", "");
+  kps_result r = run_pass(g, kps_place, &(kps_context){0});
+  assert_int_equal(stat_of(&r, "nodes placed"), 4);
+  assert_int_equal(stat_of(&r, "soft placements"), 0);
+  assert_true(r.changed);
+  for (int32_t i = 0; i < g->n_nodes; i++) assert_string_equal(g->nodes[i]->assigned_device, "cpu:0");
+  assert_string_equal(find(g, "mm")->placement_reason, "pinned by device scope 'cpu:0'");
+  assert_string_equal(find(g, "mul")->placement_reason, "no device requested; default cpu:0");
+  /* Again: nothing changes. */
+  r = run_pass(g, kps_place, &(kps_context){0});
+  assert_false(r.changed);
+  kir_graph_destroy(g);
+  /* A target with a GPU: unpinned nodes stay on the CPU for lack of kernels. */
+  g = place_graph("/gpu:0", "");
+  const char *devs[] = {"cpu:0", "/device:GPU:0"};
+  r = run_pass(g, kps_place, &(kps_context){.devices = devs, .n_devices = 2});
+  assert_string_equal(find(g, "mm")->assigned_device, "cuda:0");
+  assert_string_equal(find(g, "mm")->placement_reason, "pinned by device scope 'cuda:0'");
+  assert_string_equal(find(g, "mul")->assigned_device, "cpu:0");
+  assert_string_equal(find(g, "mul")->placement_reason, "no CUDA kernel yet for 'mul'; cpu:0");
+  OK(g, kir_verify(g));
+  kir_graph_destroy(g);
+}
+
+static void test_place_soft_and_strict(void **state) {
+  (void)state;
+  kir_graph *g = place_graph("", "cuda:0");
+  kps_result r = run_pass(g, kps_place, &(kps_context){0});
+  assert_int_equal(stat_of(&r, "soft placements"), 1);
+  assert_string_equal(find(g, "mul")->assigned_device, "cpu:0");
+  assert_string_equal(find(g, "mul")->placement_reason,
+                      "requested 'cuda:0', which the target lacks; soft placement to cpu:0");
+  kir_graph_destroy(g);
+  g = place_graph("", "cuda:0");
+  kps_result res;
+  memset(&res, 0, sizeof res);
+  assert_int_equal(kps_place(g, &(kps_context){.strict_placement = true}, &res), KILN_ERR_UNSUPPORTED);
+  assert_string_equal(g->error, "node 'mul': device 'cuda:0' requested but the target has only cpu:0");
+  /* Refused before anything was assigned. */
+  for (int32_t i = 0; i < g->n_nodes; i++) assert_string_equal(g->nodes[i]->assigned_device, "");
+  kir_graph_destroy(g);
+  g = place_graph("", "warp:9");
+  memset(&res, 0, sizeof res);
+  assert_int_equal(kps_place(g, &(kps_context){0}, &res), KILN_ERR_ARGUMENT);
+  assert_non_null(strstr(g->error, "'mul'"));
+  assert_non_null(strstr(g->error, "'warp:9'"));
+  kir_graph_destroy(g);
+  g = place_graph("", "");
+  const char *devs[] = {"floppy"};
+  memset(&res, 0, sizeof res);
+  assert_int_equal(kps_place(g, &(kps_context){.devices = devs, .n_devices = 1}, &res), KILN_ERR_ARGUMENT);
+  assert_non_null(strstr(g->error, "'floppy'"));
+  kir_graph_destroy(g);
+}
+
+static void test_place_colocates_variables(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  int64_t d[1] = {3};
+  kir_node *init = cst(g, "init", KILN_F32, 1, d, 1, 0, 1);
+  kir_node *v = op1(g, KIR_OP_VARIABLE, "v", init);
+  kir_node *one = cst(g, "one", KILN_F32, 1, d, 2, 0, 1);
+  kir_node *a1 = op2(g, KIR_OP_ASSIGN, "a1", v, one);
+  kir_node *a2 = op2(g, KIR_OP_ASSIGN, "a2", v, one);
+  a2->device = kir_graph_strdup(g, "cuda:0");
+  (void)a1;
+  const char *devs[] = {"cpu:0", "cuda:0"};
+  run_pass(g, kps_place, &(kps_context){.devices = devs, .n_devices = 2});
+  assert_string_equal(find(g, "a2")->assigned_device, "cuda:0");
+  assert_string_equal(find(g, "v")->assigned_device, "cuda:0");
+  assert_string_equal(find(g, "v")->placement_reason, "colocated with assign 'a2'");
+  assert_string_equal(find(g, "a1")->assigned_device, "cuda:0");
+  assert_string_equal(find(g, "a1")->placement_reason, "colocated with assign 'a2'");
+  assert_string_equal(find(g, "one")->assigned_device, "cpu:0");
+  kir_graph_destroy(g);
+}
+
+/* ---------------------------------------------------------------- plan ---------- */
+
+/* No two arena buffers that are live at the same time share a byte. */
+static void assert_plan_sound(const kir_graph *g, const kps_memplan *p, const int32_t *outs, int32_t n_outs) {
+  int32_t n = g->n_nodes;
+  int32_t *last = calloc((size_t)n, sizeof *last);
+  assert_non_null(last);
+  for (int32_t i = 0; i < n; i++) last[i] = -1;
+  for (int32_t i = 0; i < n; i++)
+    for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++) last[g->nodes[i]->inputs[k]] = i;
+  for (int32_t o = 0; o < n_outs; o++) last[outs[o]] = n;
+  for (int32_t i = 0; i < n; i++) {
+    if (p->loc[i] != KPS_LOC_ARENA) continue;
+    assert_int_equal(p->offset[i] % 64, 0);
+    assert_true(p->offset[i] + p->size[i] <= p->arena_bytes);
+    assert_int_equal(p->size[i], kir_type_nbytes(&g->nodes[i]->type));
+    for (int32_t j = i + 1; j < n; j++) {
+      if (p->loc[j] != KPS_LOC_ARENA || p->size[i] == 0 || p->size[j] == 0) continue;
+      if (j > last[i]) continue; /* i dead before j is made */
+      bool overlap = p->offset[i] < p->offset[j] + p->size[j] && p->offset[j] < p->offset[i] + p->size[i];
+      if (overlap) fail_msg("nodes %d and %d overlap while both live", (int)i, (int)j);
+    }
+  }
+  free(last);
+}
+
+static void test_plan_chain_reuse(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  int64_t d[1] = {1000};
+  kir_node *x = ph(g, "x", KILN_F32, 1, d);
+  kir_node *c = cst(g, "c", KILN_F32, 1, d, 1, 0, 1);
+  kir_node *c2 = cst(g, "c2", KILN_F32, 1, d, 2, 0, 1);
+  kir_node *cur = op2(g, KIR_OP_ADD, "s0", x, c);
+  char name[16];
+  for (int i = 1; i < 8; i++) {
+    snprintf(name, sizeof name, "s%d", i);
+    cur = i % 2 ? op1(g, KIR_OP_RELU, name, cur) : op2(g, KIR_OP_MUL, name, cur, c2);
+  }
+  kir_node *mid = find(g, "s3");
+  op1(g, KIR_OP_NEG, "unused", cur);
+  kir_node *fin = op2(g, KIR_OP_ADD, "fin", cur, mid);
+  int32_t outs[2] = {fin->id, mid->id};
+  kps_memplan p;
+  OK(g, kps_plan_memory(g, outs, 2, &p));
+  assert_int_equal(p.n_nodes, g->n_nodes);
+  assert_int_equal(p.loc[x->id], KPS_LOC_INPUT);
+  assert_int_equal(p.offset[x->id], -1);
+  assert_int_equal(p.loc[c->id], KPS_LOC_WEIGHTS);
+  assert_int_equal(p.loc[c2->id], KPS_LOC_WEIGHTS);
+  assert_int_equal(p.offset[c->id], 0);
+  assert_int_equal(p.offset[c2->id], 4032); /* 4000 rounded up to 64 */
+  assert_int_equal(p.weights_bytes, 8032);
+  assert_int_equal(p.loc[find(g, "unused")->id], KPS_LOC_NONE);
+  int64_t sum = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    if (p.loc[i] == KPS_LOC_ARENA) sum += p.size[i];
+  assert_true(p.arena_bytes < sum);
+  assert_plan_sound(g, &p, outs, 2);
+  kps_memplan_free(&p);
+  assert_null(p.loc);
+  assert_int_equal(p.arena_bytes, 0);
+  kps_memplan_free(&p); /* twice is fine */
+  kir_graph_destroy(g);
+}
+
+static void test_plan_random_dags(void **state) {
+  (void)state;
+  uint64_t s = 12345;
+  for (int trial = 0; trial < 20; trial++) {
+    kir_graph *g = kir_graph_create();
+    int64_t dd[1] = {(trial % 3 == 0) ? 0 : 37};
+    kir_node *x = ph(g, "x", KILN_F32, 1, dd);
+    char name[16];
+    int32_t n_out = 0, outs[4];
+    for (int i = 0; i < 40; i++) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      int32_t a = (int32_t)((s >> 33) % (uint64_t)g->n_nodes);
+      int32_t b = (int32_t)((s >> 20) % (uint64_t)g->n_nodes);
+      snprintf(name, sizeof name, "n%d", i);
+      kir_node *n = (s >> 60) & 1 ? op1(g, KIR_OP_NEG, name, g->nodes[a])
+                                  : op2(g, KIR_OP_ADD, name, g->nodes[a], g->nodes[b]);
+      if (i % 13 == 5 && n_out < 4) outs[n_out++] = n->id;
+    }
+    (void)x;
+    kps_memplan p;
+    OK(g, kps_plan_memory(g, outs, n_out, &p));
+    assert_plan_sound(g, &p, outs, n_out);
+    for (int32_t o = 0; o < n_out; o++) assert_int_equal(p.loc[outs[o]], KPS_LOC_ARENA);
+    kps_memplan_free(&p);
+    kir_graph_destroy(g);
+  }
+}
+
+static void test_plan_refuses_variables(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  int64_t d[1] = {3};
+  kir_node *init = cst(g, "init", KILN_F32, 1, d, 1, 0, 1);
+  kir_node *v = op1(g, KIR_OP_VARIABLE, "weights_var", init);
+  int32_t outs[1] = {v->id};
+  kps_memplan p;
+  memset(&p, 0xab, sizeof p);
+  assert_int_equal(kps_plan_memory(g, outs, 1, &p), KILN_ERR_UNSUPPORTED);
+  assert_non_null(strstr(g->error, "'weights_var'"));
+  assert_non_null(strstr(g->error, "variables cannot be planned; freeze the graph first"));
+  assert_null(p.loc);
+  outs[0] = 99;
+  kir_graph *g2 = kir_graph_create();
+  init = cst(g2, "init", KILN_F32, 1, d, 1, 0, 1);
+  assert_int_equal(kps_plan_memory(g2, outs, 1, &p), KILN_ERR_ARGUMENT);
+  kir_graph_destroy(g2);
+  kir_graph_destroy(g);
+}
+
+/* ---------------------------------------------------------------- end to end ---- */
+
+static kir_graph *mlp(void) {
+  kir_graph *g = kir_graph_create();
+  int64_t dx[2] = {8, 16}, dw1[2] = {16, 32}, db1[1] = {32}, dw2[2] = {32, 4};
+  kir_node *x = ph(g, "x", KILN_F32, 2, dx);
+  kir_node *w1 = rnd(g, KIR_OP_RANDOM_NORMAL, "w1", KILN_F32, 2, dw1, 7);
+  kir_node *b1 = cst(g, "b1", KILN_F32, 1, db1, 8, -0.5, 0.5);
+  kir_node *mm1 = op2(g, KIR_OP_MATMUL, "layer1/matmul", x, w1);
+  kir_node *add = op2(g, KIR_OP_ADD, "layer1/add", mm1, b1);
+  kir_node *h = op1(g, KIR_OP_RELU, "h", add);
+  kir_node *w2 = cst(g, "w2", KILN_F32, 2, dw2, 9, -1, 1);
+  op2(g, KIR_OP_MATMUL, "y", h, w2);
+  op1(g, KIR_OP_EXP, "unused", h);
+  return g;
+}
+
+static void test_end_to_end_mlp(void **state) {
+  (void)state;
+  kir_graph *g = mlp();
+  kir_graph *orig = kir_graph_clone(g);
+  const char *roots[] = {"y"};
+  text log;
+  open_text(&log);
+  kps_options opt = {.verify_each = true, .log = log.f};
+  kps_context ctx = {.roots = roots, .n_roots = 1, .log = log.f};
+  OK(g, kps_run(g, &opt, &ctx));
+  char *s = close_text(&log);
+  assert_non_null(strstr(s, "pass infer-shapes: no change ["));
+  assert_non_null(strstr(s, "pass fold: 1 nodes folded"));
+  assert_non_null(strstr(s, "pass dce: 1 nodes removed"));
+  assert_non_null(strstr(s, "pass fuse: 1 matmuls fused, 2 ops absorbed"));
+  assert_non_null(strstr(s, "pass place: 6 nodes placed, 0 soft placements"));
+  free(s);
+  assert_int_equal(find(g, "w1")->op, KIR_OP_CONSTANT);
+  assert_int_equal(find(g, "h")->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(find(g, "y")->op, KIR_OP_MATMUL);
+  assert_null(kir_graph_find(g, "unused"));
+  assert_same(orig, g, "y", 31);
+  int32_t out = find(g, "y")->id;
+  kps_memplan p;
+  OK(g, kps_plan_memory(g, &out, 1, &p));
+  assert_plan_sound(g, &p, &out, 1);
+  assert_int_equal(p.loc[find(g, "h")->id], KPS_LOC_ARENA);
+  assert_int_equal(p.loc[out], KPS_LOC_ARENA);
+  kps_memplan_free(&p);
+  kir_graph_destroy(orig);
+  kir_graph_destroy(g);
+}
+
+/* SQLite-style: the Nth allocation fails, for N = 0, 1, ... until the call succeeds.
+ * Each failure is out-of-memory, leaks nothing, and leaves a graph that verifies and
+ * still computes the original's result. */
+static void test_out_of_memory(void **state) {
+  (void)state;
+  kir_graph *orig = mlp();
+  const char *roots[] = {"y"};
+  kps_context ctx = {.roots = roots, .n_roots = 1};
+  kps_options opt = {.pipeline = "infer-shapes,fold,dce,fuse,place"};
+  kiln_status st = KILN_ERR_NOMEM;
+  int failures = 0;
+  for (long n = 0; st != KILN_OK; n++) {
+    assert_true(n < 10000);
+    long live = kir_alloc_live();
+    kir_graph *g = kir_graph_clone(orig);
+    assert_non_null(g);
+    kir_alloc_fail_after(n);
+    st = kps_run(g, &opt, &ctx);
+    kir_alloc_fail_after(-1);
+    if (st != KILN_OK) {
+      failures++;
+      if (st != KILN_ERR_NOMEM) fail_msg("n=%ld: %s: %s", n, kiln_status_name(st), g->error);
+    }
+    OK(g, kir_verify(g));
+    assert_same(orig, g, "y", 41);
+    kir_graph_destroy(g);
+    if (kir_alloc_live() != live) fail_msg("n=%ld leaked %ld blocks", n, kir_alloc_live() - live);
+  }
+  assert_true(failures > 0);
+  /* The memory plan too. */
+  kir_graph *g = kir_graph_clone(orig);
+  OK(g, kps_run(g, &opt, &ctx));
+  int32_t out = find(g, "y")->id;
+  st = KILN_ERR_NOMEM;
+  for (long n = 0; st != KILN_OK; n++) {
+    kps_memplan p;
+    long live = kir_alloc_live();
+    kir_alloc_fail_after(n);
+    st = kps_plan_memory(g, &out, 1, &p);
+    kir_alloc_fail_after(-1);
+    if (st != KILN_OK) {
+      assert_int_equal(st, KILN_ERR_NOMEM);
+      assert_null(p.loc);
+      assert_int_equal(kir_alloc_live(), live);
+    }
+    kps_memplan_free(&p);
+  }
+  kir_graph_destroy(g);
+  kir_graph_destroy(orig);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_registry),
+      cmocka_unit_test(test_pipeline_unknown),
+      cmocka_unit_test(test_pipeline_empty_entries),
+      cmocka_unit_test(test_pipeline_whitespace_and_log),
+      cmocka_unit_test(test_print_after_all),
+      cmocka_unit_test(test_no_change_log),
+      cmocka_unit_test(test_verify_each),
+      cmocka_unit_test(test_error_names_pass),
+      cmocka_unit_test(test_fold_chain),
+      cmocka_unit_test(test_fold_keeps_name_device_drops_attrs),
+      cmocka_unit_test(test_fold_random_deterministic),
+      cmocka_unit_test(test_fold_leaves_state_and_inputs),
+      cmocka_unit_test(test_fold_size_cap),
+      cmocka_unit_test(test_dce),
+      cmocka_unit_test(test_dce_unknown_root_and_no_roots),
+      cmocka_unit_test(test_fuse_bias_relu),
+      cmocka_unit_test(test_fuse_bias_clamp),
+      cmocka_unit_test(test_fuse_clamp_min_only),
+      cmocka_unit_test(test_fuse_swapped_sub_and_transpose),
+      cmocka_unit_test(test_fuse_refusals),
+      cmocka_unit_test(test_fuse_stops_midway),
+      cmocka_unit_test(test_fuse_two_matmuls_share_add),
+      cmocka_unit_test(test_normalize),
+      cmocka_unit_test(test_place_defaults_and_pins),
+      cmocka_unit_test(test_place_soft_and_strict),
+      cmocka_unit_test(test_place_colocates_variables),
+      cmocka_unit_test(test_plan_chain_reuse),
+      cmocka_unit_test(test_plan_random_dags),
+      cmocka_unit_test(test_plan_refuses_variables),
+      cmocka_unit_test(test_end_to_end_mlp),
+      cmocka_unit_test(test_out_of_memory),
+  };
+  return cmocka_run_group_tests_name("passes", tests, NULL, NULL);
+}

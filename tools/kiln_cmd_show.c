@@ -1,0 +1,213 @@
+/* kiln_cmd_show.c — `kiln show MODEL|ARTIFACT`: what a graph holds, or what an artifact
+ * will do: its sections and hashes, inputs, outputs, steps with the graph nodes each
+ * kernel came from and its device, and the memory plan's peak. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kiln_artifact.pb-c.h"
+#include "kiln_tool.h"
+#include "../runtime/kiln_artifact.h"
+
+#define CMD "show"
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') printf("\\%c", *p);
+    else if (*p < 0x20 || *p >= 0x7f) printf("\\u%04x", *p);
+    else putchar(*p);
+  }
+  putchar('"');
+}
+
+static void show_graph_json(const kir_graph *g) {
+  printf("{\"nodes\": [");
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    char ty[160];
+    kir_type_format(&n->type, ty, sizeof ty);
+    printf("%s\n  {\"id\": %d, \"name\": ", i ? "," : "", (int)i);
+    json_string(n->name);
+    printf(", \"op\": \"%s\", \"type\": \"%s\", \"inputs\": [", kir_op_table[n->op].name,
+           n->type.dtype ? ty : "none");
+    for (int32_t k = 0; k < n->n_inputs; k++) {
+      printf("%s", k ? ", " : "");
+      json_string(g->nodes[n->inputs[k]]->name);
+    }
+    printf("], \"device\": ");
+    json_string(n->device);
+    printf(", \"assigned_device\": ");
+    json_string(n->assigned_device);
+    printf("}");
+  }
+  printf("\n]}\n");
+}
+
+static void show_graph_text(const char *path, const kir_graph *g) {
+  char esc[96], ty[160];
+  printf("graph %s: %d nodes\n", path, (int)g->n_nodes);
+  printf("inputs:\n");
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    if (n->op != KIR_OP_PLACEHOLDER) continue;
+    kir_type_format(&n->type, ty, sizeof ty);
+    printf("  %s %s\n", kir_escape(n->name, esc, sizeof esc), ty);
+  }
+  const char *outs[KTOOL_MAX_ARGS];
+  int32_t n_out = ktool_default_outputs(g, outs, KTOOL_MAX_ARGS);
+  printf("outputs:\n");
+  for (int32_t i = 0; i < n_out; i++) {
+    const kir_node *n = kir_graph_find(g, outs[i]);
+    kir_type_format(&n->type, ty, sizeof ty);
+    printf("  %s %s\n", kir_escape(n->name, esc, sizeof esc), ty);
+  }
+  printf("nodes:\n");
+  kir_graph_print(g, stdout);
+}
+
+static int show_graph(const char *path, const char *format) {
+  kir_graph *g = ktool_load_graph(path);
+  if (!g) return KTOOL_ERR;
+  if (!strcmp(format, "json")) show_graph_json(g);
+  else show_graph_text(path, g);
+  kir_graph_destroy(g);
+  return KTOOL_OK;
+}
+
+/* Reads a whole file (bounded by the artifact size limit). */
+static uint8_t *read_file(const char *path, size_t *n) {
+  struct stat st;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    ktool_error("%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > KIR_MAX_FILE_BYTES) {
+    fclose(f);
+    ktool_error("%s: not a regular file of at most 2 GiB", path);
+    return NULL;
+  }
+  uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+  *n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+  fclose(f);
+  if (!buf || *n != (size_t)st.st_size) {
+    free(buf);
+    ktool_error("%s: could not read the file", path);
+    return NULL;
+  }
+  return buf;
+}
+
+static const char *section_name(uint32_t kind) {
+  switch (kind) {
+  case KART_SEC_PLAN: return "plan";
+  case KART_SEC_WEIGHTS: return "weights";
+  case KART_SEC_CODE_CPU: return "code/cpu";
+  case KART_SEC_SOURCE_C: return "source/c";
+  }
+  return "unknown";
+}
+
+static void format_spec(const Kiln__Rt__TensorSpec *t, char *buf, size_t n) {
+  if (!t) {
+    snprintf(buf, n, "(missing)");
+    return;
+  }
+  kir_type ty = {.dtype = (kiln_dtype)t->dtype, .rank = (int32_t)t->n_dims};
+  for (size_t i = 0; i < t->n_dims && i < KILN_MAX_RANK; i++) ty.dims[i] = t->dims[i];
+  kir_type_format(&ty, buf, n);
+}
+
+static const char *loc_name(Kiln__Rt__Location loc) {
+  switch (loc) {
+  case KILN__RT__LOCATION__LOC_INPUT: return "input";
+  case KILN__RT__LOCATION__LOC_WEIGHTS: return "weights";
+  case KILN__RT__LOCATION__LOC_ARENA: return "arena";
+  default: return "none";
+  }
+}
+
+static void show_plan(const Kiln__Rt__Plan *p) {
+  char ty[160], esc[96];
+  printf("target %s, abi %u, producer %s\npipeline %s\n", p->target, p->abi, p->producer,
+         p->pipeline[0] ? p->pipeline : "(none recorded)");
+  printf("inputs:\n");
+  for (size_t i = 0; i < p->n_inputs; i++) {
+    format_spec(p->inputs[i], ty, sizeof ty);
+    printf("  %s %s\n", kir_escape(p->inputs[i]->name, esc, sizeof esc), ty);
+  }
+  printf("outputs:\n");
+  for (size_t i = 0; i < p->n_outputs; i++) {
+    format_spec(p->outputs[i], ty, sizeof ty);
+    printf("  %s %s\n", kir_escape(p->outputs[i]->name, esc, sizeof esc), ty);
+  }
+  printf("steps:\n");
+  for (size_t i = 0; i < p->n_steps; i++) {
+    const Kiln__Rt__Step *s = p->steps[i];
+    printf("  %zu %s (%s) on %s, from nodes:", i, s->kernel, s->op, s->device);
+    for (size_t k = 0; k < s->n_nodes; k++)
+      printf("%s %s", k ? "," : "", kir_escape(s->nodes[k], esc, sizeof esc));
+    printf("\n");
+  }
+  printf("buffers:\n");
+  for (size_t i = 0; i < p->n_buffers; i++) {
+    const Kiln__Rt__Buffer *b = p->buffers[i];
+    format_spec(b->tensor, ty, sizeof ty);
+    printf("  %zu %s %s in %s at %llu (%llu bytes)\n", i,
+           kir_escape(b->tensor ? b->tensor->name : "?", esc, sizeof esc), ty, loc_name(b->loc),
+           (unsigned long long)b->offset, (unsigned long long)b->size);
+  }
+  printf("memory plan: arena peak %llu bytes, weights %llu bytes\n",
+         (unsigned long long)p->arena_bytes, (unsigned long long)p->weights_bytes);
+}
+
+static int show_artifact(const char *path) {
+  size_t n = 0;
+  uint8_t *bytes = read_file(path, &n);
+  if (!bytes) return KTOOL_ERR;
+  kart_section secs[KART_MAX_SECTIONS];
+  int n_secs = 0;
+  char err[512];
+  if (kart_parse(bytes, n, secs, &n_secs, err, sizeof err) != 0) {
+    free(bytes);
+    return ktool_error("%s: %s", path, err);
+  }
+  printf("artifact %s: format %d.%d, %d sections, %zu bytes\n", path, KART_MAJOR, KART_MINOR,
+         n_secs, n);
+  for (int i = 0; i < n_secs; i++) {
+    char hex[65];
+    kart_hex(secs[i].sha256, hex);
+    printf("  %-9s offset %-8llu size %-9llu sha256 %.16s…\n", section_name(secs[i].kind),
+           (unsigned long long)secs[i].offset, (unsigned long long)secs[i].size, hex);
+  }
+  const kart_section *ps = kart_find(secs, n_secs, KART_SEC_PLAN);
+  Kiln__Rt__Plan *plan = ps ? kiln__rt__plan__unpack(NULL, ps->size, ps->data) : NULL;
+  int rc = KTOOL_OK;
+  if (plan) show_plan(plan);
+  else rc = ktool_error("%s: the plan section is missing or not a valid plan", path);
+  if (plan) kiln__rt__plan__free_unpacked(plan, NULL);
+  free(bytes);
+  return rc;
+}
+
+int ktool_cmd_show(int argc, char **argv) {
+  const char *path = NULL, *format = "text";
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--format")) {
+      if (!(format = ktool_value(CMD, &i, argc, argv))) return KTOOL_USAGE;
+      if (strcmp(format, "text") && strcmp(format, "json"))
+        return ktool_usage(CMD, "--format must be text or json, not '%s'", format);
+    } else if (argv[i][0] == '-') {
+      return ktool_usage(CMD, "unknown option '%s'", argv[i]);
+    } else if (path) {
+      return ktool_usage(CMD, "one file at a time ('%s' and '%s')", path, argv[i]);
+    } else {
+      path = argv[i];
+    }
+  }
+  if (!path) return ktool_usage(CMD, "which file?");
+  return ktool_is_artifact(path) ? show_artifact(path) : show_graph(path, format);
+}
