@@ -79,7 +79,6 @@ void kiln_graph_destroy(kiln_graph *g) {
   kir_free(g->devices);
   kir_free(g->scope_len);
   kir_free(g->prefix);
-  kir_free(g->keep);
   kir_graph_destroy(g->ir);
   kir_free(g);
 }
@@ -334,18 +333,6 @@ static kiln_status fe_check_input(fe_op *b, const kir_node *in, int32_t i) {
   return KILN_OK;
 }
 
-/* The rollback scratch must exist before the node does: growing it can fail. */
-static kiln_status fe_reserve_keep(kiln_graph *g, int32_t need) {
-  if (need <= g->cap_keep) return KILN_OK;
-  int32_t cap = g->cap_keep ? g->cap_keep : 16;
-  while (cap < need) cap = cap > KIR_MAX_NODES ? need : 2 * cap;
-  bool *k = kir_realloc(g->keep, (size_t)g->cap_keep, (size_t)cap);
-  if (!k) return kir_seterr(g->ir, KILN_ERR_NOMEM, "out of memory growing the rollback scratch");
-  g->keep = k;
-  g->cap_keep = cap;
-  return KILN_OK;
-}
-
 kiln_status fe_add(fe_op *b, kiln_node *const *inputs, int32_t n_inputs) {
   kir_graph *ir = b->g->ir;
   if (n_inputs < 0 || (n_inputs > 0 && !inputs))
@@ -369,7 +356,6 @@ static kiln_status fe_append(fe_op *b) {
   const char *dev = NULL;
   if (g->n_devices > 0 && !(dev = kir_graph_strdup(g->ir, g->devices[g->n_devices - 1])))
     return g->ir->status;
-  if (fe_reserve_keep(g, g->ir->n_nodes + 1) != KILN_OK) return KILN_ERR_NOMEM;
   int32_t local[16], *ids = local;
   if (b->n_inputs > 16 && !(ids = kir_malloc((size_t)b->n_inputs * sizeof *ids)))
     return kir_seterr(g->ir, KILN_ERR_NOMEM, "%s: out of memory", b->name);
@@ -404,13 +390,6 @@ kiln_status fe_finish(fe_op *b, kiln_status st) {
 }
 
 void fe_rollback(kiln_graph *g, int32_t first) {
-  kir_graph *ir = g->ir;
-  if (first < 0 || first >= ir->n_nodes) return;
-  kiln_status saved = ir->status;
-  char msg[sizeof ir->error];
-  memcpy(msg, ir->error, sizeof msg);
-  for (int32_t i = 0; i < ir->n_nodes; i++) g->keep[i] = i < first;
-  kir_graph_compact(ir, g->keep);
-  ir->status = saved;
-  memcpy(ir->error, msg, sizeof msg);
+  if (first < 0) return;
+  while (g->ir->n_nodes > first) kir_graph_pop_node(g->ir); /* allocates nothing */
 }

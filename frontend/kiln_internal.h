@@ -29,8 +29,6 @@ struct kiln_graph {
   int32_t n_scopes, cap_scopes;
   char **devices;        /* stack of normalized device strings */
   int32_t n_devices, cap_devices;
-  bool *keep;            /* scratch for rollback (kir_graph_compact), sized ahead */
-  int32_t cap_keep;
 };
 
 /* One op being built. The name is resolved (scoped, made unique) and the attributes

@@ -191,6 +191,10 @@ const char *kir_graph_strdup(kir_graph *g, const char *s);
  * output type is left invalid until kir_infer_node. NULL on error (set on g). */
 kir_node *kir_node_add(kir_graph *g, kir_op op, const char *name,
                        const int32_t *inputs, int32_t n_inputs);
+/* Removes the last node (and its name from the index) without allocating, so a builder
+ * can roll back even when memory has run out. Its arena bytes stay until the graph
+ * dies. No-op on an empty graph. */
+void kir_graph_pop_node(kir_graph *g);
 /* Node by name, NULL if absent. Hash lookup (graph->index). */
 kir_node *kir_graph_find(const kir_graph *g, const char *name);
 

@@ -171,6 +171,22 @@ static void index_put(struct kir_name_index *x, kir_node *const *nodes, int32_t 
   x->count++;
 }
 
+/* Backward-shift deletion keeps every probe chain unbroken without tombstones. */
+static void index_remove(struct kir_name_index *x, kir_node *const *nodes, int32_t id) {
+  uint32_t mask = x->cap - 1, i = index_slot(x, nodes, nodes[id]->name);
+  if (x->slots[i] != id) return; /* a later duplicate was never indexed */
+  x->slots[i] = -1;
+  x->count--;
+  for (uint32_t j = (i + 1) & mask; x->slots[j] >= 0; j = (j + 1) & mask) {
+    uint32_t home = hash_name(nodes[x->slots[j]]->name) & mask;
+    bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+    if (stays) continue;
+    x->slots[i] = x->slots[j];
+    x->slots[j] = -1;
+    i = j;
+  }
+}
+
 static uint32_t index_cap_for(int64_t n) {
   uint32_t cap = 16;
   while ((int64_t)cap < 2 * n + 2) cap *= 2;
@@ -182,6 +198,12 @@ static struct kir_name_index *index_build(kir_node *const *nodes, int32_t n) {
   if (!x) return NULL;
   for (int32_t i = 0; i < n; i++) index_put(x, nodes, i);
   return x;
+}
+
+void kir_graph_pop_node(kir_graph *g) {
+  if (!g || g->n_nodes == 0) return;
+  if (g->index) index_remove(g->index, g->nodes, g->n_nodes - 1);
+  g->nodes[--g->n_nodes] = NULL;
 }
 
 kir_node *kir_graph_find(const kir_graph *g, const char *name) {
@@ -624,7 +646,7 @@ kiln_status kir_graph_compact(kir_graph *g, const bool *keep) {
 
 /* Min-heap of node ids: Kahn's algorithm always takes the smallest ready id, so nodes
  * already in order keep their order. */
-static void heap_push(int32_t *h, int32_t *n, int32_t v) {
+void kir_heap_push(int32_t *h, int32_t *n, int32_t v) {
   int32_t i = (*n)++;
   while (i > 0 && h[(i - 1) / 2] > v) {
     h[i] = h[(i - 1) / 2];
@@ -633,7 +655,7 @@ static void heap_push(int32_t *h, int32_t *n, int32_t v) {
   h[i] = v;
 }
 
-static int32_t heap_pop(int32_t *h, int32_t *n) {
+int32_t kir_heap_pop(int32_t *h, int32_t *n) {
   int32_t top = h[0], v = h[--(*n)], i = 0;
   for (;;) {
     int32_t c = 2 * i + 1;
@@ -681,13 +703,13 @@ static void topo_build(const kir_graph *g, topo_work *w) {
 static int32_t topo_run(const kir_graph *g, topo_work *w) {
   int32_t hn = 0, done = 0;
   for (int32_t v = 0; v < g->n_nodes; v++)
-    if (w->indeg[v] == 0) heap_push(w->heap, &hn, v);
+    if (w->indeg[v] == 0) kir_heap_push(w->heap, &hn, v);
   while (hn > 0) {
-    int32_t v = heap_pop(w->heap, &hn);
+    int32_t v = kir_heap_pop(w->heap, &hn);
     w->new_id[v] = done;
     w->order[done++] = v;
     for (int32_t u = w->start[v]; u < w->start[v + 1]; u++)
-      if (--w->indeg[w->users[u]] == 0) heap_push(w->heap, &hn, w->users[u]);
+      if (--w->indeg[w->users[u]] == 0) kir_heap_push(w->heap, &hn, w->users[u]);
   }
   return done;
 }

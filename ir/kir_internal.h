@@ -20,4 +20,9 @@ KIR_HIDDEN kiln_status kir_check_arity(kir_graph *g, const kir_node *n);
 /* KILN_ERR_GRAPH on an unknown, missing or mistyped attribute (ops.def schema). */
 KIR_HIDDEN kiln_status kir_check_schema(kir_graph *g, const kir_node *n);
 
+/* A binary min-heap of ids in h[0..*n): Kahn's algorithm takes the smallest ready id,
+ * so nodes already in order keep their order (toposort and the loader share it). */
+KIR_HIDDEN void kir_heap_push(int32_t *h, int32_t *n, int32_t v);
+KIR_HIDDEN int32_t kir_heap_pop(int32_t *h, int32_t *n);
+
 #endif

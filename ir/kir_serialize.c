@@ -613,29 +613,6 @@ static kiln_status resolve_inputs(loader *L) {
 
 /* ---- topological order (Kahn, smallest file index first: stable) -------------- */
 
-static void heap_push(int32_t *h, int32_t *n, int32_t v) {
-  int32_t i = (*n)++;
-  while (i > 0 && h[(i - 1) / 2] > v) {
-    h[i] = h[(i - 1) / 2];
-    i = (i - 1) / 2;
-  }
-  h[i] = v;
-}
-
-static int32_t heap_pop(int32_t *h, int32_t *n) {
-  int32_t top = h[0], v = h[--(*n)], i = 0;
-  for (;;) {
-    int32_t c = 2 * i + 1;
-    if (c >= *n) break;
-    if (c + 1 < *n && h[c + 1] < h[c]) c++;
-    if (h[c] >= v) break;
-    h[i] = h[c];
-    i = c;
-  }
-  if (*n > 0) h[i] = v;
-  return top;
-}
-
 /* A node on a cycle among the nodes left with pending inputs: walking pending inputs
  * from any of them must revisit a node, and the first revisited one is on the cycle. */
 static int32_t cycle_node(const loader *L, const int32_t *pending, uint8_t *seen) {
@@ -675,13 +652,13 @@ static kiln_status kahn(loader *L, int64_t *uoff, int32_t *uidx, int32_t *pendin
   int32_t hn = 0, done = 0;
   for (int32_t i = 0; i < L->n; i++) {
     pending[i] = (int32_t)(L->in_off[i + 1] - L->in_off[i]);
-    if (pending[i] == 0) heap_push(heap, &hn, i);
+    if (pending[i] == 0) kir_heap_push(heap, &hn, i);
   }
   while (hn > 0) {
-    int32_t v = heap_pop(heap, &hn);
+    int32_t v = kir_heap_pop(heap, &hn);
     L->order[done++] = v;
     for (int64_t k = uoff[v]; k < uoff[v + 1]; k++)
-      if (--pending[uidx[k]] == 0) heap_push(heap, &hn, uidx[k]);
+      if (--pending[uidx[k]] == 0) kir_heap_push(heap, &hn, uidx[k]);
   }
   if (done == L->n) return KILN_OK;
   uint8_t *seen = kir_calloc((size_t)L->n, 1);

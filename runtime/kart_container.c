@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
+#include <stdlib.h> /* mkstemp */
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -283,7 +283,7 @@ kiln_rt_status rt_write_atomic(const char *path, const rt_chunk *chunks, int n, 
                                size_t errlen) {
   if (!path || !*path) return fail(err, errlen, KILN_RT_ERR_ARGUMENT, "empty output path");
   size_t len = strlen(path);
-  char *tmp = malloc(len + 16);
+  char *tmp = len < SIZE_MAX - 16 ? kiln_rt__malloc(len + 16) : NULL;
   if (!tmp) return fail(err, errlen, KILN_RT_ERR_NOMEM, "%s: out of memory", path);
   memcpy(tmp, path, len);
   memcpy(tmp + len, ".tmp.XXXXXX", 12); /* same directory as path */
@@ -294,7 +294,7 @@ kiln_rt_status rt_write_atomic(const char *path, const rt_chunk *chunks, int n, 
                                    ? KILN_RT_ERR_PATH
                                    : KILN_RT_ERR_IO,
                   "%s: cannot create a temp file beside it: %s", path, strerror(errno));
-    free(tmp);
+    kiln_rt__free(tmp);
     return (kiln_rt_status)st;
   }
   kiln_rt_status st = write_chunks(fd, tmp, chunks, n, err, errlen);
@@ -304,7 +304,7 @@ kiln_rt_status rt_write_atomic(const char *path, const rt_chunk *chunks, int n, 
     st = fail(err, errlen, errno == EISDIR ? KILN_RT_ERR_PATH : KILN_RT_ERR_IO,
               "%s: cannot rename the temp file over it: %s", path, strerror(errno));
   if (st != KILN_RT_OK) unlink(tmp);
-  free(tmp);
+  kiln_rt__free(tmp);
   return st;
 }
 
@@ -362,7 +362,7 @@ kiln_rt_status rt_read_file(const char *path, uint64_t max_bytes, uint8_t **data
     return fail(err, errlen, KILN_RT_ERR_LIMIT, "file is %llu bytes, over the limit of %llu",
                 (unsigned long long)size, (unsigned long long)max_bytes);
   }
-  uint8_t *buf = malloc(size ? (size_t)size : 1);
+  uint8_t *buf = kiln_rt__malloc((size_t)size);
   if (!buf) {
     close(fd);
     return fail(err, errlen, KILN_RT_ERR_NOMEM, "out of memory reading %llu bytes",
@@ -371,7 +371,7 @@ kiln_rt_status rt_read_file(const char *path, uint64_t max_bytes, uint8_t **data
   st = rt_read_all(fd, buf, (size_t)size, err, errlen);
   close(fd);
   if (st) {
-    free(buf);
+    kiln_rt__free(buf);
     return st;
   }
   *data = buf;

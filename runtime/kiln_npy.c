@@ -4,7 +4,6 @@
  * Depends on libc only; never on the compiler (ir/, frontend/, passes/, codegen/). */
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -222,11 +221,11 @@ static kiln_rt_status read_header(int fd, const char *path, uint64_t size, char 
   if (len > size - *prefix)
     return npy_fail(err, errlen, KILN_RT_ERR_FORMAT, path, "header of %" PRIu64 " bytes runs past the end of the file",
                     len);
-  *hdr = malloc(len + 1);
+  *hdr = kiln_rt__malloc((size_t)len + 1);
   if (!*hdr) return npy_fail(err, errlen, KILN_RT_ERR_NOMEM, path, "out of memory");
   kiln_rt_status st = rt_read_all(fd, *hdr, (size_t)len, msg, sizeof msg);
   if (st) {
-    free(*hdr);
+    kiln_rt__free(*hdr);
     *hdr = NULL;
     return npy_fail(err, errlen, st, path, "%s", msg);
   }
@@ -254,20 +253,20 @@ static kiln_rt_status check_header(npy_parse *p, const char *path, int *dtype, c
 
 static kiln_rt_status read_data(int fd, const char *path, kiln_rt_npy *t, char *err,
                                 size_t errlen) {
-  void *d = NULL;
-  if (posix_memalign(&d, 64, t->nbytes ? (t->nbytes + 63) / 64 * 64 : 64) != 0)
+  void *d = kiln_rt__malloc_aligned(t->nbytes);
+  if (!d)
     return npy_fail(err, errlen, KILN_RT_ERR_NOMEM, path, "out of memory for %zu bytes", t->nbytes);
   char msg[RT_ERR_BYTES];
   kiln_rt_status st = rt_read_all(fd, d, t->nbytes, msg, sizeof msg);
   if (st) {
-    free(d);
+    kiln_rt__free(d);
     return npy_fail(err, errlen, st, path, "%s", msg);
   }
   const uint8_t *b = d;
   for (size_t i = 0; t->dtype == KILN_RT_BOOL && i < t->nbytes; i++)
     if (b[i] > 1) {
       unsigned v = b[i];
-      free(d);
+      kiln_rt__free(d);
       return npy_fail(err, errlen, KILN_RT_ERR_FORMAT, path, "bool element %zu is %u, not 0 or 1",
                       i, v);
     }
@@ -285,7 +284,7 @@ static kiln_rt_status read_body(int fd, const char *path, uint64_t size, kiln_rt
   npy_parse p = {.start = hdr, .s = hdr, .end = hdr + hlen};
   int dtype = 0;
   st = check_header(&p, path, &dtype, err, errlen);
-  free(hdr);
+  kiln_rt__free(hdr);
   if (st) return st;
   size_t nbytes = 0;
   char tuple[256];
@@ -319,7 +318,7 @@ kiln_rt_status kiln_rt_npy_read(const char *path, kiln_rt_npy *out, char *err, s
 
 void kiln_rt_npy_free(kiln_rt_npy *t) {
   if (!t) return;
-  free(t->data);
+  kiln_rt__free(t->data);
   memset(t, 0, sizeof *t);
 }
 

@@ -1,5 +1,6 @@
 /* kiln_rt_internal.h — private to libkiln_rt: the model and context structs, message
- * helpers, and the atomic file writer shared by the container and .npy code.
+ * helpers, the allocation layer, and the atomic file writer shared by the container
+ * and .npy code.
  * Never include anything from ir/, frontend/, passes/ or codegen/ here; plain libc,
  * libdl and protobuf-c only. */
 #ifndef KILN_RT_INTERNAL_H
@@ -34,8 +35,24 @@ typedef struct rt_tensor {
 typedef struct rt_budget {
   size_t used, limit;
   int refused; /* the budget said no (LIMIT) */
-  int failed;  /* malloc said no (NOMEM) */
+  int failed;  /* the allocation hook said no (NOMEM) */
 } rt_budget;
+
+/* ---- allocation (kiln_rt_alloc.c): all of the runtime's memory goes through one hook
+ * (never plain malloc/free); tests fail the Nth allocation through kiln_rt_testing.h.
+ * Blocks from any of these are freed with kiln_rt__free. ---- */
+#define RT_ALIGN 64
+RT_HIDDEN void *kiln_rt__malloc(size_t n);                  /* n == 0 gives a block too */
+RT_HIDDEN void *kiln_rt__calloc(size_t count, size_t size); /* NULL on overflow */
+/* RT_ALIGN-aligned, size rounded up to a multiple of RT_ALIGN (so vector code may read
+ * the whole last line); free()-able as well, which kiln_rt_npy.data promises. */
+RT_HIDDEN void *kiln_rt__malloc_aligned(size_t n);
+RT_HIDDEN void kiln_rt__free(void *p); /* accepts NULL */
+RT_HIDDEN char *kiln_rt__strdup(const char *s);
+/* A protobuf-c allocator over the hook that refuses to go past limit bytes in all;
+ * *b records whether it refused (LIMIT) or the hook failed (NOMEM). b must outlive
+ * everything unpacked with *out, since freeing goes through it. */
+RT_HIDDEN void kiln_rt__pb_allocator(rt_budget *b, size_t limit, ProtobufCAllocator *out);
 
 struct kiln_rt_model {
   kiln_rt_status status;
@@ -78,7 +95,7 @@ RT_HIDDEN void rt_shape_str(int dtype, int rank, const int64_t *dims, char *out,
 RT_HIDDEN kiln_rt_status rt_nbytes(int dtype, int rank, const int64_t *dims, size_t *out);
 
 /* Reads a whole regular file (PATH for a directory, FIFO or device; LIMIT above
- * max_bytes). *data is malloc'd (at least 1 byte). Message without the path prefix. */
+ * max_bytes). *data is from kiln_rt__malloc (at least 1 byte). Message without the path prefix. */
 RT_HIDDEN kiln_rt_status rt_read_file(const char *path, uint64_t max_bytes, uint8_t **data,
                                       size_t *n, char *err, size_t errlen);
 /* Opens a regular file for reading (O_NONBLOCK so a FIFO cannot block; PATH for

@@ -6,7 +6,7 @@
 #define _GNU_SOURCE /* memfd_create */
 #include <dlfcn.h>
 #include <stdio.h>
-#include <stdlib.h>
+#include <stdlib.h> /* qsort */
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -28,31 +28,11 @@ static kiln_rt_status model_fail(kiln_rt_model *m, kiln_rt_status st, const char
 
 /* ---- plan unpacking under a budget ---- */
 
-static void *budget_alloc(void *data, size_t size) {
-  rt_budget *b = data;
-  if (size > b->limit - b->used) {
-    b->refused = 1;
-    return NULL;
-  }
-  void *p = malloc(size ? size : 1);
-  if (!p) {
-    b->failed = 1;
-    return NULL;
-  }
-  b->used += size;
-  return p;
-}
-
-static void budget_free(void *data, void *p) {
-  (void)data;
-  free(p);
-}
-
 static kiln_rt_status unpack_plan(kiln_rt_model *m, const kart_section *s) {
   size_t size = (size_t)s->size;
-  m->budget.limit = size > (SIZE_MAX - ((size_t)1 << 20)) / 8 ? SIZE_MAX
-                                                               : 8 * size + ((size_t)1 << 20);
-  m->alloc = (ProtobufCAllocator){budget_alloc, budget_free, &m->budget};
+  size_t limit = size > (SIZE_MAX - ((size_t)1 << 20)) / 8 ? SIZE_MAX
+                                                            : 8 * size + ((size_t)1 << 20);
+  kiln_rt__pb_allocator(&m->budget, limit, &m->alloc);
   m->plan = kiln__rt__plan__unpack(&m->alloc, size, s->data);
   if (m->plan) return KILN_RT_OK;
   if (m->budget.failed) return model_fail(m, KILN_RT_ERR_NOMEM, "out of memory unpacking the plan");
@@ -213,7 +193,7 @@ static int cmp_name(const void *a, const void *b) {
 /* Names must be unique among inputs and among outputs, or find-by-name is ambiguous. */
 static kiln_rt_status check_unique(kiln_rt_model *m, rt_tensor *t, int n, const char *what) {
   if (n < 2) return KILN_RT_OK;
-  rt_tensor **sorted = malloc((size_t)n * sizeof *sorted);
+  rt_tensor **sorted = kiln_rt__malloc((size_t)n * sizeof *sorted);
   if (!sorted) return model_fail(m, KILN_RT_ERR_NOMEM, "out of memory");
   for (int i = 0; i < n; i++) sorted[i] = &t[i];
   qsort(sorted, (size_t)n, sizeof *sorted, cmp_name);
@@ -224,13 +204,13 @@ static kiln_rt_status check_unique(kiln_rt_model *m, rt_tensor *t, int n, const 
       st = model_fail(m, KILN_RT_ERR_FORMAT, "two %s are named '%s'", what,
                       rt_escape(sorted[i]->name, esc));
     }
-  free(sorted);
+  kiln_rt__free(sorted);
   return st;
 }
 
 static kiln_rt_status make_tensors(kiln_rt_model *m, Kiln__Rt__TensorSpec **specs, size_t n,
                                    rt_tensor **out) {
-  *out = calloc(n + 1, sizeof **out);
+  *out = kiln_rt__calloc(n + 1, sizeof **out);
   if (!*out) return model_fail(m, KILN_RT_ERR_NOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) {
     rt_tensor *t = &(*out)[i];
@@ -266,9 +246,9 @@ static kiln_rt_status validate_plan(kiln_rt_model *m, const kart_section *w) {
 /* ---- code and weights ---- */
 
 static kiln_rt_status copy_weights(kiln_rt_model *m, const kart_section *w) {
-  void *p = NULL;
   size_t n = (size_t)w->size;
-  if (posix_memalign(&p, 64, n ? (n + 63) / 64 * 64 : 64) != 0)
+  void *p = kiln_rt__malloc_aligned(n);
+  if (!p)
     return model_fail(m, KILN_RT_ERR_NOMEM, "out of memory for %zu bytes of weights", n);
   if (n) memcpy(p, w->data, n);
   m->weights = p;
@@ -335,14 +315,16 @@ static kiln_rt_status load(kiln_rt_model *m, const uint8_t *bytes, size_t n) {
   return (kiln_rt_status)st;
 }
 
+/* NULL only when the handle itself cannot be allocated; a failed copy of the label
+ * leaves a handle that says so. */
 static kiln_rt_model *model_new(const char *label) {
-  kiln_rt_model *m = calloc(1, sizeof *m);
+  kiln_rt_model *m = kiln_rt__calloc(1, sizeof *m);
   if (!m) return NULL;
   m->memfd = -1;
-  m->label = strdup(label);
+  m->label = kiln_rt__strdup(label);
   if (!m->label) {
-    free(m);
-    return NULL;
+    m->status = KILN_RT_ERR_NOMEM;
+    rt_fmt(m->err, sizeof m->err, "%s: out of memory", label);
   }
   return m;
 }
@@ -351,7 +333,7 @@ kiln_rt_status kiln_rt_model_open(const char *path, kiln_rt_model **out) {
   if (!out) return KILN_RT_ERR_ARGUMENT;
   *out = model_new(path ? path : "<null>");
   kiln_rt_model *m = *out;
-  if (!m) return KILN_RT_ERR_NOMEM;
+  if (!m || m->status) return KILN_RT_ERR_NOMEM;
   if (!path) return model_fail(m, KILN_RT_ERR_ARGUMENT, "NULL path");
   uint8_t *bytes = NULL;
   size_t n = 0;
@@ -359,7 +341,7 @@ kiln_rt_status kiln_rt_model_open(const char *path, kiln_rt_model **out) {
   kiln_rt_status st = rt_read_file(path, RT_MAX_FILE, &bytes, &n, msg, sizeof msg);
   if (st) return model_fail(m, st, "%s", msg);
   st = load(m, bytes, n);
-  free(bytes);
+  kiln_rt__free(bytes);
   return st;
 }
 
@@ -367,14 +349,14 @@ kiln_rt_status kiln_rt_model_open_bytes(const void *bytes, size_t n, kiln_rt_mod
   if (!out) return KILN_RT_ERR_ARGUMENT;
   *out = model_new("<memory>");
   kiln_rt_model *m = *out;
-  if (!m) return KILN_RT_ERR_NOMEM;
+  if (!m || m->status) return KILN_RT_ERR_NOMEM;
   if (!bytes && n) return model_fail(m, KILN_RT_ERR_ARGUMENT, "NULL bytes");
   /* Our own copy: the hashes are checked on the bytes that are then used. */
-  uint8_t *copy = malloc(n ? n : 1);
+  uint8_t *copy = kiln_rt__malloc(n);
   if (!copy) return model_fail(m, KILN_RT_ERR_NOMEM, "out of memory copying %zu bytes", n);
   if (n) memcpy(copy, bytes, n);
   kiln_rt_status st = load(m, copy, n);
-  free(copy);
+  kiln_rt__free(copy);
   return st;
 }
 
@@ -383,11 +365,11 @@ void kiln_rt_model_close(kiln_rt_model *m) {
   if (m->dl) dlclose(m->dl);
   if (m->memfd >= 0) close(m->memfd);
   if (m->plan) kiln__rt__plan__free_unpacked(m->plan, &m->alloc);
-  free(m->inputs);
-  free(m->outputs);
-  free(m->weights);
-  free(m->label);
-  free(m);
+  kiln_rt__free(m->inputs);
+  kiln_rt__free(m->outputs);
+  kiln_rt__free(m->weights);
+  kiln_rt__free(m->label);
+  kiln_rt__free(m);
 }
 
 const char *kiln_rt_model_error(const kiln_rt_model *m) { return m ? m->err : "out of memory"; }

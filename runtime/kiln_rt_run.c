@@ -4,7 +4,6 @@
  * Depends on libc only; never on the compiler (ir/, frontend/, passes/, codegen/). */
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "kiln_rt_internal.h"
@@ -122,15 +121,12 @@ kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out) {
   if (!out) return KILN_RT_ERR_ARGUMENT;
   *out = NULL;
   if (!m || m->status != KILN_RT_OK || !m->entry) return KILN_RT_ERR_ARGUMENT;
-  kiln_rt_context *c = calloc(1, sizeof *c);
+  kiln_rt_context *c = kiln_rt__calloc(1, sizeof *c);
   if (!c) return KILN_RT_ERR_NOMEM;
   c->model = m;
-  size_t arena = (m->arena_bytes + 63) / 64 * 64;
-  void *a = NULL;
-  if (posix_memalign(&a, 64, arena ? arena : 64) != 0) a = NULL;
-  c->arena = a;
-  c->in_ptrs = calloc((size_t)m->n_inputs + 1, sizeof *c->in_ptrs);
-  c->out_ptrs = calloc((size_t)m->n_outputs + 1, sizeof *c->out_ptrs);
+  c->arena = kiln_rt__malloc_aligned(m->arena_bytes);
+  c->in_ptrs = kiln_rt__calloc((size_t)m->n_inputs + 1, sizeof *c->in_ptrs);
+  c->out_ptrs = kiln_rt__calloc((size_t)m->n_outputs + 1, sizeof *c->out_ptrs);
   if (!c->arena || !c->in_ptrs || !c->out_ptrs) {
     kiln_rt_context_destroy(c);
     return KILN_RT_ERR_NOMEM;
@@ -141,10 +137,10 @@ kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out) {
 
 void kiln_rt_context_destroy(kiln_rt_context *c) {
   if (!c) return;
-  free(c->arena);
-  free(c->in_ptrs);
-  free(c->out_ptrs);
-  free(c);
+  kiln_rt__free(c->arena);
+  kiln_rt__free(c->in_ptrs);
+  kiln_rt__free(c->out_ptrs);
+  kiln_rt__free(c);
 }
 
 const char *kiln_rt_context_error(const kiln_rt_context *c) {

@@ -769,6 +769,30 @@ static void test_oom_op_transactional(void **state) {
   kiln_graph_destroy(g);
 }
 
+/* The initializer adds several nodes in one call: out of memory part-way through leaves
+ * none of them behind. */
+static void test_oom_initializer_transactional(void **state) {
+  (void)state;
+  kiln_graph *g = kiln_graph_create();
+  kiln_node *c = ph(g, "c", KILN_F32, 2, 4, 4), *v, *init = NULL;
+  for (int k = 0; k < 5; k++) OK(kiln_variable(g, NULL, c, &v));
+  kiln_status st = KILN_ERR_NOMEM;
+  for (long i = 0; st != KILN_OK; i++) {
+    int before = kiln_graph_num_nodes(g);
+    kir_alloc_fail_after(i);
+    st = kiln_global_variables_initializer(g, &init);
+    kir_alloc_fail_after(-1);
+    if (st != KILN_OK) {
+      assert_int_equal(st, KILN_ERR_NOMEM);
+      assert_int_equal(kiln_graph_num_nodes(g), before);
+      assert_null(kiln_graph_find(g, "init"));
+      assert_null(kiln_graph_find(g, "variable/Assign"));
+    }
+  }
+  assert_string_equal(kiln_node_op(init), "group");
+  kiln_graph_destroy(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tensors),
@@ -786,6 +810,7 @@ int main(void) {
       cmocka_unit_test(test_placement_log),
       cmocka_unit_test(test_oom_loop),
       cmocka_unit_test(test_oom_op_transactional),
+      cmocka_unit_test(test_oom_initializer_transactional),
   };
   return cmocka_run_group_tests_name("frontend", tests, NULL, NULL);
 }

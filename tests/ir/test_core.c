@@ -459,6 +459,37 @@ static void test_find(void **state) {
   assert_int_equal(kir_graph_find(g, "node6")->id, 5);
 }
 
+/* Popping nodes in any order of hash collisions keeps every other name findable, and
+ * allocates nothing. */
+static void test_pop_node(void **state) {
+  kir_graph *g = *state;
+  char name[32];
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "n%d", i);
+    assert_non_null(kir_node_add(g, KIR_OP_NO_OP, name, NULL, 0));
+  }
+  assert_non_null(kir_node_add(g, KIR_OP_NO_OP, "n7", NULL, 0)); /* a duplicate, unindexed */
+  kir_alloc_fail_after(0);
+  kir_graph_pop_node(g); /* the duplicate: the first n7 stays findable */
+  for (int i = 299; i >= 150; i--) kir_graph_pop_node(g);
+  kir_alloc_fail_after(-1);
+  assert_int_equal(g->n_nodes, 150);
+  assert_int_equal(kir_graph_find(g, "n7")->id, 7);
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "n%d", i);
+    kir_node *n = kir_graph_find(g, name);
+    if (i < 150) assert_true(n && n->id == i);
+    else assert_null(n);
+  }
+  assert_non_null(kir_node_add(g, KIR_OP_NO_OP, "n200", NULL, 0)); /* names free again */
+  assert_int_equal(kir_graph_find(g, "n200")->id, 150);
+  kir_graph *empty = kir_graph_create();
+  kir_graph_pop_node(empty); /* no-op */
+  kir_graph_pop_node(NULL);
+  assert_int_equal(empty->n_nodes, 0);
+  kir_graph_destroy(empty);
+}
+
 /* x, y placeholders; a = add(x, y); b = neg(a); c = mul(a, b) */
 static void build_chain(kir_graph *g) {
   int32_t x = ph(g, "x", T1(KILN_F32, 4)), y = ph(g, "y", T1(KILN_F32, 4));
@@ -1143,6 +1174,7 @@ int main(void) {
       GT(test_attr_limit),
       GT(test_node_add_limits),
       GT(test_find),
+      GT(test_pop_node),
       GT(test_compact),
       GT(test_compact_renumbers),
       GT(test_toposort),
