@@ -2,6 +2,7 @@
  * constants, plan memory, generate C, compile it with the system C compiler (spawned
  * without a shell, in a private temp dir removed on every path) and write the artifact.
  * Works on a clone, so the caller's graph only ever receives an error message. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -43,11 +44,18 @@ static kiln_status workdir_make(kir_graph *g, workdir *w) {
   return KILN_OK;
 }
 
+/* Removes the directory and every file in it, including any a compiler flag such as
+ * -save-temps left there (the directory is ours alone: mkdtemp, mode 0700). */
 static void workdir_remove(workdir *w) {
   if (!w->made) return;
-  unlink(w->c_path);
-  unlink(w->so_path);
-  unlink(w->log_path);
+  DIR *d = opendir(w->dir);
+  char path[PATH_MAX + 300];
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    snprintf(path, sizeof path, "%s/%s", w->dir, e->d_name);
+    unlink(path);
+  }
+  if (d) closedir(d);
   rmdir(w->dir);
   w->made = false;
 }
@@ -169,19 +177,16 @@ static char **child_env(void) {
 
 /* Spawns argv with stdin from /dev/null and stdout+stderr into log_path; *status gets
  * the wait status. Returns an errno value when it cannot run at all. */
-static int spawn_wait(char **argv, const char *log_path, int *status) {
+static int spawn_wait(char **argv, char **env, const char *log_path, int *status) {
   posix_spawn_file_actions_t fa;
   pid_t pid;
   int rc = posix_spawn_file_actions_init(&fa);
   if (rc) return rc;
-  char **env = child_env();
-  if (!env) rc = ENOMEM;
-  if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
   if (!rc) rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, env);
   posix_spawn_file_actions_destroy(&fa);
-  kir_free(env);
   if (rc) return rc;
   while (waitpid(pid, status, 0) < 0)
     if (errno != EINTR) return errno;
@@ -236,19 +241,23 @@ static kiln_status compile_failed(kir_graph *g, const kcg_options *opt, const wo
 static kiln_status compile_in(kir_graph *g, const kcg_options *opt, workdir *w, const char *src,
                               uint8_t **so, size_t *so_len) {
   cmdline c = {0};
+  char **env = NULL;
   kiln_status s = write_file(g, w->c_path, src);
   if (!s) s = cmdline_build(g, opt, w, &c);
+  if (!s && !(env = child_env())) s = kir_seterr(g, KILN_ERR_NOMEM, "out of memory for the compiler's environment");
   if (s) {
     cmdline_free(&c);
     return s;
   }
   int status = 0;
   double t0 = now_s();
-  int rc = spawn_wait(c.argv, w->log_path, &status);
+  int rc = spawn_wait(c.argv, env, w->log_path, &status);
+  kir_free(env);
   log_command(opt ? opt->log : NULL, &c, now_s() - t0, status);
   char esc[KCG_ESC_BUF];
-  if (rc) s = kir_seterr(g, KILN_ERR_COMPILE, "C compiler '%s' could not be run: %s",
-                         kir_escape(c.argv[0], esc, sizeof esc), strerror(rc));
+  if (rc) s = kir_seterr(g, rc == ENOMEM ? KILN_ERR_NOMEM : KILN_ERR_COMPILE,
+                         "C compiler '%s' could not be run: %s", kir_escape(c.argv[0], esc, sizeof esc),
+                         strerror(rc));
   else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) s = compile_failed(g, opt, w, &c, status);
   else s = read_file(g, w->so_path, "compiled shared object", so, so_len);
   cmdline_free(&c);
@@ -278,17 +287,28 @@ static kiln_status resolve_outputs(kir_graph *g, const char *const *names, int32
       return kir_seterr(g, KILN_ERR_ARGUMENT, "output '%s': %s produces no value",
                         kir_escape(names[j], esc, sizeof esc), kir_op_get(node->op)->name);
     ids[j] = node->id;
+    for (int32_t k = 0; k < j; k++)
+      if (ids[k] == ids[j])
+        return kir_seterr(g, KILN_ERR_ARGUMENT, "output '%s' is requested twice (outputs %d and %d)",
+                          kir_escape(names[j], esc, sizeof esc), (int)k, (int)j);
   }
   return KILN_OK;
 }
 
-static kiln_status refuse_variables(kir_graph *g) {
-  char esc[KCG_ESC_BUF];
+/* Variables need session state, and a node placed on another device needs that
+ * device's target: neither can be lowered here. */
+static kiln_status refuse_unlowerable(kir_graph *g) {
+  char esc[KCG_ESC_BUF], dev[KCG_ESC_BUF];
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *n = g->nodes[i];
     if (n->op == KIR_OP_VARIABLE || n->op == KIR_OP_ASSIGN)
       return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s': variables cannot be compiled; freeze "
                         "the graph first", kir_escape(n->name, esc, sizeof esc));
+    const char *d = n->assigned_device;
+    if (d && d[0] && strncmp(d, "cpu", 3) != 0)
+      return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s' is placed on '%s'; the CPU target runs "
+                        "cpu devices only", kir_escape(n->name, esc, sizeof esc),
+                        kir_escape(d, dev, sizeof dev));
   }
   return KILN_OK;
 }
@@ -341,7 +361,7 @@ kiln_status kcg_compile_cpu(kir_graph *g, const char *const *outputs, int32_t n_
   int32_t *ids = kir_calloc((size_t)n_outputs, sizeof *ids);
   if (!ids) return kir_seterr(g, KILN_ERR_NOMEM, "kcg_compile_cpu: out of memory");
   kiln_status s = resolve_outputs(g, outputs, n_outputs, ids);
-  if (!s) s = refuse_variables(g);
+  if (!s) s = refuse_unlowerable(g);
   if (!s) {
     kir_graph *c = kir_graph_clone(g);
     if (!c) s = kir_seterr(g, KILN_ERR_NOMEM, "kcg_compile_cpu: out of memory copying the graph");

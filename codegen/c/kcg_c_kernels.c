@@ -219,7 +219,7 @@ static bool put_iexpr(kcg_buf *b, kir_op op, kiln_dtype t, const char *xa, const
 
 static void put_signature(kcg_buf *b, const kir_graph *g, const kir_node *n, int32_t step,
                           bool restrict_ok) {
-  const char *R = restrict_ok ? " restrict" : "";
+  const char *R = restrict_ok ? "restrict " : "";
   kcg_printf(b, "static int k%d_%s(", (int)step, kir_op_get(n->op)->name);
   if (n->op == KIR_OP_ADD_N) {
     kcg_printf(b, "const %s *const *a, ", kcg_ctype(n->type.dtype));
@@ -228,7 +228,7 @@ static void put_signature(kcg_buf *b, const kir_graph *g, const kir_node *n, int
       kcg_printf(b, "const %s *%s a%d, ", kcg_ctype(g->nodes[n->inputs[i]]->type.dtype),
                  restrict_ok ? "restrict" : "", (int)i);
   }
-  kcg_printf(b, "%s *%s y) {\n", kcg_ctype(n->type.dtype), R);
+  kcg_printf(b, "%s *%sy) {\n", kcg_ctype(n->type.dtype), R);
 }
 
 /* ---------------------------------------------------------------- elementwise --- */
