@@ -297,6 +297,26 @@ static kiln_status infer_transpose(const infer_ctx *c, kir_type *out) {
   return KILN_OK;
 }
 
+/* A transfer's destination is a normalized device name: "cpu:N" or "cuda:N". */
+static bool device_name_ok(const char *d) {
+  const char *p = !strncmp(d, "cpu:", 4) ? d + 4 : !strncmp(d, "cuda:", 5) ? d + 5 : NULL;
+  if (!p || !*p || strlen(p) > 4) return false;
+  for (; *p; p++)
+    if (*p < '0' || *p > '9') return false;
+  return true;
+}
+
+static kiln_status infer_transfer(const infer_ctx *c, kir_type *out) {
+  const char *d = kir_attr_string(c->n, "device");
+  char esc[KIR_ESC_BUF];
+  if (!d || !device_name_ok(d))
+    return kir_node_err(c->g, c->n, KILN_ERR_GRAPH,
+                        "attribute 'device' must be \"cpu:N\" or \"cuda:N\", got '%s'",
+                        kir_escape(d ? d : "", esc, sizeof esc));
+  *out = *c->in[0];
+  return KILN_OK;
+}
+
 static kiln_status infer_assign(const infer_ctx *c, kir_type *out) {
   const kir_node *var = c->g->nodes[c->n->inputs[0]];
   const kir_type *vt = c->in[0], *val = c->in[1];
@@ -372,6 +392,7 @@ static kiln_status infer_op(const infer_ctx *c, kir_type *out) {
   case KIR_OP_GROUP:
   case KIR_OP_NO_OP: out->dtype = KILN_DTYPE_INVALID; return KILN_OK;
   case KIR_OP_FUSED_MATMUL: return infer_fused_matmul(c, out);
+  case KIR_OP_TRANSFER: return infer_transfer(c, out);
   case KIR_OP_INVALID:
   case KIR_OP_COUNT: break;
   }

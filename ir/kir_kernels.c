@@ -75,7 +75,8 @@ static int64_t ld_i(const kir_tensor *t, int64_t i) { return kir_tensor_get_i(t,
   case KIR_OP_MATMUL: case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM:                      \
   case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX: case KIR_OP_SOFTMAX:               \
   case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY: case KIR_OP_ASSIGN: \
-  case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL: case KIR_OP_COUNT
+  case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL: case KIR_OP_TRANSFER:     \
+  case KIR_OP_COUNT
 #define KIR_CASES_BINARY                                                              \
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV:                 \
   case KIR_OP_MAXIMUM: case KIR_OP_MINIMUM
@@ -826,7 +827,8 @@ static kiln_status dispatch(kir_graph *g, const kir_node *n, const kir_tensor *c
   case KIR_OP_SOFTMAX: return k_softmax(g, n, in, out);
   case KIR_OP_RESHAPE: return k_reshape(g, n, in, out);
   case KIR_OP_TRANSPOSE: return k_transpose(g, n, in, out);
-  case KIR_OP_IDENTITY: return k_identity(g, n, in, out);
+  case KIR_OP_IDENTITY:
+  case KIR_OP_TRANSFER: return k_identity(g, n, in, out);
   case KIR_OP_GROUP: case KIR_OP_NO_OP: *out = NULL; return KILN_OK;
   case KIR_OP_FUSED_MATMUL: return k_fused_matmul(g, n, in, out);
   case KIR_OP_INVALID: case KIR_OP_COUNT: break;

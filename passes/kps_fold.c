@@ -45,6 +45,7 @@ static bool op_foldable(kir_op op) {
   case KIR_OP_RESHAPE:
   case KIR_OP_TRANSPOSE:
   case KIR_OP_IDENTITY:
+  case KIR_OP_TRANSFER:
   case KIR_OP_FUSED_MATMUL:
     /* The table's flags decide the rest, so a new stateful op stays unfolded. */
     return !kir_op_has(op, KIR_F_STATEFUL | KIR_F_CONTROL | KIR_F_NO_OUTPUT);

@@ -133,7 +133,7 @@ static kiln_status check_aliasing(gen *G, const kir_node *n, bool *restrict_ok) 
     int32_t in = n->inputs[i];
     if (!overlaps(G->plan, in, n->id)) continue;
     *restrict_ok = false;
-    bool copy = n->op == KIR_OP_RESHAPE || n->op == KIR_OP_IDENTITY;
+    bool copy = n->op == KIR_OP_RESHAPE || n->op == KIR_OP_IDENTITY || n->op == KIR_OP_TRANSFER;
     bool exact = G->plan->offset[in] == G->plan->offset[n->id] &&
                  kir_type_equal(&G->g->nodes[in]->type, &n->type);
     bool ew = kir_op_has(n->op, KIR_F_ELEMENTWISE) || n->op == KIR_OP_ADD_N;

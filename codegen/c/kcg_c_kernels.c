@@ -140,7 +140,7 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
   case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
-  case KIR_OP_COUNT:
+  case KIR_OP_TRANSFER: case KIR_OP_COUNT:
     break;
   }
   return false;
@@ -209,7 +209,7 @@ static bool put_iexpr(kcg_buf *b, kir_op op, kiln_dtype t, const char *xa, const
   case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
-  case KIR_OP_COUNT:
+  case KIR_OP_TRANSFER: case KIR_OP_COUNT:
     break;
   }
   return false;
@@ -621,7 +621,7 @@ static kiln_status emit_body(kir_graph *g, const kir_node *n, kcg_buf *b) {
     return emit_reduce(g, n, b);
   case KIR_OP_SOFTMAX: return emit_softmax(g, n, b);
   case KIR_OP_TRANSPOSE: return emit_transpose(g, n, b);
-  case KIR_OP_RESHAPE: case KIR_OP_IDENTITY: return emit_copy(g, n, b);
+  case KIR_OP_RESHAPE: case KIR_OP_IDENTITY: case KIR_OP_TRANSFER: return emit_copy(g, n, b);
   case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE: case KIR_OP_ASSIGN:
   case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_GROUP: case KIR_OP_NO_OP:
   case KIR_OP_INVALID: case KIR_OP_COUNT:

@@ -473,6 +473,9 @@ static void shape_graph(kiln_dtype dt) {
   out(&o, g, with_ints(g, KIR_OP_RESHAPE, "rs", a, "shape", (const int64_t[]){6, 4}, 2));
   out(&o, g, with_ints(g, KIR_OP_RESHAPE, "rs_hole", a, "shape", (const int64_t[]){4, -1, 1}, 3));
   out(&o, g, op1(g, KIR_OP_IDENTITY, "id", m));
+  kir_node *tr = add(g, KIR_OP_TRANSFER, "to_cpu", &m, 1);
+  assert_int_equal(kir_attr_set_string(g, tr, "device", "cpu:0"), KILN_OK);
+  out(&o, g, finish(g, tr));
   out(&o, g, with_ints(g, KIR_OP_RESHAPE, "rs_of_tr", with_ints(g, KIR_OP_TRANSPOSE, "tr_in", a, NULL, NULL, 0),
                        "shape", (const int64_t[]){24}, 1));
   check(g, &o, 0);

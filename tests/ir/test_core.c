@@ -880,6 +880,21 @@ static void test_infer_transpose(void **state) {
   expect_type(g, transpose(g, s, NULL, 0), T0(KILN_I32));
 }
 
+static void test_infer_transfer(void **state) {
+  kir_graph *g = *state;
+  int32_t x = ph(g, "x", T2(KILN_F32, 2, 3));
+  kir_node *t = add1(g, KIR_OP_TRANSFER, "t", x);
+  assert_int_equal(kir_attr_set_string(g, t, "device", "cuda:1"), KILN_OK);
+  expect_type(g, t, T2(KILN_F32, 2, 3));
+  const char *bad[] = {"gpu:0", "cuda:", "cpu:x", "/cpu:0", "", "cuda:123456"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    kir_node *b = add1(g, KIR_OP_TRANSFER, bad[i][0] ? bad[i] : "empty", x);
+    assert_int_equal(kir_attr_set_string(g, b, "device", bad[i]), KILN_OK);
+    expect_err(g, b, KILN_ERR_GRAPH, "attribute 'device'");
+  }
+  expect_err(g, add1(g, KIR_OP_TRANSFER, "nodev", x), KILN_ERR_GRAPH, "device");
+}
+
 static void test_infer_state(void **state) {
   kir_graph *g = *state;
   int32_t init = ph(g, "init", T2(KILN_F32, 2, 2));
@@ -1191,6 +1206,7 @@ int main(void) {
       GT(test_infer_reshape),
       GT(test_infer_transpose),
       GT(test_infer_state),
+      GT(test_infer_transfer),
       GT(test_infer_fused),
       GT(test_verify),
       GT(test_verify_assign),

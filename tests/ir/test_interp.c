@@ -473,6 +473,9 @@ static void test_reshape_transpose_identity(void **state) {
   /* default perm reverses the axes */
   expect_run(g, un(g, KIR_OP_TRANSPOSE, x), KILN_I32, 2, DIMS(3, 2), VALS(1, 4, 2, 5, 3, 6));
   expect_run(g, un(g, KIR_OP_IDENTITY, x), KILN_I32, 2, DIMS(2, 3), VALS(1, 2, 3, 4, 5, 6));
+  kir_node *tr = node(g, KIR_OP_TRANSFER, NULL, 1, (int32_t[]){x});
+  assert_int_equal(kir_attr_set_string(g, tr, "device", "cuda:0"), KILN_OK);
+  expect_run(g, fin(g, tr), KILN_I32, 2, DIMS(2, 3), VALS(1, 2, 3, 4, 5, 6));
   double v[24], w[24];
   for (int i = 0; i < 24; i++) v[i] = i;
   /* out[c][a][b] = in[a][b][c] for in [2,3,4], perm (2,0,1) -> out [4,2,3] */
