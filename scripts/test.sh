@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the whole test suite: builds Kiln (installing what is missing), runs
 # every test through ctest, then the unit tests again under ASan + UBSan
-# (KILN_SANITIZE=0 skips that pass). Ends with one summary line.
+# (KILN_SANITIZE=0 skips that pass), then a 10 s libFuzzer smoke run of each fuzz target
+# when clang can link libFuzzer (KILN_FUZZ_SMOKE=0 skips it). Ends with one summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,19 @@ if [ "${KILN_SANITIZE:-1}" != 0 ]; then
   fi
 fi
 
+# A short libFuzzer smoke run of every fuzz target (KILN_FUZZ_SMOKE=0 skips it).
+fuzz_rc=0
+if [ "${KILN_FUZZ_SMOKE:-1}" = 0 ]; then
+  echo "== fuzz smoke: skipped (KILN_FUZZ_SMOKE=0) =="
+elif ! command -v clang >/dev/null ||
+     ! printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' |
+       clang -x c -fsanitize=fuzzer,address,undefined -o /dev/null - 2>/dev/null; then
+  echo "== fuzz smoke: skipped (clang with libFuzzer is not usable here) =="
+else
+  echo "== fuzz smoke: every fuzz target for 10 s (scripts/fuzz.sh) =="
+  scripts/fuzz.sh 10 || fuzz_rc=1
+fi
+
 count() { grep -Eo "[0-9]+ tests failed out of [0-9]+" "$1" | tail -1; }
 total=0; failed=0
 for log in build/ctest.log build-asan/ctest.log; do
@@ -31,5 +45,6 @@ for log in build/ctest.log build-asan/ctest.log; do
   total=$((total + t)); failed=$((failed + f))
 done
 [ "$main_rc" = 0 ] && [ "$san_rc" = 0 ] || [ "$failed" -gt 0 ] || failed=1
+[ "$fuzz_rc" = 0 ] || { failed=$((failed + 1)); total=$((total + 1)); }
 echo "$((total - failed)) passed, $failed failed"
-[ "$main_rc" = 0 ] && [ "$san_rc" = 0 ]
+[ "$main_rc" = 0 ] && [ "$san_rc" = 0 ] && [ "$fuzz_rc" = 0 ]
