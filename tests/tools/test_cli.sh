@@ -62,6 +62,12 @@ expect "optimized graph runs the same" 0 "" \
 expect "optimized graph output matches" 0 "ok" "$bin/kiln" compare "$work/y_opt.npy" "$work/y_ref.npy" --tol 1e-5
 nostray "$work" "no temp files after compile/opt"
 
+# ---- deploy carries only the runtime: no compiler symbol is linked into it ----
+if nm "$bin/deploy" 2>/dev/null | grep -Eq ' [TtDdBb] (kir_|kps_|kcg_|kiln_graph_|kiln_session_)'; then
+  bad "deploy links compiler code"
+else ok "deploy links no compiler code"; fi
+expect "deploy links libkiln_rt" 0 "libkiln_rt" ldd "$bin/deploy"
+
 # ---- bad input: each a specific message, a non-zero exit, nothing left behind ----
 expect "usage: no command" 2 "usage" "$bin/kiln"
 expect "usage: unknown command" 2 "unknown command" "$bin/kiln" frobnicate
