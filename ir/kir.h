@@ -320,10 +320,33 @@ kiln_status kir_graph_from_bytes(kir_graph *g, const uint8_t *buf, size_t len);
 kiln_status kir_graph_load(kir_graph *g, const char *path);
 
 /* ---------------------------------------------------------------- printing ------ */
-/* Human-readable, deterministic listing, one node a line:
- *   %3 = matmul(%1 x, %2 w1) {transpose_a=0} : f32[64,100] @cpu:0   # name
- * Large constants are summarized. */
+/* The canonical text form (below) with constants of more than KIR_TEXT_ELIDE_ABOVE
+ * elements elided to a hash, one node a line:
+ *   %3 "layer1/mm" = matmul(%1, %2) {transpose_a = 0} : f32[64,100] @ "cpu:0" */
 void kir_graph_print(const kir_graph *g, FILE *out);
+/* The canonical text form (grammar at the top of kir_text.c): a header line
+ * "kiln.graph 1.0", then one node a line in id order, attributes sorted, floats exact.
+ * kir_graph_print above writes this form with large constants elided. */
+#define KIR_TEXT_HEADER "kiln.graph"
+#define KIR_TEXT_ELIDE_ABOVE 16 /* constants with more elements are elided to a hash */
+typedef struct kir_print_options {
+  bool full_constants; /* print every element (parseable); false: elide big constants */
+} kir_print_options;
+/* Writes the text form to out (opt NULL = elided). KILN_ERR_IO when a write fails,
+ * KILN_ERR_NOMEM on OOM; no message (g is const). */
+kiln_status kir_graph_print_text(const kir_graph *g, FILE *out, const kir_print_options *opt);
+/* The text form in a new NUL-terminated buffer (*len excludes the NUL) through
+ * kir_alloc; the caller frees it with kir_free. Errors set on g. */
+kiln_status kir_graph_to_text(kir_graph *g, char **out, size_t *len, bool full_constants);
+/* Parses the text form into g, which must be empty, then infers shapes and verifies;
+ * a stated type must equal the inferred one. Errors name filename:line:column and what
+ * was expected; on error g stays empty and holds the message. Elided constants are
+ * refused (KILN_ERR_FORMAT). filename may be NULL ("<text>"). */
+kiln_status kir_graph_parse_text(kir_graph *g, const char *text, size_t len,
+                                 const char *filename);
+/* Loads a .kiln file of either form: the text header (after blank and '#' lines within
+ * the first 4 KiB) selects the text parser, anything else kir_graph_load. */
+kiln_status kir_graph_load_any(kir_graph *g, const char *path);
 /* Writes the name with non-printable bytes, quotes and backslashes escaped as \xNN,
  * cut to 64 bytes (plus "..."), into buf. For messages. */
 const char *kir_escape(const char *s, char *buf, size_t n);

@@ -132,57 +132,75 @@ const char *kir_graph_strdup(kir_graph *g, const char *s) {
 }
 
 /* ---------------------------------------------------------------- name index ---- */
-/* Open addressing, linear probing; slots hold node ids, -1 = empty. A name maps to the
+/* Open addressing, linear probing; slots hold node ids, -1 = empty, and each slot keeps
+ * its name's hash so a probe compares names (two dependent loads each) only when the
+ * hashes agree: on big graphs the index is far larger than the cache. A name maps to the
  * first node that carries it; the verifier reports later duplicates. */
+typedef struct index_slot_t {
+  int32_t id;
+  uint32_t hash;
+} index_slot_t;
+
 struct kir_name_index {
   uint32_t cap; /* power of two, at least twice the entry count */
   uint32_t count;
-  int32_t slots[];
+  index_slot_t slots[];
 };
 
 static uint32_t hash_name(const char *s) {
   uint32_t h = 2166136261u; /* FNV-1a */
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  /* FNV's low bits depend only on the low bits of the bytes, so names like "add_123"
+   * crowd into runs of slots under the mask; a final avalanche (murmur3's fmix32)
+   * spreads them. */
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
   return h;
 }
 
 static struct kir_name_index *index_new(uint32_t cap) {
-  struct kir_name_index *x = kir_malloc(sizeof *x + (size_t)cap * sizeof(int32_t));
+  struct kir_name_index *x = kir_malloc(sizeof *x + (size_t)cap * sizeof(index_slot_t));
   if (!x) return NULL;
   x->cap = cap;
   x->count = 0;
-  for (uint32_t i = 0; i < cap; i++) x->slots[i] = -1;
+  for (uint32_t i = 0; i < cap; i++) x->slots[i] = (index_slot_t){-1, 0};
   return x;
 }
 
-/* Slot holding `name`, or the empty slot where it would go. */
+/* Slot holding `name` (whose hash is h), or the empty slot where it would go. */
 static uint32_t index_slot(const struct kir_name_index *x, kir_node *const *nodes,
-                           const char *name) {
-  uint32_t mask = x->cap - 1, i = hash_name(name) & mask;
-  while (x->slots[i] >= 0 && strcmp(nodes[x->slots[i]]->name, name) != 0) i = (i + 1) & mask;
+                           const char *name, uint32_t h) {
+  uint32_t mask = x->cap - 1, i = h & mask;
+  while (x->slots[i].id >= 0 &&
+         (x->slots[i].hash != h || strcmp(nodes[x->slots[i].id]->name, name) != 0))
+    i = (i + 1) & mask;
   return i;
 }
 
 /* Needs a free slot (the caller keeps the load under one half). */
 static void index_put(struct kir_name_index *x, kir_node *const *nodes, int32_t id) {
-  uint32_t i = index_slot(x, nodes, nodes[id]->name);
-  if (x->slots[i] >= 0) return; /* duplicate: keep the first */
-  x->slots[i] = id;
+  uint32_t h = hash_name(nodes[id]->name), i = index_slot(x, nodes, nodes[id]->name, h);
+  if (x->slots[i].id >= 0) return; /* duplicate: keep the first */
+  x->slots[i] = (index_slot_t){id, h};
   x->count++;
 }
 
 /* Backward-shift deletion keeps every probe chain unbroken without tombstones. */
 static void index_remove(struct kir_name_index *x, kir_node *const *nodes, int32_t id) {
-  uint32_t mask = x->cap - 1, i = index_slot(x, nodes, nodes[id]->name);
-  if (x->slots[i] != id) return; /* a later duplicate was never indexed */
-  x->slots[i] = -1;
+  uint32_t mask = x->cap - 1;
+  uint32_t i = index_slot(x, nodes, nodes[id]->name, hash_name(nodes[id]->name));
+  if (x->slots[i].id != id) return; /* a later duplicate was never indexed */
+  x->slots[i].id = -1;
   x->count--;
-  for (uint32_t j = (i + 1) & mask; x->slots[j] >= 0; j = (j + 1) & mask) {
-    uint32_t home = hash_name(nodes[x->slots[j]]->name) & mask;
+  for (uint32_t j = (i + 1) & mask; x->slots[j].id >= 0; j = (j + 1) & mask) {
+    uint32_t home = x->slots[j].hash & mask;
     bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
     if (stays) continue;
     x->slots[i] = x->slots[j];
-    x->slots[j] = -1;
+    x->slots[j].id = -1;
     i = j;
   }
 }
@@ -208,8 +226,8 @@ void kir_graph_pop_node(kir_graph *g) {
 
 kir_node *kir_graph_find(const kir_graph *g, const char *name) {
   if (!g || !name || !g->index) return NULL;
-  uint32_t i = index_slot(g->index, g->nodes, name);
-  return g->index->slots[i] >= 0 ? g->nodes[g->index->slots[i]] : NULL;
+  uint32_t i = index_slot(g->index, g->nodes, name, hash_name(name));
+  return g->index->slots[i].id >= 0 ? g->nodes[g->index->slots[i].id] : NULL;
 }
 
 /* ---------------------------------------------------------------- graphs -------- */

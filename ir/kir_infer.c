@@ -204,7 +204,8 @@ static kiln_status reduce_axes(const infer_ctx *c, bool red[KILN_MAX_RANK]) {
   return KILN_OK;
 }
 
-static kiln_status infer_reduce(const infer_ctx *c, kir_type *out) {
+/* Reduction `kind` (reduce_sum/mean/max) of c->in[0]; also used by fused_reduce. */
+static kiln_status reduce_shape(const infer_ctx *c, kir_op kind, kir_type *out) {
   const kir_type *t = c->in[0];
   char x[TYBUF];
   bool red[KILN_MAX_RANK];
@@ -215,13 +216,17 @@ static kiln_status infer_reduce(const infer_ctx *c, kir_type *out) {
   bool keep = kir_attr_int(c->n, "keep_dims", 0);
   out->dtype = t->dtype;
   for (int32_t i = 0; i < t->rank; i++) {
-    if (red[i] && t->dims[i] == 0 && c->n->op == KIR_OP_REDUCE_MAX)
+    if (red[i] && t->dims[i] == 0 && kind == KIR_OP_REDUCE_MAX)
       return kir_node_err(c->g, c->n, KILN_ERR_SHAPE, "reduce_max over axis %d of size 0 in %s",
                           (int)i, tyfmt(t, x));
     if (!red[i]) out->dims[out->rank++] = t->dims[i];
     else if (keep) out->dims[out->rank++] = 1;
   }
   return KILN_OK;
+}
+
+static kiln_status infer_reduce(const infer_ctx *c, kir_type *out) {
+  return reduce_shape(c, c->n->op, out);
 }
 
 static kiln_status infer_softmax(const infer_ctx *c, kir_type *out) {
@@ -356,6 +361,46 @@ static kiln_status infer_fused_matmul(const infer_ctx *c, kir_type *out) {
   return KILN_OK;
 }
 
+/* The chain of a fused_elementwise/reduce/softmax: one dtype, the broadcast of every
+ * input, a well-formed epilogue. */
+static kiln_status chain_shape(const infer_ctx *c, kir_type *out) {
+  char x[TYBUF], y[TYBUF];
+  kir_epilogue e;
+  *out = *c->in[0];
+  kiln_status s = check_dtype_for_op(c, out->dtype, true);
+  for (int32_t k = 1; s == KILN_OK && k < c->n->n_inputs; k++) {
+    const kir_type *t = input_type(c, k);
+    kir_type b;
+    if (t->dtype != out->dtype)
+      return kir_node_err(c->g, c->n, KILN_ERR_TYPE, "input %d is %s, input 0 is %s", (int)k,
+                          tyfmt(t, x), tyfmt(c->in[0], y));
+    if (!kir_broadcast(out, t, &b))
+      return kir_node_err(c->g, c->n, KILN_ERR_SHAPE, "input %d (%s) does not broadcast with %s",
+                          (int)k, tyfmt(t, x), tyfmt(out, y));
+    *out = b;
+  }
+  if (s == KILN_OK) s = kir_epilogue_get(c->g, c->n, &e);
+  return s;
+}
+
+static kiln_status infer_fused_chain(const infer_ctx *c, kir_type *out) {
+  kir_type t;
+  kiln_status s = chain_shape(c, &t);
+  if (s != KILN_OK) return s;
+  infer_ctx inner = *c; /* the reduction or softmax sees the chain's value as input 0 */
+  inner.in[0] = &t;
+  if (c->n->op == KIR_OP_FUSED_SOFTMAX) return infer_softmax(&inner, out);
+  if (c->n->op != KIR_OP_FUSED_REDUCE) {
+    *out = t;
+    return KILN_OK;
+  }
+  int64_t r = kir_attr_int(c->n, "reduce", 0);
+  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX)
+    return kir_node_err(c->g, c->n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not "
+                        "reduce_sum, reduce_mean or reduce_max", (long long)r);
+  return reduce_shape(&inner, (kir_op)r, out);
+}
+
 /* ---------------------------------------------------------------- dispatch ------ */
 
 static kiln_status infer_op(const infer_ctx *c, kir_type *out) {
@@ -393,6 +438,9 @@ static kiln_status infer_op(const infer_ctx *c, kir_type *out) {
   case KIR_OP_NO_OP: out->dtype = KILN_DTYPE_INVALID; return KILN_OK;
   case KIR_OP_FUSED_MATMUL: return infer_fused_matmul(c, out);
   case KIR_OP_TRANSFER: return infer_transfer(c, out);
+  case KIR_OP_FUSED_ELEMENTWISE:
+  case KIR_OP_FUSED_REDUCE:
+  case KIR_OP_FUSED_SOFTMAX: return infer_fused_chain(c, out);
   case KIR_OP_INVALID:
   case KIR_OP_COUNT: break;
   }

@@ -20,6 +20,10 @@ KIR_HIDDEN kiln_status kir_check_arity(kir_graph *g, const kir_node *n);
 /* KILN_ERR_GRAPH on an unknown, missing or mistyped attribute (ops.def schema). */
 KIR_HIDDEN kiln_status kir_check_schema(kir_graph *g, const kir_node *n);
 
+/* The kind of attribute `name` in op's ops.def schema, 0 when the schema has none
+ * (kir_print.c; shared with the text parser). */
+KIR_HIDDEN int kir_schema_kind(kir_op op, const char *name);
+
 /* A binary min-heap of ids in h[0..*n): Kahn's algorithm takes the smallest ready id,
  * so nodes already in order keep their order (toposort and the loader share it). */
 KIR_HIDDEN void kir_heap_push(int32_t *h, int32_t *n, int32_t v);

@@ -76,6 +76,7 @@ static int64_t ld_i(const kir_tensor *t, int64_t i) { return kir_tensor_get_i(t,
   case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX: case KIR_OP_SOFTMAX:               \
   case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY: case KIR_OP_ASSIGN: \
   case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL: case KIR_OP_TRANSFER:     \
+  case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE: case KIR_OP_FUSED_SOFTMAX:        \
   case KIR_OP_COUNT
 #define KIR_CASES_BINARY                                                              \
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV:                 \
@@ -448,6 +449,8 @@ kiln_status kir_epilogue_get(kir_graph *g, const kir_node *n, kir_epilogue *e) {
                   names[i], kir_attr_kind_name(want));
   }
   int32_t cnt = a[0]->u.ints.n;
+  /* fused_matmul's operands follow A and B; the chain ops' follow x0 */
+  int64_t first = n->op == KIR_OP_FUSED_MATMUL ? 2 : 1;
   if (a[1]->u.ints.n != cnt || a[2]->u.ints.n != cnt || a[3]->u.floats.n != cnt ||
       a[4]->u.floats.n != cnt)
     return kerr(g, n, KILN_ERR_GRAPH, "fused epilogue counts differ (epilogue %d, operand %d, "
@@ -460,9 +463,9 @@ kiln_status kir_epilogue_get(kir_graph *g, const kir_node *n, kir_epilogue *e) {
       return kerr(g, n, KILN_ERR_GRAPH, "epilogue step %d: op %lld is not an elementwise op",
                   (int)s, (long long)op);
     bool binary = (info->flags & KIR_F_BINARY) != 0;
-    if (binary && (opnd < 2 || opnd >= n->n_inputs))
-      return kerr(g, n, KILN_ERR_GRAPH, "epilogue step %d (%s): operand %lld not in [2, %d)",
-                  (int)s, info->name, (long long)opnd, (int)n->n_inputs);
+    if (binary && (opnd < first || opnd >= n->n_inputs))
+      return kerr(g, n, KILN_ERR_GRAPH, "epilogue step %d (%s): operand %lld not in [%d, %d)",
+                  (int)s, info->name, (long long)opnd, (int)first, (int)n->n_inputs);
     if (!binary && opnd != -1)
       return kerr(g, n, KILN_ERR_GRAPH, "epilogue step %d (%s): unary step has operand %lld, "
                   "expected -1", (int)s, info->name, (long long)opnd);
@@ -525,7 +528,8 @@ typedef struct red_plan {
   kir_type out;
 } red_plan;
 
-static kiln_status red_make_plan(kir_graph *g, const kir_node *n, const kir_type *in, red_plan *p) {
+static kiln_status red_make_plan(kir_graph *g, const kir_node *n, kir_op kind, const kir_type *in,
+                                 red_plan *p) {
   const int64_t *axes;
   int32_t cnt;
   bool present;
@@ -546,7 +550,7 @@ static kiln_status red_make_plan(kir_graph *g, const kir_node *n, const kir_type
     if (p->red[d]) p->count *= in->dims[d];
     if (!p->red[d] || keep) p->out.dims[p->out.rank++] = p->red[d] ? 1 : in->dims[d];
   }
-  if (p->count == 0 && n->op == KIR_OP_REDUCE_MAX)
+  if (p->count == 0 && kind == KIR_OP_REDUCE_MAX)
     return kerr(g, n, KILN_ERR_SHAPE, "reduce_max over an empty axis");
   return KILN_OK;
 }
@@ -591,25 +595,30 @@ static int64_t red_int(kir_op op, const kir_tensor *x, const red_iter *it, int64
   return op == KIR_OP_REDUCE_MAX ? mx : wrap64(sum);
 }
 
+/* out = reduction `kind` of x as planned by p. */
+static void reduce_into(kir_op kind, const kir_tensor *x, const red_plan *p, kir_tensor *out) {
+  red_iter it = {0, 0, {0}, {0}, {0}, &x->type};
+  contiguous_strides(&x->type, it.st);
+  for (int32_t d = 0; d < x->type.rank; d++) {
+    if (p->red[d]) it.reduced[it.nr++] = d;
+    else it.kept[it.nk++] = d;
+  }
+  int64_t no = numel(&p->out);
+  for (int64_t o = 0; o < no; o++) {
+    int64_t base = decompose(o, it.kept, it.nk, &it);
+    if (is_float(out->type.dtype)) st_f(out, o, red_float(kind, x, &it, base, p->count));
+    else st_i(out, o, red_int(kind, x, &it, base, p->count));
+  }
+}
+
 static kiln_status k_reduce(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
                             kir_tensor **out) {
   red_plan p;
-  red_iter it = {0, 0, {0}, {0}, {0}, &in[0]->type};
   kiln_status s = check_arith(g, n, in, 1);
-  if (s || (s = red_make_plan(g, n, &in[0]->type, &p)) || (s = check_result(g, n, &p.out)) ||
+  if (s || (s = red_make_plan(g, n, n->op, &in[0]->type, &p)) || (s = check_result(g, n, &p.out)) ||
       (s = new_out(g, n, &n->type, out)))
     return s;
-  contiguous_strides(&in[0]->type, it.st);
-  for (int32_t d = 0; d < in[0]->type.rank; d++) {
-    if (p.red[d]) it.reduced[it.nr++] = d;
-    else it.kept[it.nk++] = d;
-  }
-  int64_t no = numel(&p.out);
-  for (int64_t o = 0; o < no; o++) {
-    int64_t base = decompose(o, it.kept, it.nk, &it);
-    if (is_float(n->type.dtype)) st_f(*out, o, red_float(n->op, in[0], &it, base, p.count));
-    else st_i(*out, o, red_int(n->op, in[0], &it, base, p.count));
-  }
+  reduce_into(n->op, in[0], &p, *out);
   return KILN_OK;
 }
 
@@ -625,6 +634,16 @@ static void softmax_line(const kir_tensor *x, kir_tensor *o, int64_t base, int64
     st_f(o, base + l * stride, exp(ld_f(x, base + l * stride) - mx) / sum);
 }
 
+/* o = softmax of x over axis ax (o may be x: each line is read before it is written). */
+static void softmax_all(const kir_tensor *x, kir_tensor *y, int32_t ax) {
+  const kir_type *t = &x->type;
+  int64_t outer = 1, inner = 1, len = t->dims[ax];
+  for (int32_t d = 0; d < ax; d++) outer *= t->dims[d];
+  for (int32_t d = ax + 1; d < t->rank; d++) inner *= t->dims[d];
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) softmax_line(x, y, o * len * inner + i, len, inner);
+}
+
 static kiln_status k_softmax(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
                              kir_tensor **out) {
   const kir_type *t = &in[0]->type;
@@ -633,12 +652,84 @@ static kiln_status k_softmax(kir_graph *g, const kir_node *n, const kir_tensor *
   if (s || (s = norm_axis(g, n, kir_attr_int(n, "axis", -1), t->rank, &ax)) ||
       (s = check_result(g, n, t)) || (s = new_out(g, n, &n->type, out)))
     return s;
-  int64_t outer = 1, inner = 1, len = t->dims[ax];
-  for (int32_t d = 0; d < ax; d++) outer *= t->dims[d];
-  for (int32_t d = ax + 1; d < t->rank; d++) inner *= t->dims[d];
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t i = 0; i < inner; i++) softmax_line(in[0], *out, o * len * inner + i, len, inner);
+  softmax_all(in[0], *out, ax);
   return KILN_OK;
+}
+
+/* ---------------------------------------------------------------- fused chains -- */
+
+/* The chain's shape: the broadcast of every input. */
+static kiln_status chain_shape(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
+                               kir_type *t) {
+  char a[128], b[128];
+  *t = in[0]->type;
+  for (int32_t i = 1; i < n->n_inputs; i++) {
+    kir_type bt;
+    if (!kir_broadcast(t, &in[i]->type, &bt))
+      return kerr(g, n, KILN_ERR_SHAPE, "input %d %s does not broadcast with %s", (int)i,
+                  tfmt(&in[i]->type, a, sizeof a), tfmt(t, b, sizeof b));
+    *t = bt;
+  }
+  return KILN_OK;
+}
+
+/* *o = x0 broadcast to t, then every epilogue step, each rounded to the dtype: what the
+ * unfused chain of nodes computes. */
+static kiln_status chain_eval(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
+                              const kir_epilogue *e, const kir_type *t, kir_tensor **o) {
+  kiln_status s = new_out(g, n, t, o);
+  if (s) return s;
+  int64_t st[KILN_MAX_RANK], ne = numel(t);
+  bcast_strides(&in[0]->type, t, st);
+  for (int64_t i = 0; i < ne; i++) st_f(*o, i, ld_f(in[0], bcast_offset(i, t, st)));
+  for (int32_t k = 0; k < e->n; k++) epilogue_step(e, k, in, *o);
+  return KILN_OK;
+}
+
+/* The reduction a fused_reduce performs: its "reduce" attribute, a reduce op's number. */
+static kiln_status fused_reduce_kind(kir_graph *g, const kir_node *n, kir_op *kind) {
+  int64_t r = kir_attr_int(n, "reduce", 0);
+  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX)
+    return kerr(g, n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not reduce_sum, "
+                "reduce_mean or reduce_max", (long long)r);
+  *kind = (kir_op)r;
+  return KILN_OK;
+}
+
+/* The chain's value, then (fused_reduce) a reduction or (fused_softmax) a softmax of it. */
+static kiln_status chain_finish(kir_graph *g, const kir_node *n, kir_tensor *v, kir_tensor **out) {
+  kiln_status s = KILN_OK;
+  if (n->op == KIR_OP_FUSED_SOFTMAX) {
+    int32_t ax = 0;
+    if ((s = norm_axis(g, n, kir_attr_int(n, "axis", -1), v->type.rank, &ax))) return s;
+    softmax_all(v, v, ax);
+  }
+  if (n->op != KIR_OP_FUSED_REDUCE) {
+    *out = v;
+    return KILN_OK;
+  }
+  kir_op kind = KIR_OP_REDUCE_SUM;
+  red_plan p;
+  if ((s = fused_reduce_kind(g, n, &kind)) || (s = red_make_plan(g, n, kind, &v->type, &p)) ||
+      (s = check_result(g, n, &p.out)) || (s = new_out(g, n, &n->type, out)))
+    return s;
+  reduce_into(kind, v, &p, *out);
+  return KILN_OK;
+}
+
+static kiln_status k_fused_chain(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
+                                 kir_tensor **out) {
+  kir_epilogue e;
+  kir_type t;
+  kir_tensor *v = NULL;
+  kiln_status s = check_arith(g, n, in, n->n_inputs);
+  if (s || (s = kir_epilogue_get(g, n, &e)) || (s = chain_shape(g, n, in, &t))) return s;
+  t.dtype = n->type.dtype;
+  if (n->op != KIR_OP_FUSED_REDUCE && (s = check_result(g, n, &t))) return s;
+  if ((s = chain_eval(g, n, in, &e, &t, &v))) return s;
+  s = chain_finish(g, n, v, out);
+  if (s || *out != v) kir_tensor_free(v);
+  return s;
 }
 
 /* ---------------------------------------------------------------- shape ops ----- */
@@ -831,6 +922,8 @@ static kiln_status dispatch(kir_graph *g, const kir_node *n, const kir_tensor *c
   case KIR_OP_TRANSFER: return k_identity(g, n, in, out);
   case KIR_OP_GROUP: case KIR_OP_NO_OP: *out = NULL; return KILN_OK;
   case KIR_OP_FUSED_MATMUL: return k_fused_matmul(g, n, in, out);
+  case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE: case KIR_OP_FUSED_SOFTMAX:
+    return k_fused_chain(g, n, in, out);
   case KIR_OP_INVALID: case KIR_OP_COUNT: break;
   }
   return kerr(g, n, KILN_ERR_GRAPH, "invalid op %d", (int)n->op);

@@ -1,138 +1,317 @@
-/* kir_print.c — the deterministic, human-readable text listing of a graph, one node a
- * line. Model strings are always escaped (kir_escape). Depends on kir.h and stdio. */
+/* kir_print.c — writes a graph in Kiln's canonical text form (grammar: kir_text.c), which
+ * kir_graph_parse_text reads back: deterministic, exact (floats print the shortest
+ * decimal that reads back to the same bits), every model string escaped. Depends on
+ * kir.h, libc and libm only. */
 #include "kir_internal.h"
 
 #include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define PRINT_LIST_MAX 32   /* ints/floats shown before "..." */
-#define PRINT_TENSOR_MAX 8  /* constants up to this many elements are shown in full */
+/* A growable output buffer through kir_alloc; oom is sticky so callers check once. */
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+  bool oom;
+} sbuf;
 
-static void print_esc(FILE *out, const char *s) {
-  char esc[KIR_ESC_BUF];
-  fputs(kir_escape(s, esc, sizeof esc), out);
+static void sb_put(sbuf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (n > SIZE_MAX / 2 - b->n) { b->oom = true; return; }
+  if (b->n + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n + 1) cap *= 2;
+    char *q = kir_realloc(b->p, b->cap, cap);
+    if (!q) { b->oom = true; return; }
+    b->p = q;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = '\0';
 }
 
-static void print_tensor(FILE *out, const kir_tensor *t) {
-  char ty[128];
-  kir_type_format(&t->type, ty, sizeof ty);
-  int64_t n = kir_type_numel(&t->type);
-  if (n < 0 || n > PRINT_TENSOR_MAX || !t->data) {
-    fprintf(out, "<%s \xE2\x80\xA6>", ty); /* "…" */
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+  char tmp[128];
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (k > 0) sb_put(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+}
+
+/* "..." with '"' and '\\' backslashed and every byte outside printable ASCII as \xNN. */
+static void sb_quote(sbuf *b, const char *s) {
+  sb_put(b, "\"", 1);
+  const char *run = s;
+  for (const char *c = s; *c; c++) {
+    unsigned char u = (unsigned char)*c;
+    if (u >= 0x20 && u < 0x7f && u != '"' && u != '\\') continue;
+    sb_put(b, run, (size_t)(c - run));
+    if (u == '"' || u == '\\') sb_printf(b, "\\%c", u);
+    else sb_printf(b, "\\x%02X", u);
+    run = c + 1;
+  }
+  sb_puts(b, run);
+  sb_put(b, "\"", 1);
+}
+
+static bool is_ident(const char *s) {
+  if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_')) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '_'))
+      return false;
+  return true;
+}
+
+/* ---------------------------------------------------------------- numbers ------- */
+
+/* Makes a decimal that strtod reads as a float look like one ("2" -> "2.0"). */
+static void mark_float(char *buf, size_t n) {
+  if (strpbrk(buf, ".eEn")) return; /* "n": inf / nan */
+  size_t k = strlen(buf);
+  if (k + 3 <= n) memcpy(buf + k, ".0", 3);
+}
+
+static void fmt_f64(char *buf, size_t n, double v) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  if (isnan(v)) {
+    if (bits == UINT64_C(0x7ff8000000000000)) snprintf(buf, n, "nan");
+    else snprintf(buf, n, "nan(0x%016" PRIx64 ")", bits);
     return;
   }
-  fprintf(out, "%s{", ty);
-  for (int64_t i = 0; i < n; i++) {
-    if (i) fputs(", ", out);
-    if (t->type.dtype == KILN_F32 || t->type.dtype == KILN_F64)
-      fprintf(out, "%.9g", kir_tensor_get_f(t, i));
-    else
-      fprintf(out, "%" PRId64, kir_tensor_get_i(t, i));
+  if (isinf(v)) {
+    snprintf(buf, n, v < 0 ? "-inf" : "inf");
+    return;
   }
-  fputc('}', out);
+  for (int p = 1; p <= 17; p++) {
+    snprintf(buf, n, "%.*g", p, v);
+    if (strtod(buf, NULL) == v) break;
+  }
+  mark_float(buf, n);
 }
 
-static void print_list_end(FILE *out, int32_t n) {
-  if (n > PRINT_LIST_MAX) fprintf(out, ", ... (%d)", (int)n);
-  fputc(']', out);
+static void fmt_f32(char *buf, size_t n, float v) {
+  uint32_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  if (isnan(v)) {
+    if (bits == UINT32_C(0x7fc00000)) snprintf(buf, n, "nan");
+    else snprintf(buf, n, "nan(0x%08" PRIx32 ")", bits);
+    return;
+  }
+  if (isinf(v)) {
+    snprintf(buf, n, v < 0 ? "-inf" : "inf");
+    return;
+  }
+  for (int p = 1; p <= 9; p++) {
+    snprintf(buf, n, "%.*g", p, (double)v);
+    if ((float)strtod(buf, NULL) == v) break;
+  }
+  mark_float(buf, n);
 }
 
-static void print_attr_value(FILE *out, const kir_attr *a) {
+/* ---------------------------------------------------------------- types, tensors - */
+
+static void sb_type(sbuf *b, kiln_dtype dt, int32_t rank, const int64_t *dims) {
+  sb_puts(b, kiln_dtype_name(dt));
+  sb_put(b, "[", 1);
+  for (int32_t d = 0; d < rank && d < KILN_MAX_RANK; d++)
+    sb_printf(b, d ? ",%" PRId64 : "%" PRId64, dims[d]);
+  sb_put(b, "]", 1);
+}
+
+static void sb_element(sbuf *b, const kir_tensor *t, int64_t i) {
+  char num[64];
+  switch (t->type.dtype) {
+  case KILN_F32: fmt_f32(num, sizeof num, ((const float *)t->data)[i]); break;
+  case KILN_F64: fmt_f64(num, sizeof num, ((const double *)t->data)[i]); break;
+  case KILN_I32: snprintf(num, sizeof num, "%" PRId32, ((const int32_t *)t->data)[i]); break;
+  case KILN_I64: snprintf(num, sizeof num, "%" PRId64, ((const int64_t *)t->data)[i]); break;
+  case KILN_BOOL: snprintf(num, sizeof num, "%u", ((const uint8_t *)t->data)[i]); break;
+  case KILN_DTYPE_INVALID: snprintf(num, sizeof num, "?"); break;
+  }
+  sb_puts(b, num);
+}
+
+/* FNV-1a over the bytes: a content fingerprint for elided constants (never parsed). */
+static uint64_t fnv1a64(const unsigned char *p, size_t n) {
+  uint64_t h = UINT64_C(0xcbf29ce484222325);
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+  return h;
+}
+
+static void sb_tensor(sbuf *b, const kir_tensor *t, bool full) {
+  int64_t numel = kir_type_numel(&t->type), nbytes = kir_type_nbytes(&t->type);
+  bool ok = numel >= 0 && nbytes >= 0 && (t->data || nbytes == 0);
+  if (!ok || (!full && numel > KIR_TEXT_ELIDE_ABOVE)) {
+    sb_put(b, "<", 1);
+    sb_type(b, t->type.dtype, t->type.rank, t->type.dims);
+    if (ok) sb_printf(b, " fnv64:%016" PRIx64, fnv1a64(t->data, (size_t)nbytes));
+    sb_put(b, ">", 1);
+    return;
+  }
+  sb_type(b, t->type.dtype, t->type.rank, t->type.dims);
+  sb_put(b, "{", 1);
+  for (int64_t i = 0; i < numel && !b->oom; i++) {
+    if (i) sb_put(b, ", ", 2);
+    sb_element(b, t, i);
+  }
+  sb_put(b, "}", 1);
+}
+
+/* ---------------------------------------------------------------- attributes ---- */
+
+/* An empty list of the schema's kind prints as "[]"; others need "ints[]" etc. */
+int kir_schema_kind(kir_op op, const char *name) {
+  const kir_op_info *info = kir_op_get((int32_t)op);
+  const char *s = info ? info->schema : "";
+  size_t nl = strlen(name);
+  while (*s) {
+    while (*s == ' ') s++;
+    const char *colon = strchr(s, ':'), *end = s + strcspn(s, " ");
+    if (!colon || colon > end) return 0;
+    if ((size_t)(colon - s) == nl && !memcmp(s, name, nl)) {
+      const char *k = colon + 1;
+      size_t kl = (size_t)(end - k) - (end[-1] == '?');
+      for (int kind = KIR_ATTR_INT; kind <= KIR_ATTR_TENSOR; kind++)
+        if (strlen(kir_attr_kind_name((kir_attr_kind)kind)) == kl &&
+            !memcmp(kir_attr_kind_name((kir_attr_kind)kind), k, kl))
+          return kind;
+      return 0;
+    }
+    s = end;
+  }
+  return 0;
+}
+
+static void sb_list_open(sbuf *b, const kir_node *n, const kir_attr *a, int32_t count) {
+  if (count == 0 && kir_schema_kind(n->op, a->name) != (int)a->kind)
+    sb_puts(b, kir_attr_kind_name(a->kind)); /* "ints[]": the kind cannot be inferred */
+  sb_put(b, "[", 1);
+}
+
+static void sb_attr_value(sbuf *b, const kir_node *n, const kir_attr *a, bool full) {
+  char num[64];
   switch (a->kind) {
-  case KIR_ATTR_INT: fprintf(out, "%" PRId64, a->u.i); return;
-  case KIR_ATTR_FLOAT: fprintf(out, "%.9g", a->u.f); return;
+  case KIR_ATTR_INT:
+    if (!strcmp(a->name, "dtype") && a->u.i > 0 && a->u.i < KILN_DTYPE_COUNT)
+      sb_puts(b, kiln_dtype_name((kiln_dtype)a->u.i));
+    else
+      sb_printf(b, "%" PRId64, a->u.i);
+    return;
+  case KIR_ATTR_FLOAT: fmt_f64(num, sizeof num, a->u.f); sb_puts(b, num); return;
   case KIR_ATTR_INTS:
-    fputc('[', out);
-    for (int32_t i = 0; i < a->u.ints.n && i < PRINT_LIST_MAX; i++)
-      fprintf(out, i ? ",%" PRId64 : "%" PRId64, a->u.ints.v[i]);
-    print_list_end(out, a->u.ints.n);
+    sb_list_open(b, n, a, a->u.ints.n);
+    for (int32_t i = 0; i < a->u.ints.n; i++) sb_printf(b, i ? ", %" PRId64 : "%" PRId64, a->u.ints.v[i]);
+    sb_put(b, "]", 1);
     return;
   case KIR_ATTR_FLOATS:
-    fputc('[', out);
-    for (int32_t i = 0; i < a->u.floats.n && i < PRINT_LIST_MAX; i++)
-      fprintf(out, i ? ",%.9g" : "%.9g", a->u.floats.v[i]);
-    print_list_end(out, a->u.floats.n);
+    sb_list_open(b, n, a, a->u.floats.n);
+    for (int32_t i = 0; i < a->u.floats.n; i++) {
+      fmt_f64(num, sizeof num, a->u.floats.v[i]);
+      if (i) sb_put(b, ", ", 2);
+      sb_puts(b, num);
+    }
+    sb_put(b, "]", 1);
     return;
-  case KIR_ATTR_STRING: fputc('"', out); print_esc(out, a->u.s); fputc('"', out); return;
+  case KIR_ATTR_STRING: sb_quote(b, a->u.s); return;
   case KIR_ATTR_STRINGS:
-    fputc('[', out);
+    sb_list_open(b, n, a, a->u.strings.n);
     for (int32_t i = 0; i < a->u.strings.n; i++) {
-      fputs(i ? ", \"" : "\"", out);
-      print_esc(out, a->u.strings.v[i]);
-      fputc('"', out);
+      if (i) sb_put(b, ", ", 2);
+      sb_quote(b, a->u.strings.v[i]);
     }
-    fputc(']', out);
+    sb_put(b, "]", 1);
     return;
-  case KIR_ATTR_TENSOR: print_tensor(out, a->u.t); return;
+  case KIR_ATTR_TENSOR: sb_tensor(b, a->u.t, full); return;
   }
-  fputc('?', out);
+  sb_put(b, "?", 1);
 }
 
-static void print_attrs(FILE *out, const kir_node *n) {
+static void sb_attrs(sbuf *b, const kir_node *n, bool full) {
   if (n->n_attrs <= 0) return;
-  fputs(" {", out);
+  sb_puts(b, " {");
   for (int32_t i = 0; i < n->n_attrs; i++) {
-    if (i) fputs(", ", out);
-    print_esc(out, n->attrs[i].name);
-    fputc('=', out);
-    print_attr_value(out, &n->attrs[i]);
+    const kir_attr *a = &n->attrs[i];
+    if (i) sb_put(b, ", ", 2);
+    if (is_ident(a->name)) sb_puts(b, a->name);
+    else sb_quote(b, a->name);
+    sb_puts(b, " = ");
+    sb_attr_value(b, n, a, full);
   }
-  fputc('}', out);
+  sb_put(b, "}", 1);
 }
 
-static void print_inputs(FILE *out, const kir_graph *g, const kir_node *n) {
-  fputc('(', out);
-  for (int32_t k = 0; k < n->n_inputs; k++) {
-    int32_t in = n->inputs[k];
-    fprintf(out, k ? ", %%%d" : "%%%d", (int)in);
-    if (in >= 0 && in < g->n_nodes) {
-      fputc(' ', out);
-      print_esc(out, g->nodes[in]->name);
-    }
-  }
-  fputc(')', out);
-}
+/* ---------------------------------------------------------------- nodes --------- */
 
-static void print_type(FILE *out, const kir_node *n) {
-  char ty[128];
-  if (kir_op_has(n->op, KIR_F_NO_OUTPUT)) {
-    fputs(" : ()", out);
-  } else if (n->type.dtype == KILN_DTYPE_INVALID) {
-    fputs(" : ?", out);
-  } else {
-    kir_type_format(&n->type, ty, sizeof ty);
-    fprintf(out, " : %s", ty);
-  }
-}
-
-static void print_placement(FILE *out, const kir_node *n) {
-  if (n->device && n->device[0]) {
-    fputs(" @", out);
-    print_esc(out, n->device);
-  }
+static void sb_node(sbuf *b, const kir_node *n, int32_t id, bool full) {
+  const kir_op_info *info = kir_op_get((int32_t)n->op);
+  sb_printf(b, "%%%d ", (int)id);
+  sb_quote(b, n->name ? n->name : "");
+  sb_printf(b, " = %s(", info ? info->name : "invalid");
+  for (int32_t k = 0; k < n->n_inputs; k++) sb_printf(b, k ? ", %%%d" : "%%%d", (int)n->inputs[k]);
+  sb_put(b, ")", 1);
+  sb_attrs(b, n, full);
+  sb_puts(b, " : ");
+  if (kir_op_has(n->op, KIR_F_NO_OUTPUT)) sb_puts(b, "()");
+  else if (n->type.dtype <= KILN_DTYPE_INVALID || n->type.dtype >= KILN_DTYPE_COUNT) sb_puts(b, "?");
+  else sb_type(b, n->type.dtype, n->type.rank, n->type.dims);
+  if (n->device && n->device[0]) { sb_puts(b, " @ "); sb_quote(b, n->device); }
   if (n->assigned_device && n->assigned_device[0]) {
-    fputs(" => ", out);
-    print_esc(out, n->assigned_device);
-    if (n->placement_reason && n->placement_reason[0]) {
-      fputs(" (", out);
-      print_esc(out, n->placement_reason);
-      fputc(')', out);
-    }
+    sb_puts(b, " assigned ");
+    sb_quote(b, n->assigned_device);
   }
+  if (n->placement_reason && n->placement_reason[0]) {
+    sb_puts(b, " reason ");
+    sb_quote(b, n->placement_reason);
+  }
+  sb_put(b, "\n", 1);
+}
+
+static void sb_header(sbuf *b) {
+  sb_printf(b, "%s %d.%d\n", KIR_TEXT_HEADER, KIR_FORMAT_MAJOR, KIR_FORMAT_MINOR);
+}
+
+kiln_status kir_graph_print_text(const kir_graph *g, FILE *out, const kir_print_options *opt) {
+  if (!g || !out) return KILN_ERR_ARGUMENT;
+  bool full = opt && opt->full_constants;
+  sbuf b = {0};
+  sb_header(&b);
+  kiln_status st = KILN_OK;
+  for (int32_t i = 0; i <= g->n_nodes && st == KILN_OK; i++) {
+    if (i > 0) sb_node(&b, g->nodes[i - 1], i - 1, full);
+    if (b.oom) st = KILN_ERR_NOMEM;
+    else if (b.n && fwrite(b.p, 1, b.n, out) != b.n) st = KILN_ERR_IO;
+    b.n = 0;
+  }
+  kir_free(b.p);
+  return st;
+}
+
+kiln_status kir_graph_to_text(kir_graph *g, char **out, size_t *len, bool full_constants) {
+  if (!g || !out || !len) return g ? kir_seterr(g, KILN_ERR_ARGUMENT, "to_text: NULL output") : KILN_ERR_ARGUMENT;
+  *out = NULL;
+  *len = 0;
+  sbuf b = {0};
+  sb_header(&b);
+  for (int32_t i = 0; i < g->n_nodes && !b.oom; i++) sb_node(&b, g->nodes[i], i, full_constants);
+  if (b.oom) {
+    kir_free(b.p);
+    return kir_seterr(g, KILN_ERR_NOMEM, "out of memory while printing the graph as text");
+  }
+  *out = b.p;
+  *len = b.n;
+  return KILN_OK;
 }
 
 void kir_graph_print(const kir_graph *g, FILE *out) {
-  if (!g || !out) return;
-  for (int32_t i = 0; i < g->n_nodes; i++) {
-    const kir_node *n = g->nodes[i];
-    const kir_op_info *info = kir_op_get((int32_t)n->op);
-    fprintf(out, "%%%d = %s", (int)n->id, info ? info->name : "invalid");
-    print_inputs(out, g, n);
-    print_attrs(out, n);
-    print_type(out, n);
-    print_placement(out, n);
-    fputs("   # ", out);
-    print_esc(out, n->name);
-    fputc('\n', out);
-  }
+  kir_print_options opt = {.full_constants = false};
+  (void)kir_graph_print_text(g, out, &opt);
 }

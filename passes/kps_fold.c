@@ -1,7 +1,8 @@
 /* kps_fold.c — constant folding: a node whose inputs are all constants (or a seeded
  * random source) is evaluated once with the reference kernels (kir_eval_node) and
- * becomes a constant in place. Size-capped by KIR_MAX_FOLD_BYTES. Depends on ir/ only;
- * the interpreter is the single definition of what a folded value is. */
+ * becomes a constant in place. Size-capped by the max-bytes option (default
+ * KIR_MAX_FOLD_BYTES). Depends on ir/ only; the interpreter is the single definition
+ * of what a folded value is. */
 #include "kps.h"
 
 /* Holds any kir_escape output (64 bytes escaped 4x, "...", NUL). */
@@ -47,6 +48,9 @@ static bool op_foldable(kir_op op) {
   case KIR_OP_IDENTITY:
   case KIR_OP_TRANSFER:
   case KIR_OP_FUSED_MATMUL:
+  case KIR_OP_FUSED_ELEMENTWISE:
+  case KIR_OP_FUSED_REDUCE:
+  case KIR_OP_FUSED_SOFTMAX:
     /* The table's flags decide the rest, so a new stateful op stays unfolded. */
     return !kir_op_has(op, KIR_F_STATEFUL | KIR_F_CONTROL | KIR_F_NO_OUTPUT);
   }
@@ -118,7 +122,8 @@ static kiln_status untyped(kir_graph *g, const kir_node *n) {
 }
 
 kiln_status kps_fold(kir_graph *g, const kps_context *ctx, kps_result *res) {
-  (void)ctx;
+  /* The size cap: the pipeline option fold{max-bytes=N}, else KIR_MAX_FOLD_BYTES. */
+  int64_t cap = kps_option_int(ctx, "max-bytes", KIR_MAX_FOLD_BYTES);
   int64_t folded = 0, skipped = 0;
   /* Id order: every input precedes its node, so a chain folds completely in one run. */
   for (int32_t i = 0; i < g->n_nodes; i++) {
@@ -126,7 +131,7 @@ kiln_status kps_fold(kir_graph *g, const kps_context *ctx, kps_result *res) {
     if (!op_foldable(n->op) || !inputs_constant(g, n)) continue;
     if (n->type.dtype == KILN_DTYPE_INVALID) return untyped(g, n);
     int64_t bytes = kir_type_nbytes(&n->type);
-    if (bytes < 0 || bytes > KIR_MAX_FOLD_BYTES) {
+    if (bytes < 0 || bytes > cap) {
       skipped++;
       continue;
     }

@@ -1,7 +1,22 @@
-/* kps_place.c — device placement: every node gets an assigned device and the reason
- * for it (pins honored, soft fallback when the target lacks a device, variables
- * colocated with their assigns), plus device-name normalization. Depends on ir/ only.
- * Only the CPU has kernels so far, so unpinned nodes go to the first CPU device. */
+/* kps_place.c — device placement over the devices a target declares (cpu:0, cuda:N):
+ * pins honored, variables colocated with their assigns, soft fallback to cpu:0 (or an
+ * error in strict mode), explicit transfer nodes on edges between devices, and a device
+ * and reason recorded for every node. Plus device-name normalization. Depends on ir/
+ * only; which ops have CUDA kernels is data below (cuda_listed, CUDA_BY_FLAG).
+ *
+ * Policy (like TensorFlow's: the GPU when available):
+ *   - a pin to a declared device with a kernel for the op is honored;
+ *   - a pin to an absent device, or to one without a kernel for the op, moves the node
+ *     to cpu:0 with the reason recorded (strict mode: an error naming node and device);
+ *   - unpinned nodes go to the first declared cuda device when it has a kernel for the
+ *     op, else to cpu:0; unpinned control ops (group, no_op) run on the host cpu:0;
+ *   - unpinned constants and placeholders (data) go with their first consumer, so the
+ *     first use needs no copy; with no consumer, cpu:0;
+ *   - a variable and its assigns share one device: the variable's pin, else the first
+ *     pinned assign's, else the variable's default;
+ *   - every edge carrying a value between devices goes through one transfer node per
+ *     (producer, destination), named "<producer>/to_<device>" and placed on the
+ *     destination. Running the pass again changes nothing. */
 #include "kps.h"
 
 /* Holds any kir_escape output (64 bytes escaped 4x, "...", NUL). */
@@ -72,7 +87,7 @@ typedef struct target {
   char dev[KPS_MAX_DEVICES][DEV_LEN];
   int32_t n;
   int32_t cpu;     /* index of the first cpu device, -1 if none */
-  bool has_cuda;
+  int32_t cuda;    /* index of the first cuda device, -1 if none */
   char list[KPS_MAX_DEVICES * (DEV_LEN + 2)]; /* "cpu:0, cuda:0" for messages */
 } target;
 
@@ -84,13 +99,13 @@ static kiln_status target_init(kir_graph *g, const kps_context *ctx, target *t) 
   if (n > KPS_MAX_DEVICES)
     return kir_seterr(g, KILN_ERR_LIMIT, "%d target devices, at most %d", (int)n, KPS_MAX_DEVICES);
   memset(t, 0, sizeof *t);
-  t->cpu = -1;
+  t->cpu = t->cuda = -1;
   for (int32_t i = 0; i < n; i++) {
     if (!devs[i] || !kps_device_normalize(devs[i], t->dev[i], DEV_LEN))
       return kir_seterr(g, KILN_ERR_ARGUMENT, "target device '%s' is not a device name",
                         kir_escape(devs[i] ? devs[i] : "(null)", esc, sizeof esc));
     if (t->cpu < 0 && has_prefix(t->dev[i], "cpu:")) t->cpu = i;
-    if (has_prefix(t->dev[i], "cuda:")) t->has_cuda = true;
+    if (t->cuda < 0 && has_prefix(t->dev[i], "cuda:")) t->cuda = i;
     size_t used = strlen(t->list);
     snprintf(t->list + used, sizeof t->list - used, "%s%s", i ? ", " : "", t->dev[i]);
   }
@@ -104,66 +119,258 @@ static int32_t target_find(const target *t, const char *dev) {
   return -1;
 }
 
-/* ---------------------------------------------------------------- placing ------- */
+/* ---------------------------------------------------------------- kernels ------- */
+/* Which ops a CUDA device has kernels for, as data. By flag: every elementwise op,
+ * reduction and fused op, and control ops (which compute nothing). By name: the ops
+ * listed here. Everything else (random_normal, random_uniform, and any new op until it
+ * is listed) runs on the CPU only. Constants and placeholders are data: they can live
+ * on any device. */
+#define CUDA_BY_FLAG (KIR_F_ELEMENTWISE | KIR_F_REDUCTION | KIR_F_FUSED | KIR_F_CONTROL)
 
-typedef struct placement {
-  char dev[DEV_LEN];
-  char reason[320];
-  bool soft;
-} placement;
+static const bool cuda_listed[KIR_OP_COUNT] = {
+    [KIR_OP_MATMUL] = true,   [KIR_OP_ADD_N] = true,     [KIR_OP_SOFTMAX] = true,
+    [KIR_OP_RESHAPE] = true,  [KIR_OP_TRANSPOSE] = true, [KIR_OP_IDENTITY] = true,
+    [KIR_OP_TRANSFER] = true, [KIR_OP_VARIABLE] = true,  [KIR_OP_ASSIGN] = true,
+    [KIR_OP_CONSTANT] = true, [KIR_OP_PLACEHOLDER] = true,
+};
+
+static bool is_cuda(const char *dev) { return has_prefix(dev, "cuda:"); }
+
+bool kps_device_has_kernel(const char *device, kir_op op) {
+  if (!kir_op_get(op) || !device) return false;
+  if (!is_cuda(device)) return true;
+  return kir_op_has(op, CUDA_BY_FLAG) || cuda_listed[op];
+}
+
+static bool is_data(kir_op op) { return op == KIR_OP_CONSTANT || op == KIR_OP_PLACEHOLDER; }
 
 static const char *op_name(kir_op op) {
   const kir_op_info *i = kir_op_get(op);
   return i ? i->name : "invalid";
 }
 
-static kiln_status no_cpu(kir_graph *g, const kir_node *n, const target *t) {
+/* ---------------------------------------------------------------- decisions ----- */
+
+typedef enum why_kind {
+  WHY_PINNED,       /* the requested device, which the target has */
+  WHY_ABSENT,       /* requested device missing: soft placement to the CPU */
+  WHY_NO_KERNEL,    /* requested device has no kernel for the op: soft placement */
+  WHY_DEFAULT_CUDA, /* unpinned, the first CUDA device has a kernel */
+  WHY_CPU_NO_CUDA,  /* unpinned, a CUDA device exists but has no kernel for the op */
+  WHY_DEFAULT_CPU,  /* unpinned, no CUDA device */
+  WHY_CONSUMER,     /* unpinned constant/placeholder: with its first consumer */
+  WHY_NO_CONSUMER,  /* unpinned constant/placeholder nobody reads */
+  WHY_CONTROL,      /* unpinned control op: the host */
+  WHY_COLOC_VAR,    /* an assign colocated with its variable */
+  WHY_COLOC_ASSIGN, /* a variable (or another assign) colocated with a pinned assign */
+  WHY_TRANSFER      /* a transfer: on its destination */
+} why_kind;
+
+typedef struct decision {
+  int32_t dev; /* index in the target */
+  int32_t why;
+  int32_t ref; /* node named by the reason (consumer, variable, assign), or -1 */
+  bool soft;
+} decision;
+
+typedef struct placer {
+  kir_graph *g;
+  const kps_context *ctx;
+  target t;
+  decision *d;     /* per original node */
+  int32_t *first;  /* per node: first consumer that is not a transfer, or -1 */
+  int32_t *firstx; /* per node: first consumer of any kind, or -1 */
+  int32_t n;       /* original node count */
+  int64_t soft, crossings;
+  bool strict; /* ctx->strict_placement or the pipeline option place{strict} */
+} placer;
+
+static int32_t host(const target *t) { return t->cpu >= 0 ? t->cpu : 0; }
+
+static kiln_status no_cpu(placer *P, const kir_node *n, const char *why_text) {
   char esc[KPS_ESC];
-  return kir_seterr(g, KILN_ERR_UNSUPPORTED,
-                    "node '%s': no device of the target (%s) has a kernel for '%s'",
-                    kir_escape(n->name, esc, sizeof esc), t->list, op_name(n->op));
+  return kir_seterr(P->g, KILN_ERR_UNSUPPORTED, "node '%s': %s, and the target (%s) has no CPU to fall back to",
+                    kir_escape(n->name, esc, sizeof esc), why_text, P->t.list);
 }
 
-static kiln_status place_default(kir_graph *g, const kir_node *n, const target *t, placement *p) {
-  if (t->cpu < 0) return no_cpu(g, n, t);
-  snprintf(p->dev, sizeof p->dev, "%s", t->dev[t->cpu]);
-  if (t->has_cuda)
-    snprintf(p->reason, sizeof p->reason, "no CUDA kernel yet for '%s'; %s", op_name(n->op), p->dev);
+/* A pin the target cannot honor: soft placement to the CPU, or an error. */
+static kiln_status fallback(placer *P, const kir_node *n, const char *want, int32_t kind, decision *d) {
+  char esc[KPS_ESC], msg[sizeof P->t.list + 128];
+  if (kind == WHY_ABSENT)
+    snprintf(msg, sizeof msg, "device '%s' requested but the target has only %s", want, P->t.list);
   else
-    snprintf(p->reason, sizeof p->reason, "no device requested; default %s", p->dev);
+    snprintf(msg, sizeof msg, "device '%s' requested but it has no kernel for '%s'", want, op_name(n->op));
+  if (P->strict)
+    return kir_seterr(P->g, KILN_ERR_UNSUPPORTED, "node '%s': %s", kir_escape(n->name, esc, sizeof esc), msg);
+  if (P->t.cpu < 0) return no_cpu(P, n, msg);
+  *d = (decision){P->t.cpu, kind, -1, true};
   return KILN_OK;
 }
 
-static kiln_status place_pinned(kir_graph *g, const kir_node *n, const kps_context *ctx,
-                                const target *t, const char *want, placement *p) {
-  char esc[KPS_ESC];
-  if (target_find(t, want) >= 0) {
-    snprintf(p->dev, sizeof p->dev, "%s", want);
-    snprintf(p->reason, sizeof p->reason, "pinned by device scope '%s'", want);
+static kiln_status decide_pinned(placer *P, const kir_node *n, const char *want, decision *d) {
+  int32_t at = target_find(&P->t, want);
+  if (at < 0) return fallback(P, n, want, WHY_ABSENT, d);
+  if (!kps_device_has_kernel(want, n->op)) return fallback(P, n, want, WHY_NO_KERNEL, d);
+  *d = (decision){at, n->op == KIR_OP_TRANSFER ? WHY_TRANSFER : WHY_PINNED, -1, false};
+  return KILN_OK;
+}
+
+/* The device a node asks for: its pin, or a transfer's destination; "" if none. */
+static kiln_status requested(placer *P, const kir_node *n, char *want) {
+  char esc[KPS_ESC], esc2[KPS_ESC];
+  const char *raw = n->op == KIR_OP_TRANSFER ? kir_attr_string(n, "device") : n->device;
+  want[0] = '\0';
+  if (!raw || !raw[0]) {
+    if (n->op != KIR_OP_TRANSFER) return KILN_OK;
+    return kir_seterr(P->g, KILN_ERR_GRAPH, "node '%s': transfer without a destination device",
+                      kir_escape(n->name, esc, sizeof esc));
+  }
+  if (kps_device_normalize(raw, want, DEV_LEN)) return KILN_OK;
+  return kir_seterr(P->g, KILN_ERR_ARGUMENT, "node '%s': device '%s' is not a device name",
+                    kir_escape(n->name, esc, sizeof esc), kir_escape(raw, esc2, sizeof esc2));
+}
+
+/* Every node but unpinned constants/placeholders (decided after their consumers). */
+static kiln_status decide_basic(placer *P, const kir_node *n, decision *d) {
+  char want[DEV_LEN];
+  kiln_status st = requested(P, n, want);
+  if (st != KILN_OK) return st;
+  if (want[0]) return decide_pinned(P, n, want, d);
+  if (is_data(n->op)) {
+    *d = (decision){-1, WHY_CONSUMER, -1, false};
     return KILN_OK;
   }
-  if (ctx->strict_placement || t->cpu < 0)
-    return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s': device '%s' requested but the target has only %s",
-                      kir_escape(n->name, esc, sizeof esc), want, t->list);
-  snprintf(p->dev, sizeof p->dev, "%s", t->dev[t->cpu]);
-  snprintf(p->reason, sizeof p->reason, "requested '%s', which the target lacks; soft placement to %s",
-           want, p->dev);
-  p->soft = true;
+  if (kir_op_has(n->op, KIR_F_CONTROL)) {
+    *d = (decision){host(&P->t), WHY_CONTROL, -1, false};
+    return KILN_OK;
+  }
+  if (P->t.cuda >= 0 && kps_device_has_kernel(P->t.dev[P->t.cuda], n->op)) {
+    *d = (decision){P->t.cuda, WHY_DEFAULT_CUDA, -1, false};
+    return KILN_OK;
+  }
+  if (P->t.cpu < 0) return no_cpu(P, n, "no device of the target has a kernel for it");
+  *d = (decision){P->t.cpu, P->t.cuda >= 0 ? WHY_CPU_NO_CUDA : WHY_DEFAULT_CPU, -1, false};
   return KILN_OK;
 }
 
-static kiln_status place_node(kir_graph *g, const kir_node *n, const kps_context *ctx,
-                              const target *t, placement *p) {
-  char want[DEV_LEN], esc[KPS_ESC], esc2[KPS_ESC];
-  memset(p, 0, sizeof *p);
-  if (!n->device || !n->device[0]) return place_default(g, n, t, p);
-  if (!kps_device_normalize(n->device, want, sizeof want))
-    return kir_seterr(g, KILN_ERR_ARGUMENT, "node '%s': device '%s' is not a device name",
-                      kir_escape(n->name, esc, sizeof esc), kir_escape(n->device, esc2, sizeof esc2));
-  return place_pinned(g, n, ctx, t, want, p);
+static bool is_var_ref(const kir_graph *g, const kir_node *n) {
+  return n->op == KIR_OP_ASSIGN && n->n_inputs > 0 && g->nodes[n->inputs[0]]->op == KIR_OP_VARIABLE;
 }
 
-/* Arena strings; identical reasons (the common case) share one copy. */
+static bool pinned(const kir_node *n) { return n->device && n->device[0]; }
+
+/* A variable and its assigns share one device: the variable's pin if it has one, else
+ * the first pinned assign's, else the variable's default. A member pinned elsewhere is
+ * overridden (soft) or an error (strict). */
+static kiln_status colocate(placer *P) {
+  kir_graph *g = P->g;
+  char esc[KPS_ESC], esc2[KPS_ESC];
+  int32_t *lead = kir_malloc((size_t)P->n * sizeof *lead);
+  if (!lead) return kir_seterr(g, KILN_ERR_NOMEM, "place: out of memory");
+  for (int32_t i = 0; i < P->n; i++) lead[i] = pinned(g->nodes[i]) ? i : -1;
+  for (int32_t i = 0; i < P->n; i++)
+    if (is_var_ref(g, g->nodes[i]) && pinned(g->nodes[i]) && lead[g->nodes[i]->inputs[0]] < 0)
+      lead[g->nodes[i]->inputs[0]] = i;
+  kiln_status st = KILN_OK;
+  for (int32_t i = 0; i < P->n && st == KILN_OK; i++) {
+    const kir_node *n = g->nodes[i];
+    int32_t var = n->op == KIR_OP_VARIABLE ? i : is_var_ref(g, n) ? n->inputs[0] : -1;
+    if (var < 0) continue;
+    int32_t l = lead[var] >= 0 ? lead[var] : var;
+    if (l == i) continue;
+    decision want = P->d[i];
+    P->d[i] = (decision){P->d[l].dev, l == var ? WHY_COLOC_VAR : WHY_COLOC_ASSIGN, l, false};
+    if (!pinned(n) || want.dev == P->d[i].dev) continue;
+    if (P->strict)
+      st = kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s': device '%s' requested but it must be colocated with '%s' on %s",
+                      kir_escape(n->name, esc, sizeof esc), P->t.dev[want.dev],
+                      kir_escape(g->nodes[l]->name, esc2, sizeof esc2), P->t.dev[P->d[l].dev]);
+    P->d[i].soft = true;
+  }
+  kir_free(lead);
+  return st;
+}
+
+/* first/firstx consumers; then unpinned data goes with its first consumer. */
+static void decide_data(placer *P) {
+  kir_graph *g = P->g;
+  for (int32_t i = 0; i < P->n; i++) P->first[i] = P->firstx[i] = -1;
+  for (int32_t i = 0; i < P->n; i++) {
+    const kir_node *c = g->nodes[i];
+    for (int32_t k = 0; k < c->n_inputs; k++) {
+      int32_t p = c->inputs[k];
+      if (P->firstx[p] < 0) P->firstx[p] = i;
+      if (P->first[p] < 0 && c->op != KIR_OP_TRANSFER) P->first[p] = i;
+    }
+  }
+  for (int32_t i = 0; i < P->n; i++) {
+    if (P->d[i].dev >= 0) continue;
+    int32_t c = P->first[i];
+    if (c >= 0) P->d[i] = (decision){P->d[c].dev, WHY_CONSUMER, c, false};
+    else P->d[i] = (decision){host(&P->t), WHY_NO_CONSUMER, -1, false};
+  }
+}
+
+/* An edge that carries a value between devices (not a control edge, not a variable
+ * reference, not into a transfer). */
+static bool crosses(const placer *P, const kir_node *c, int32_t k) {
+  int32_t p = c->inputs[k];
+  if (c->op == KIR_OP_TRANSFER || kir_op_has(c->op, KIR_F_NO_OUTPUT) || kir_op_has(c->op, KIR_F_CONTROL)) return false;
+  if (kir_op_has(P->g->nodes[p]->op, KIR_F_NO_OUTPUT)) return false;
+  if (c->op == KIR_OP_ASSIGN && k == 0) return false;
+  return P->d[p].dev != P->d[c->id].dev;
+}
+
+static kiln_status decide_all(placer *P) {
+  kiln_status st = KILN_OK;
+  for (int32_t i = 0; i < P->n && st == KILN_OK; i++) st = decide_basic(P, P->g->nodes[i], &P->d[i]);
+  if (st == KILN_OK) st = colocate(P);
+  if (st != KILN_OK) return st;
+  decide_data(P);
+  for (int32_t i = 0; i < P->n; i++) {
+    const kir_node *c = P->g->nodes[i];
+    P->soft += P->d[i].soft;
+    for (int32_t k = 0; k < c->n_inputs; k++) P->crossings += crosses(P, c, k);
+  }
+  return KILN_OK;
+}
+
+/* ---------------------------------------------------------------- applying ------ */
+
+static void reason_text(const placer *P, const kir_graph *g, int32_t i, char *buf, size_t n) {
+  const kir_node *nd = g->nodes[i];
+  const decision *d = &P->d[i];
+  const char *dev = P->t.dev[d->dev];
+  char want[DEV_LEN] = "", esc[KPS_ESC] = "";
+  const char *raw = nd->op == KIR_OP_TRANSFER ? kir_attr_string(nd, "device") : nd->device;
+  if (raw && raw[0] && !kps_device_normalize(raw, want, sizeof want)) want[0] = '\0';
+  if (d->ref >= 0) kir_escape(g->nodes[d->ref]->name, esc, sizeof esc);
+  switch ((why_kind)d->why) {
+  case WHY_PINNED: snprintf(buf, n, "pinned by device scope '%s'", dev); return;
+  case WHY_ABSENT:
+    snprintf(buf, n, "requested '%s', which the target lacks; soft placement to %s", want, dev);
+    return;
+  case WHY_NO_KERNEL:
+    snprintf(buf, n, "requested '%s', which has no kernel for '%s'; soft placement to %s", want,
+             op_name(nd->op), dev);
+    return;
+  case WHY_DEFAULT_CUDA: snprintf(buf, n, "default device %s: has a kernel for '%s'", dev, op_name(nd->op)); return;
+  case WHY_CPU_NO_CUDA: snprintf(buf, n, "no CUDA kernel for '%s'; %s", op_name(nd->op), dev); return;
+  case WHY_DEFAULT_CPU: snprintf(buf, n, "no device requested; default %s", dev); return;
+  case WHY_CONSUMER: snprintf(buf, n, "with its first consumer '%s'", esc); return;
+  case WHY_NO_CONSUMER: snprintf(buf, n, "no consumer; default %s", dev); return;
+  case WHY_CONTROL: snprintf(buf, n, "control op; runs on the host %s", dev); return;
+  case WHY_COLOC_VAR: snprintf(buf, n, "colocated with variable '%s'", esc); return;
+  case WHY_COLOC_ASSIGN: snprintf(buf, n, "colocated with assign '%s'", esc); return;
+  case WHY_TRANSFER: break;
+  }
+  /* A transfer: from its input's device to its own, for its first consumer. */
+  const char *from = P->t.dev[P->d[nd->inputs[0]].dev];
+  if (d->ref >= 0) snprintf(buf, n, "transfer from %s to %s for '%s'", from, dev, esc);
+  else snprintf(buf, n, "transfer from %s to %s", from, dev);
+}
+
+/* Arena strings; identical strings (the common case) share one copy. */
 typedef struct str_cache {
   const char *s[16];
   int32_t n;
@@ -177,86 +384,220 @@ static const char *intern(kir_graph *g, str_cache *c, const char *s) {
   return copy;
 }
 
-static kiln_status assign(kir_graph *g, str_cache *c, kir_node *n, const char *dev,
-                          const char *reason, bool *changed) {
+static bool same(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+
+/* Writes device and reason of node i of g (g is P->g or its clone). */
+static kiln_status apply_one(placer *P, kir_graph *g, str_cache *c, int32_t i, bool *changed) {
+  char reason[KPS_ESC + 160];
+  kir_node *n = g->nodes[i];
+  reason_text(P, g, i, reason, sizeof reason);
+  const char *dev = P->t.dev[P->d[i].dev];
+  if (same(n->assigned_device, dev) && same(n->placement_reason, reason)) return KILN_OK;
   const char *d = intern(g, c, dev);
   const char *r = d ? intern(g, c, reason) : NULL;
-  if (!d || !r) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
-  if (!n->assigned_device || strcmp(n->assigned_device, d) != 0) *changed = true;
+  if (!d || !r) return kir_seterr(g, KILN_ERR_NOMEM, "place: out of memory");
   n->assigned_device = d;
   n->placement_reason = r;
+  *changed = true;
   return KILN_OK;
 }
 
-/* A variable goes where its first pinned assign went, and so do its other assigns. */
-static kiln_status colocate(kir_graph *g, str_cache *c, const int32_t *pin, bool *changed) {
-  char reason[KPS_ESC + 32], esc[KPS_ESC];
+/* ---------------------------------------------------------------- transfers ----- */
+/* With transfers to insert, the graph is rebuilt: every node copied in order, each new
+ * transfer emitted just before its first consumer. The original nodes keep their
+ * relative order (so "first consumer" means the same on a second run), and a failure
+ * leaves g as it was. */
+
+typedef struct rebuild {
+  kir_graph *ng;
+  int32_t *map;   /* old id -> new id */
+  int32_t *head;  /* per old producer: first entry of its transfers, -1 */
+  int32_t *next, *tid, *tdev; /* entries: next, new id, device */
+  int32_t n_entries, cap;
+  int32_t *in;    /* scratch inputs of one node */
+  str_cache sc;
+} rebuild;
+
+static const char *cached(rebuild *R, const char *s) { return intern(R->ng, &R->sc, s); }
+
+static void xfer_register(rebuild *R, int32_t p, int32_t new_id, int32_t dev) {
+  int32_t e = R->n_entries++;
+  R->tid[e] = new_id;
+  R->tdev[e] = dev;
+  R->next[e] = R->head[p];
+  R->head[p] = e;
+}
+
+static int32_t xfer_find(const rebuild *R, int32_t p, int32_t dev) {
+  for (int32_t e = R->head[p]; e >= 0; e = R->next[e])
+    if (R->tdev[e] == dev) return R->tid[e];
+  return -1;
+}
+
+/* "<producer>/to_<device>", with "_N" appended until unique in both graphs. */
+static kiln_status xfer_name(const kir_graph *g, kir_graph *ng, const char *prod, const char *dev,
+                             char *buf, size_t n) {
+  int cut = (int)(KIR_MAX_NAME - 64);
+  for (int k = 0; k < 1000000; k++) {
+    if (k == 0) snprintf(buf, n, "%.*s/to_%s", cut, prod, dev);
+    else snprintf(buf, n, "%.*s/to_%s_%d", cut, prod, dev, k);
+    if (!kir_graph_find(g, buf) && !kir_graph_find(ng, buf)) return KILN_OK;
+  }
+  return kir_seterr(ng, KILN_ERR_LIMIT, "place: no free name for a transfer");
+}
+
+static kiln_status xfer_new(placer *P, rebuild *R, int32_t p, int32_t dev, int32_t consumer, int32_t *out) {
+  char name[KIR_MAX_NAME + 1], reason[KPS_ESC + 160], esc[KPS_ESC];
+  kir_graph *ng = R->ng;
+  const char *devname = P->t.dev[dev];
+  kiln_status st = xfer_name(P->g, ng, P->g->nodes[p]->name, devname, name, sizeof name);
+  int32_t src = R->map[p];
+  kir_node *t = st == KILN_OK ? kir_node_add(ng, KIR_OP_TRANSFER, name, &src, 1) : NULL;
+  if (!t) return st != KILN_OK ? st : ng->status;
+  if ((st = kir_attr_set_string(ng, t, "device", devname)) != KILN_OK) return st;
+  if ((st = kir_infer_node(ng, t)) != KILN_OK) return st;
+  snprintf(reason, sizeof reason, "transfer from %s to %s for '%s'", P->t.dev[P->d[p].dev], devname,
+           kir_escape(P->g->nodes[consumer]->name, esc, sizeof esc));
+  t->assigned_device = cached(R, devname);
+  t->placement_reason = kir_graph_strdup(ng, reason);
+  if (!t->assigned_device || !t->placement_reason) return kir_seterr(ng, KILN_ERR_NOMEM, "place: out of memory");
+  xfer_register(R, p, t->id, dev);
+  *out = t->id;
+  return KILN_OK;
+}
+
+/* Copies node i of g (with its placement) into the new graph, reading `inputs`. */
+static kiln_status copy_node(placer *P, rebuild *R, int32_t i) {
+  char reason[KPS_ESC + 160];
+  const kir_node *n = P->g->nodes[i];
+  kir_graph *ng = R->ng;
+  kir_node *c = kir_node_add(ng, n->op, n->name, R->in, n->n_inputs);
+  if (!c) return ng->status;
+  kiln_status st = kir_attr_copy_all(ng, c, n);
+  if (st != KILN_OK) return st;
+  c->type = n->type;
+  reason_text(P, P->g, i, reason, sizeof reason);
+  c->device = kir_graph_strdup(ng, n->device);
+  c->assigned_device = cached(R, P->t.dev[P->d[i].dev]);
+  c->placement_reason = cached(R, reason);
+  if (!c->device || !c->assigned_device || !c->placement_reason)
+    return kir_seterr(ng, KILN_ERR_NOMEM, "place: out of memory");
+  R->map[i] = c->id;
+  if (n->op == KIR_OP_TRANSFER) xfer_register(R, n->inputs[0], c->id, P->d[i].dev);
+  return KILN_OK;
+}
+
+/* One transfer per (producer, destination device); existing ones are reused. */
+static kiln_status rebuild_all(placer *P, rebuild *R) {
   kiln_status st = KILN_OK;
-  for (int32_t i = 0; i < g->n_nodes && st == KILN_OK; i++) {
-    kir_node *n = g->nodes[i];
-    int32_t var = n->op == KIR_OP_VARIABLE ? i : n->op == KIR_OP_ASSIGN && n->n_inputs > 0 ? n->inputs[0] : -1;
-    if (var < 0 || pin[var] < 0 || pin[var] == i) continue;
-    const kir_node *a = g->nodes[pin[var]];
-    snprintf(reason, sizeof reason, "colocated with assign '%s'", kir_escape(a->name, esc, sizeof esc));
-    st = assign(g, c, n, a->assigned_device, reason, changed);
+  for (int32_t i = 0; i < P->n && st == KILN_OK; i++) {
+    const kir_node *n = P->g->nodes[i];
+    for (int32_t k = 0; k < n->n_inputs && st == KILN_OK; k++) {
+      int32_t p = n->inputs[k];
+      R->in[k] = R->map[p];
+      if (!crosses(P, n, k)) continue;
+      int32_t t = xfer_find(R, p, P->d[i].dev);
+      if (t < 0) st = xfer_new(P, R, p, P->d[i].dev, i, &t);
+      R->in[k] = t;
+    }
+    if (st == KILN_OK) st = copy_node(P, R, i);
   }
   return st;
 }
 
-/* pin[v] = id of the first assign with a device request writing variable v, or -1. */
-static int32_t *find_pins(kir_graph *g) {
-  int32_t *pin = kir_malloc((size_t)g->n_nodes * sizeof *pin);
-  if (!pin) {
-    kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
-    return NULL;
+static kiln_status place_with_transfers(placer *P, bool *changed) {
+  rebuild R;
+  memset(&R, 0, sizeof R);
+  int32_t max_in = 1;
+  for (int32_t i = 0; i < P->n; i++)
+    if (P->g->nodes[i]->n_inputs > max_in) max_in = P->g->nodes[i]->n_inputs;
+  R.cap = P->n + (int32_t)P->crossings;
+  R.ng = kir_graph_create();
+  R.map = kir_malloc((size_t)P->n * sizeof *R.map);
+  R.head = kir_malloc((size_t)P->n * sizeof *R.head);
+  R.next = kir_malloc((size_t)R.cap * sizeof *R.next);
+  R.tid = kir_malloc((size_t)R.cap * sizeof *R.tid);
+  R.tdev = kir_malloc((size_t)R.cap * sizeof *R.tdev);
+  R.in = kir_malloc((size_t)max_in * sizeof *R.in);
+  kiln_status st = KILN_OK;
+  if (!R.ng || !R.map || !R.head || !R.next || !R.tid || !R.tdev || !R.in) {
+    st = kir_seterr(P->g, KILN_ERR_NOMEM, "place: out of memory");
+  } else {
+    for (int32_t i = 0; i < P->n; i++) R.head[i] = -1;
+    st = rebuild_all(P, &R);
+    if (st != KILN_OK) kir_seterr(P->g, st, "%s", R.ng->error);
   }
-  for (int32_t i = 0; i < g->n_nodes; i++) pin[i] = -1;
-  for (int32_t i = 0; i < g->n_nodes; i++) {
-    const kir_node *a = g->nodes[i];
-    if (a->op != KIR_OP_ASSIGN || a->n_inputs < 1 || !a->device || !a->device[0]) continue;
-    if (pin[a->inputs[0]] < 0) pin[a->inputs[0]] = i;
+  kir_free(R.map);
+  kir_free(R.head);
+  kir_free(R.next);
+  kir_free(R.tid);
+  kir_free(R.tdev);
+  kir_free(R.in);
+  if (st != KILN_OK) {
+    kir_graph_destroy(R.ng);
+    return st;
   }
-  return pin;
-}
-
-/* Decides every node first, so a refused pin leaves the graph untouched. */
-static kiln_status check_all(kir_graph *g, const kps_context *ctx, const target *t, int64_t *soft) {
-  placement p;
-  *soft = 0;
-  for (int32_t i = 0; i < g->n_nodes; i++) {
-    kiln_status st = place_node(g, g->nodes[i], ctx, t, &p);
-    if (st != KILN_OK) return st;
-    *soft += p.soft;
-  }
+  kir_graph_swap_in(P->g, R.ng);
+  *changed = true;
   return KILN_OK;
 }
 
-static kiln_status place_all(kir_graph *g, const kps_context *ctx, const target *t, bool *changed) {
-  int32_t *pin = find_pins(g);
-  if (!pin) return KILN_ERR_NOMEM;
-  str_cache cache = {{0}, 0};
-  placement p;
+/* ---------------------------------------------------------------- the pass ------ */
+
+static kiln_status apply_all(placer *P, kir_graph *g, str_cache *sc, bool *changed) {
   kiln_status st = KILN_OK;
-  for (int32_t i = 0; i < g->n_nodes && st == KILN_OK; i++) {
-    st = place_node(g, g->nodes[i], ctx, t, &p);
-    if (st == KILN_OK) st = assign(g, &cache, g->nodes[i], p.dev, p.reason, changed);
-  }
-  if (st == KILN_OK) st = colocate(g, &cache, pin, changed);
-  kir_free(pin);
+  for (int32_t i = 0; i < P->n && st == KILN_OK; i++) st = apply_one(P, g, sc, i, changed);
   return st;
 }
 
+static kiln_status placer_init(placer *P, kir_graph *g, const kps_context *ctx) {
+  static const kps_context none = {0};
+  memset(P, 0, sizeof *P);
+  P->g = g;
+  P->ctx = ctx ? ctx : &none;
+  P->n = g->n_nodes;
+  P->strict = P->ctx->strict_placement || kps_option_bool(P->ctx, "strict", false);
+  kiln_status st = target_init(g, P->ctx, &P->t);
+  if (st != KILN_OK) return st;
+  size_t cap = (size_t)(g->n_nodes > 0 ? g->n_nodes : 1);
+  P->first = kir_malloc(cap * sizeof *P->first);
+  P->firstx = kir_malloc(cap * sizeof *P->firstx);
+  P->d = kir_malloc(cap * sizeof *P->d);
+  if (!P->first || !P->firstx || !P->d) return kir_seterr(g, KILN_ERR_NOMEM, "place: out of memory");
+  return KILN_OK;
+}
+
+static void placer_free(placer *P) {
+  kir_free(P->first);
+  kir_free(P->firstx);
+  kir_free(P->d);
+}
+
+/* Decides every node first, so a refused pin (strict mode) leaves g untouched. */
 kiln_status kps_place(kir_graph *g, const kps_context *ctx, kps_result *res) {
-  target t;
-  int64_t soft = 0;
+  placer P;
   bool changed = false;
-  kiln_status st = target_init(g, ctx, &t);
-  if (st == KILN_OK) st = check_all(g, ctx, &t, &soft);
-  if (st == KILN_OK && g->n_nodes > 0) st = place_all(g, ctx, &t, &changed);
+  kiln_status st = placer_init(&P, g, ctx);
+  if (st == KILN_OK) st = decide_all(&P);
+  if (st == KILN_OK) {
+    /* Reasons of existing transfers name their first consumer. */
+    for (int32_t i = 0; i < P.n; i++)
+      if (P.d[i].why == WHY_TRANSFER) P.d[i].ref = P.firstx[i];
+  }
+  int64_t before = g->n_nodes;
+  if (st == KILN_OK && P.crossings == 0) {
+    str_cache sc = {{0}, 0};
+    st = apply_all(&P, g, &sc, &changed);
+  } else if (st == KILN_OK) {
+    st = place_with_transfers(&P, &changed);
+  }
+  int64_t soft = P.soft;
+  placer_free(&P);
   if (st != KILN_OK) return st;
   res->stats[0] = (kps_stat){"nodes placed", g->n_nodes};
   res->stats[1] = (kps_stat){"soft placements", soft};
-  res->n_stats = 2;
+  res->stats[2] = (kps_stat){"transfers inserted", g->n_nodes - before};
+  res->n_stats = 3;
   res->changed = changed;
   return KILN_OK;
 }

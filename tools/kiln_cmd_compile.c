@@ -1,6 +1,9 @@
 /* kiln_cmd_compile.c — `kiln compile`: optimizes a graph with the target's pipeline,
- * lowers it to C, compiles it and writes one artifact; can log the pass pipeline and
- * the device of every node with the reason (like TF's log_device_placement). */
+ * lowers it to C, compiles it and writes one artifact; can log the pass pipeline and,
+ * like TF's log_device_placement, the device of every node with the reason and each
+ * device's arena peak (--log-placement, as text or --format json). --device declares
+ * the target's devices (default cpu:0 only), so placement over cpu:0 + cuda:N can be
+ * inspected without a GPU; with --log-placement and no -o nothing is written. */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,48 +15,158 @@ typedef struct compile_args {
   const char *in, *out, *passes, *cc;
   const char *fetch[KTOOL_MAX_ARGS];
   int n_fetch;
-  bool log_placement, pass_log, print_all;
+  const char *devices[KPS_MAX_DEVICES];
+  int n_devices;
+  bool log_placement, pass_log, print_all, json, strict;
 } compile_args;
 
+static int parse_value(const char *o, const char *v, compile_args *a) {
+  if (!strcmp(o, "-o")) a->out = v;
+  else if (!strcmp(o, "--passes")) a->passes = v;
+  else if (!strcmp(o, "--cc")) a->cc = v;
+  else if (!strcmp(o, "--target")) {
+    if (strcmp(v, "cpu")) return ktool_usage(CMD, "target '%s' is not supported (cpu)", v);
+  } else if (!strcmp(o, "--format")) {
+    if (strcmp(v, "text") && strcmp(v, "json")) return ktool_usage(CMD, "format '%s' is not text or json", v);
+    a->json = !strcmp(v, "json");
+  } else if (!strcmp(o, "--device")) {
+    char norm[64];
+    if (!kps_device_normalize(v, norm, sizeof norm))
+      return ktool_usage(CMD, "'%s' is not a device name (cpu:0, cuda:N)", v);
+    if (a->n_devices == KPS_MAX_DEVICES) return ktool_usage(CMD, "more than %d --device", KPS_MAX_DEVICES);
+    a->devices[a->n_devices++] = v;
+  } else {
+    if (a->n_fetch == KTOOL_MAX_ARGS) return ktool_usage(CMD, "too many --fetch");
+    a->fetch[a->n_fetch++] = v;
+  }
+  return KTOOL_OK;
+}
+
 static int parse(int argc, char **argv, compile_args *a) {
+  bool format_given = false;
   for (int i = 0; i < argc; i++) {
     const char *o = argv[i];
     bool takes = !strcmp(o, "-o") || !strcmp(o, "--passes") || !strcmp(o, "--fetch") ||
-                 !strcmp(o, "--target") || !strcmp(o, "--cc");
+                 !strcmp(o, "--target") || !strcmp(o, "--cc") || !strcmp(o, "--format") ||
+                 !strcmp(o, "--device");
     const char *v = NULL;
     if (takes && !(v = ktool_value(CMD, &i, argc, argv))) return KTOOL_USAGE;
-    if (!strcmp(o, "-o")) a->out = v;
-    else if (!strcmp(o, "--passes")) a->passes = v;
-    else if (!strcmp(o, "--cc")) a->cc = v;
-    else if (!strcmp(o, "--target")) {
-      if (strcmp(v, "cpu")) return ktool_usage(CMD, "target '%s' is not supported (cpu)", v);
-    } else if (!strcmp(o, "--fetch")) {
-      if (a->n_fetch == KTOOL_MAX_ARGS) return ktool_usage(CMD, "too many --fetch");
-      a->fetch[a->n_fetch++] = v;
+    format_given = format_given || !strcmp(o, "--format");
+    if (takes) {
+      int rc = parse_value(o, v, a);
+      if (rc != KTOOL_OK) return rc;
     } else if (!strcmp(o, "--log-placement")) a->log_placement = true;
+    else if (!strcmp(o, "--strict-placement")) a->strict = true;
     else if (!strcmp(o, "--print-pass-log")) a->pass_log = true;
     else if (!strcmp(o, "--print-after-all")) a->print_all = true;
     else if (o[0] == '-') return ktool_usage(CMD, "unknown option '%s'", o);
     else if (a->in) return ktool_usage(CMD, "one model at a time");
     else a->in = o;
   }
-  if (!a->in || !a->out) return ktool_usage(CMD, "needs MODEL and -o ARTIFACT");
+  if (!a->in) return ktool_usage(CMD, "needs MODEL");
+  if (!a->out && !a->log_placement) return ktool_usage(CMD, "needs -o ARTIFACT (or --log-placement alone)");
+  if (format_given && !a->log_placement) return ktool_usage(CMD, "--format applies to --log-placement");
+  if (a->json && a->print_all) return ktool_usage(CMD, "--format json cannot be mixed with --print-after-all");
   return KTOOL_OK;
 }
 
-static void log_placement(const kir_graph *g) {
+/* ---------------------------------------------------------------- the log ------- */
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    if (*p == '"' || *p == '\\') printf("\\%c", *p);
+    else if (*p < 0x20 || *p >= 0x7f) printf("\\u%04x", *p);
+    else putchar(*p);
+  }
+  putchar('"');
+}
+
+static const char *op_name(const kir_node *n) {
+  const kir_op_info *i = kir_op_get(n->op);
+  return i ? i->name : "invalid";
+}
+
+static void log_text(const kir_graph *g, const kps_memplan *p) {
   char esc[96];
   printf("placement (%d nodes):\n", (int)g->n_nodes);
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *n = g->nodes[i];
-    printf("  %-24s %-14s -> %-7s %s\n", kir_escape(n->name, esc, sizeof esc),
-           kir_op_table[n->op].name, n->assigned_device[0] ? n->assigned_device : "-",
-           n->placement_reason);
+    printf("  %-24s %-14s -> %-7s %s\n", kir_escape(n->name, esc, sizeof esc), op_name(n),
+           n->assigned_device[0] ? n->assigned_device : "-", n->placement_reason);
   }
+  printf("memory plan: weights %lld bytes, %lld in-place reuses\n", (long long)p->weights_bytes,
+         (long long)p->n_inplace);
+  for (int32_t d = 0; d < p->n_arenas; d++)
+    printf("  arena %s: peak %lld bytes, %d buffers\n", p->arenas[d].device,
+           (long long)p->arenas[d].peak_bytes, (int)p->arenas[d].n_buffers);
+}
+
+static void log_json(const kir_graph *g, const kps_memplan *p, const compile_args *a) {
+  printf("{\"devices\": [");
+  for (int d = 0; d < a->n_devices; d++) {
+    char norm[64];
+    kps_device_normalize(a->devices[d], norm, sizeof norm);
+    printf("%s", d ? ", " : "");
+    json_string(norm);
+  }
+  printf("%s],\n \"nodes\": [", a->n_devices ? "" : "\"cpu:0\"");
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    printf("%s\n  {\"id\": %d, \"name\": ", i ? "," : "", (int)i);
+    json_string(n->name);
+    printf(", \"op\": \"%s\", \"requested\": ", op_name(n));
+    json_string(n->device);
+    printf(", \"device\": ");
+    json_string(n->assigned_device);
+    printf(", \"reason\": ");
+    json_string(n->placement_reason);
+    printf("}");
+  }
+  printf("],\n \"memory\": {\"weights_bytes\": %lld, \"in_place\": %lld, \"arenas\": [",
+         (long long)p->weights_bytes, (long long)p->n_inplace);
+  for (int32_t d = 0; d < p->n_arenas; d++) {
+    printf("%s{\"device\": ", d ? ", " : "");
+    json_string(p->arenas[d].device);
+    printf(", \"peak_bytes\": %lld, \"buffers\": %d}", (long long)p->arenas[d].peak_bytes,
+           (int)p->arenas[d].n_buffers);
+  }
+  printf("]}}\n");
+}
+
+/* Plans memory (variables allowed) over the roots and prints the log. */
+static int log_placement(kir_graph *g, const char *const *roots, int32_t n_roots, const compile_args *a) {
+  int32_t ids[KTOOL_MAX_ARGS];
+  int32_t n = 0;
+  for (int32_t r = 0; r < n_roots; r++) {
+    const kir_node *nd = kir_graph_find(g, roots[r]);
+    if (nd && !kir_op_has(nd->op, KIR_F_NO_OUTPUT)) ids[n++] = nd->id;
+  }
+  kps_memplan plan;
+  if (kps_plan_memory_ex(g, ids, n, true, &plan) != KILN_OK)
+    return ktool_error("memory plan: %s (%s)", g->error, kiln_status_name(g->status));
+  if (a->json) log_json(g, &plan, a);
+  else log_text(g, &plan);
+  kps_memplan_free(&plan);
+  return KTOOL_OK;
+}
+
+/* ---------------------------------------------------------------- the command --- */
+
+static int optimize(kir_graph *g, const compile_args *a, const char *const *roots, int32_t n_roots) {
+  FILE *log = a->pass_log ? (a->json ? stderr : stdout) : NULL;
+  kps_options opt = {.pipeline = a->passes, .verify_each = true, .print_after_all = a->print_all,
+                     .print_to = stdout, .log = log};
+  kps_context ctx = {.roots = roots, .n_roots = n_roots, .log = log, .strict_placement = a->strict,
+                     .devices = a->n_devices ? a->devices : NULL, .n_devices = a->n_devices};
+  if (kps_run(g, &opt, &ctx) != KILN_OK)
+    return ktool_error("%s (%s)", g->error, kiln_status_name(g->status));
+  return KTOOL_OK;
 }
 
 int ktool_cmd_compile(int argc, char **argv) {
-  compile_args a = {0};
+  compile_args a;
+  memset(&a, 0, sizeof a);
   int rc = parse(argc, argv, &a);
   if (rc != KTOOL_OK) return rc;
   kir_graph *g = ktool_load_graph(a.in);
@@ -66,14 +179,13 @@ int ktool_cmd_compile(int argc, char **argv) {
   const char *const *roots = (const char *const *)r.names;
   int32_t n_roots = r.n;
   if (n_roots == 0) rc = ktool_error("%s: the graph has no output to compile", a.in);
-  if (rc == KTOOL_OK)
-    rc = ktool_optimize(g, a.passes, roots, n_roots, a.print_all, true, a.pass_log ? stdout : NULL);
-  if (rc == KTOOL_OK && a.log_placement) log_placement(g);
+  if (rc == KTOOL_OK) rc = optimize(g, &a, roots, n_roots);
+  if (rc == KTOOL_OK && a.log_placement) rc = log_placement(g, roots, n_roots, &a);
   kcg_options opt = {.cc = a.cc, .pipeline = a.passes ? a.passes : KPS_DEFAULT_PIPELINE,
-                     .log = a.pass_log ? stdout : NULL};
-  if (rc == KTOOL_OK && kcg_compile_cpu(g, roots, n_roots, &opt, a.out) != KILN_OK)
+                     .log = a.pass_log ? (a.json ? stderr : stdout) : NULL};
+  if (rc == KTOOL_OK && a.out && kcg_compile_cpu(g, roots, n_roots, &opt, a.out) != KILN_OK)
     rc = ktool_error("%s (%s)", g->error, kiln_status_name(g->status));
-  if (rc == KTOOL_OK) printf("wrote %s\n", a.out);
+  if (rc == KTOOL_OK && a.out) fprintf(a.json ? stderr : stdout, "wrote %s\n", a.out);
   ktool_roots_free(&r);
   kir_graph_destroy(g);
   return rc;

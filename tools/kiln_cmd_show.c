@@ -1,4 +1,5 @@
-/* kiln_cmd_show.c — `kiln show MODEL|ARTIFACT`: what a graph holds, or what an artifact
+/* kiln_cmd_show.c — `kiln show MODEL|ARTIFACT`: what a graph holds (a summary, the
+ * canonical text form that parses back, Graphviz DOT or JSON), or what an artifact
  * will do: its sections and hashes, inputs, outputs, steps with the graph nodes each
  * kernel came from and its device, and the memory plan's peak. */
 #include <errno.h>
@@ -46,7 +47,39 @@ static void show_graph_json(const kir_graph *g) {
   printf("\n]}\n");
 }
 
-static void show_graph_text(const char *path, const kir_graph *g) {
+/* Model text inside a DOT string: quotes and backslashes escaped, bytes outside
+ * printable ASCII shown as the text \xNN, so no name can end the literal. */
+static void dot_escaped(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') printf("\\%c", *p);
+    else if (*p < 0x20 || *p >= 0x7f) printf("\\\\x%02X", *p);
+    else putchar(*p);
+  }
+}
+
+static void show_graph_dot(const kir_graph *g) {
+  char ty[160];
+  printf("digraph kiln {\n  node [shape=box, fontname=\"monospace\"];\n");
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    if (kir_op_has(n->op, KIR_F_NO_OUTPUT)) snprintf(ty, sizeof ty, "()");
+    else kir_type_format(&n->type, ty, sizeof ty);
+    printf("  n%d [label=\"%%%d %s\\n", (int)i, (int)i, kir_op_table[n->op].name);
+    dot_escaped(n->name);
+    printf("\\n%s", ty);
+    if (n->assigned_device[0]) {
+      printf("\\n@ ");
+      dot_escaped(n->assigned_device);
+    }
+    printf("\"];\n");
+  }
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++)
+      printf("  n%d -> n%d;\n", (int)g->nodes[i]->inputs[k], (int)i);
+  printf("}\n");
+}
+
+static void show_graph_summary(const char *path, const kir_graph *g, const kir_print_options *po) {
   char esc[96], ty[160];
   printf("graph %s: %d nodes\n", path, (int)g->n_nodes);
   printf("inputs:\n");
@@ -65,16 +98,30 @@ static void show_graph_text(const char *path, const kir_graph *g) {
     printf("  %s %s\n", kir_escape(n->name, esc, sizeof esc), ty);
   }
   printf("nodes:\n");
-  kir_graph_print(g, stdout);
+  fflush(stdout);
+  kir_graph_print_text(g, stdout, po);
 }
 
-static int show_graph(const char *path, const char *format) {
+/* format NULL: the summary and the node listing; "text": only the canonical text, which
+ * parses back (with --full-constants); "dot": Graphviz; "json": nodes as JSON. */
+static int show_graph(const char *path, const char *format, bool full) {
   kir_graph *g = ktool_load_graph(path);
   if (!g) return KTOOL_ERR;
-  if (!strcmp(format, "json")) show_graph_json(g);
-  else show_graph_text(path, g);
+  kir_print_options po = {.full_constants = full};
+  int rc = KTOOL_OK;
+  if (!format) {
+    show_graph_summary(path, g, &po);
+  } else if (!strcmp(format, "json")) {
+    show_graph_json(g);
+  } else if (!strcmp(format, "dot")) {
+    show_graph_dot(g);
+  } else {
+    kiln_status st = kir_graph_print_text(g, stdout, &po);
+    if (st != KILN_OK) rc = ktool_error("%s: printing failed (%s)", path, kiln_status_name(st));
+  }
+  if (fflush(stdout) != 0) rc = ktool_error("%s: writing the output failed", path);
   kir_graph_destroy(g);
-  return KTOOL_OK;
+  return rc;
 }
 
 /* Reads a whole file (bounded by the artifact size limit). */
@@ -194,12 +241,15 @@ static int show_artifact(const char *path) {
 }
 
 int ktool_cmd_show(int argc, char **argv) {
-  const char *path = NULL, *format = "text";
+  const char *path = NULL, *format = NULL;
+  bool full = false;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--format")) {
       if (!(format = ktool_value(CMD, &i, argc, argv))) return KTOOL_USAGE;
-      if (strcmp(format, "text") && strcmp(format, "json"))
-        return ktool_usage(CMD, "--format must be text or json, not '%s'", format);
+      if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "dot"))
+        return ktool_usage(CMD, "--format must be text, dot or json, not '%s'", format);
+    } else if (!strcmp(argv[i], "--full-constants")) {
+      full = true;
     } else if (argv[i][0] == '-') {
       return ktool_usage(CMD, "unknown option '%s'", argv[i]);
     } else if (path) {
@@ -209,5 +259,5 @@ int ktool_cmd_show(int argc, char **argv) {
     }
   }
   if (!path) return ktool_usage(CMD, "which file?");
-  return ktool_is_artifact(path) ? show_artifact(path) : show_graph(path, format);
+  return ktool_is_artifact(path) ? show_artifact(path) : show_graph(path, format, full);
 }

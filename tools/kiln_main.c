@@ -12,7 +12,7 @@
 
 static const char *usage_text =
     "usage: kiln COMMAND [ARGS]\n"
-    "  show    MODEL|ARTIFACT [--format text|json]\n"
+    "  show    MODEL|ARTIFACT [--format text|dot|json] [--full-constants]\n"
     "  run     MODEL|ARTIFACT [--target ref|cpu] [--input NAME=FILE.npy]...\n"
     "          [--output NAME=FILE.npy]... [--fetch NAME]... [--random-inputs SEED]\n"
     "          [--save-inputs DIR] [--print]\n"
@@ -21,7 +21,8 @@ static const char *usage_text =
     "  compile MODEL -o ARTIFACT [--target cpu] [--passes LIST] [--fetch NAME]...\n"
     "          [--log-placement] [--print-pass-log] [--print-after-all] [--cc CC]\n"
     "  compare A.npy B.npy [--tol T]   normwise relative error max|a-b| / max|b|\n"
-    "MODEL is a .kiln graph; ARTIFACT a file written by `kiln compile`.\n";
+    "MODEL is a .kiln graph, binary or text (`kiln show M --format text --full-constants`);\n"
+    "ARTIFACT a file written by `kiln compile`.\n";
 
 int ktool_error(const char *fmt, ...) {
   va_list ap;
@@ -67,7 +68,7 @@ kir_graph *ktool_load_graph(const char *path) {
     ktool_error("out of memory");
     return NULL;
   }
-  if (kir_graph_load(g, path) != KILN_OK) {
+  if (kir_graph_load_any(g, path) != KILN_OK) {
     ktool_error("%s (%s)", g->error, kiln_status_name(g->status));
     kir_graph_destroy(g);
     return NULL;

@@ -305,9 +305,9 @@ static kiln_status refuse_unlowerable(kir_graph *g) {
       return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s': variables cannot be compiled; freeze "
                         "the graph first", kir_escape(n->name, esc, sizeof esc));
     const char *d = n->assigned_device;
-    if (d && d[0] && strncmp(d, "cpu", 3) != 0)
+    if (d && d[0] && strcmp(d, "cpu:0") != 0) /* one arena: cpu:0's (kps_memplan.arena_bytes) */
       return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s' is placed on '%s'; the CPU target runs "
-                        "cpu devices only", kir_escape(n->name, esc, sizeof esc),
+                        "on cpu:0 only", kir_escape(n->name, esc, sizeof esc),
                         kir_escape(d, dev, sizeof dev));
   }
   return KILN_OK;

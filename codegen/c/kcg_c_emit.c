@@ -136,7 +136,8 @@ static kiln_status check_aliasing(gen *G, const kir_node *n, bool *restrict_ok) 
     bool copy = n->op == KIR_OP_RESHAPE || n->op == KIR_OP_IDENTITY || n->op == KIR_OP_TRANSFER;
     bool exact = G->plan->offset[in] == G->plan->offset[n->id] &&
                  kir_type_equal(&G->g->nodes[in]->type, &n->type);
-    bool ew = kir_op_has(n->op, KIR_F_ELEMENTWISE) || n->op == KIR_OP_ADD_N;
+    bool ew = kir_op_has(n->op, KIR_F_ELEMENTWISE) || n->op == KIR_OP_ADD_N ||
+              n->op == KIR_OP_FUSED_ELEMENTWISE;
     if (!copy && !(ew && exact))
       return gerr(G, n, KILN_ERR_INTERNAL, "memory plan overlaps its output with an input");
   }

@@ -1,6 +1,7 @@
 /* kcg_c_kernels.c — the C text of one kernel function per step: elementwise ops with
  * broadcasting, matmul (cblas for floats, loops for integers), fused matmul epilogues,
- * reductions, softmax, transpose, reshape/identity, add_n. Semantics follow the reference
+ * fused elementwise chains (one loop; also as the prologue of fused reductions and
+ * softmax), reductions, softmax, transpose, reshape/identity, add_n. Semantics follow the reference
  * interpreter (ir/kir_kernels.c). Uses ir/ types only; never emits a model string. */
 #include <math.h>
 #include <stdarg.h>
@@ -140,7 +141,8 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
   case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
-  case KIR_OP_TRANSFER: case KIR_OP_COUNT:
+  case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT:
     break;
   }
   return false;
@@ -209,7 +211,8 @@ static bool put_iexpr(kcg_buf *b, kir_op op, kiln_dtype t, const char *xa, const
   case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
-  case KIR_OP_TRANSFER: case KIR_OP_COUNT:
+  case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT:
     break;
   }
   return false;
@@ -465,16 +468,16 @@ static kiln_status reduced_axes(kir_graph *g, const kir_node *n, const kir_type 
   return KILN_OK;
 }
 
-static void put_red_init(const kir_node *n, kcg_buf *b) {
+static void put_red_init(kir_op kind, const kir_node *n, kcg_buf *b) {
   bool fl = is_float(n->type.dtype);
-  if (n->op == KIR_OP_REDUCE_MAX)
+  if (kind == KIR_OP_REDUCE_MAX)
     kcg_printf(b, fl ? "double acc = -INFINITY;\n" : "int64_t acc = INT64_MIN;\n");
   else kcg_printf(b, fl ? "double acc = 0.0;\n" : "uint64_t acc = 0;\n");
 }
 
-static void put_red_step(const kir_node *n, kcg_buf *b) {
+static void put_red_step(kir_op kind, const kir_node *n, kcg_buf *b) {
   bool fl = is_float(n->type.dtype);
-  if (n->op != KIR_OP_REDUCE_MAX)
+  if (kind != KIR_OP_REDUCE_MAX)
     kcg_printf(b, fl ? "acc += (double)x;\n" : "acc += (uint64_t)(int64_t)x;\n");
   else if (fl)
     kcg_printf(b, "acc = (isnan(acc) || isnan((double)x)) ? NAN : ((double)x > acc ? (double)x : acc);\n");
@@ -501,13 +504,13 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
   kcg_printf(b, "  ");
   for (int32_t d = 0; d < in->rank; d++) if (!red[d]) put_loop(b, d, in->dims[d]);
   kcg_printf(b, "{\n    ");
-  put_red_init(n, b);
+  put_red_init(n->op, n, b);
   kcg_printf(b, "    ");
   for (int32_t d = 0; d < in->rank; d++) if (red[d]) put_loop(b, d, in->dims[d]);
   kcg_printf(b, "{\n      const %s x = a0[", T);
   put_index(b, in->rank, ist);
   kcg_printf(b, "];\n      ");
-  put_red_step(n, b);
+  put_red_step(n->op, n, b);
   kcg_printf(b, "    }\n    y[");
   put_index(b, in->rank, ost);
   if (n->op == KIR_OP_REDUCE_MEAN) kcg_printf(b, "] = (%s)(acc / %lld.0);\n  }\n", T, (long long)count);
@@ -518,6 +521,8 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
 
 /* ---------------------------------------------------------------- softmax ------- */
 
+static void put_softmax_lines(const kir_node *n, int64_t ax, const char *src, kcg_buf *b);
+
 static kiln_status emit_softmax(kir_graph *g, const kir_node *n, kcg_buf *b) {
   const kir_type *t = &n->type;
   int64_t ax = kir_attr_int(n, "axis", -1);
@@ -525,6 +530,14 @@ static kiln_status emit_softmax(kir_graph *g, const kir_node *n, kcg_buf *b) {
   if (ax < 0 || ax >= t->rank || !is_float(t->dtype))
     return node_err(g, n, KILN_ERR_SHAPE, "softmax axis %lld for %d-D %s input",
                     (long long)kir_attr_int(n, "axis", -1), (int)t->rank, kiln_dtype_name(t->dtype));
+  put_softmax_lines(n, ax, "a0", b);
+  return KILN_OK;
+}
+
+/* Softmax over axis ax of the values at `src` ("a0", or "y" when they are already there)
+ * into y. */
+static void put_softmax_lines(const kir_node *n, int64_t ax, const char *src, kcg_buf *b) {
+  const kir_type *t = &n->type;
   int64_t outer = 1, inner = 1, len = t->dims[ax];
   for (int32_t d = 0; d < ax; d++) outer *= t->dims[d];
   for (int32_t d = (int32_t)ax + 1; d < t->rank; d++) inner *= t->dims[d];
@@ -532,8 +545,8 @@ static kiln_status emit_softmax(kir_graph *g, const kir_node *n, kcg_buf *b) {
   long long L = len, I = inner;
   kcg_printf(b, "  for (int64_t o = 0; o < %lld; o++)\n    for (int64_t i = 0; i < %lld; i++) {\n",
              (long long)outer, I);
-  kcg_printf(b, "      const %s *x = a0 + o * %lld + i;\n      %s *z = y + o * %lld + i;\n", T, L * I,
-             T, L * I);
+  kcg_printf(b, "      const %s *x = %s + o * %lld + i;\n      %s *z = y + o * %lld + i;\n", T, src,
+             L * I, T, L * I);
   kcg_printf(b, "      double m = -INFINITY, s = 0.0;\n");
   kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) {\n        const double v = (double)x[j * %lld];\n"
              "        m = (isnan(m) || isnan(v)) ? NAN : (v > m ? v : m);\n      }\n", L, I);
@@ -541,6 +554,141 @@ static kiln_status emit_softmax(kir_graph *g, const kir_node *n, kcg_buf *b) {
   kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) z[j * %lld] = (%s)(exp((double)x[j * %lld] - m) / s);\n",
              L, I, T, I);
   kcg_printf(b, "    }\n");
+}
+
+/* ---------------------------------------------------------------- fused chains -- */
+
+/* Loads input k at the current element of the chain's shape t: flat index i, or the
+ * broadcast index over i0..i{rank-1}. */
+static void put_operand(const kir_graph *g, const kir_node *n, int32_t k, const kir_type *t,
+                        bool flat, kcg_buf *b) {
+  int64_t st[KILN_MAX_RANK];
+  kcg_printf(b, "a%d[", (int)k);
+  if (flat) {
+    kcg_printf(b, "i");
+  } else {
+    bcast_strides(&g->nodes[n->inputs[k]]->type, t, st);
+    put_index(b, t->rank, st);
+  }
+  kcg_printf(b, "]");
+}
+
+/* Declares `T v`, the chain's value at the current element: x0, then every epilogue step
+ * computed in double and rounded to T after the step, as the interpreter does. */
+static kiln_status put_chain_value(kir_graph *g, const kir_node *n, const kir_epilogue *e,
+                                   const kir_type *t, bool flat, const char *ind, kcg_buf *b) {
+  const char *T = kcg_ctype(n->type.dtype);
+  kcg_printf(b, "%s%s v = ", ind, T);
+  put_operand(g, n, 0, t, flat, b);
+  kcg_printf(b, ";\n");
+  for (int32_t s = 0; s < e->n; s++) {
+    bool bin = e->operand[s] >= 0;
+    char xb[32];
+    snprintf(xb, sizeof xb, "c%d", (int)s);
+    if (bin) {
+      kcg_printf(b, "%sconst double %s = (double)", ind, xb);
+      put_operand(g, n, (int32_t)e->operand[s], t, flat, b);
+      kcg_printf(b, ";\n");
+    }
+    kcg_printf(b, "%sv = (%s)(", ind, T);
+    kir_op op = (kir_op)e->op[s];
+    bool ok = bin && e->swap[s] ? put_fexpr(b, op, KILN_F64, xb, "(double)v", NAN, NAN)
+              : put_fexpr(b, op, KILN_F64, "(double)v", bin ? xb : NULL, e->clamp_min[s],
+                          e->clamp_max[s]);
+    if (!ok) return node_err(g, n, KILN_ERR_GRAPH, "epilogue step %d is not elementwise", (int)s);
+    kcg_printf(b, ");\n");
+  }
+  return KILN_OK;
+}
+
+/* Decodes the epilogue and computes the chain's shape t (the broadcast of every input);
+ * flat when every input already has that shape. */
+static kiln_status chain_prepare(kir_graph *g, const kir_node *n, kir_epilogue *e, kir_type *t,
+                                 bool *flat) {
+  kiln_status s = kir_epilogue_get(g, n, e);
+  if (s) return s;
+  if (!is_float(n->type.dtype))
+    return node_err(g, n, KILN_ERR_TYPE, "%s needs f32 or f64", kir_op_get(n->op)->name);
+  *t = g->nodes[n->inputs[0]]->type;
+  for (int32_t i = 1; i < n->n_inputs; i++) {
+    kir_type bt;
+    if (!kir_broadcast(t, &g->nodes[n->inputs[i]]->type, &bt))
+      return node_err(g, n, KILN_ERR_SHAPE, "input %d does not broadcast with the others", (int)i);
+    *t = bt;
+  }
+  *flat = true;
+  for (int32_t i = 0; i < n->n_inputs; i++)
+    *flat = *flat && same_shape(&g->nodes[n->inputs[i]]->type, t);
+  return KILN_OK;
+}
+
+/* fused_elementwise: y = the chain; fused_softmax: y = the chain, then softmax in place. */
+static kiln_status emit_fused_chain(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  kir_epilogue e;
+  kir_type t;
+  bool flat;
+  int64_t ost[KILN_MAX_RANK], ax = kir_attr_int(n, "axis", -1);
+  kiln_status s = chain_prepare(g, n, &e, &t, &flat);
+  if (s) return s;
+  if (!same_shape(&t, &n->type))
+    return node_err(g, n, KILN_ERR_SHAPE, "the chain's shape is not the node's");
+  if (ax < 0) ax += t.rank;
+  if (n->op == KIR_OP_FUSED_SOFTMAX && (ax < 0 || ax >= t.rank))
+    return node_err(g, n, KILN_ERR_SHAPE, "softmax axis %lld for rank %d",
+                    (long long)kir_attr_int(n, "axis", -1), (int)t.rank);
+  if (flat) {
+    kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)kir_type_numel(&t));
+    s = put_chain_value(g, n, &e, &t, true, "    ", b);
+    kcg_printf(b, "    y[i] = v;\n  }\n");
+  } else {
+    contiguous_strides(&t, ost);
+    kcg_printf(b, "  ");
+    for (int32_t d = 0; d < t.rank; d++) put_loop(b, d, t.dims[d]);
+    kcg_printf(b, "{\n    const int64_t o = ");
+    put_index(b, t.rank, ost);
+    kcg_printf(b, ";\n");
+    s = put_chain_value(g, n, &e, &t, false, "    ", b);
+    kcg_printf(b, "    y[o] = v;\n  }\n");
+  }
+  if (!s && n->op == KIR_OP_FUSED_SOFTMAX) put_softmax_lines(n, ax, "y", b);
+  return s;
+}
+
+/* fused_reduce: the chain's value is computed where the reduction reads it; no
+ * intermediate buffer. */
+static kiln_status emit_fused_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
+  kir_epilogue e;
+  kir_type t;
+  bool flat, red[KILN_MAX_RANK];
+  int64_t ost[KILN_MAX_RANK] = {0}, count = 1, sz = 1, r = kir_attr_int(n, "reduce", 0);
+  kiln_status s = chain_prepare(g, n, &e, &t, &flat);
+  if (s || (s = reduced_axes(g, n, &t, red))) return s;
+  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX)
+    return node_err(g, n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not a reduction", (long long)r);
+  kir_op kind = (kir_op)r;
+  for (int32_t d = t.rank - 1; d >= 0; d--) {
+    if (red[d]) count *= t.dims[d];
+    else { ost[d] = sz; sz *= t.dims[d]; }
+  }
+  if (count == 0 && kind == KIR_OP_REDUCE_MAX)
+    return node_err(g, n, KILN_ERR_SHAPE, "reduce_max over an empty axis");
+  if (sz != kir_type_numel(&n->type))
+    return node_err(g, n, KILN_ERR_SHAPE, "the reduction's size is not the node's");
+  const char *T = kcg_ctype(n->type.dtype);
+  kcg_printf(b, "  ");
+  for (int32_t d = 0; d < t.rank; d++) if (!red[d]) put_loop(b, d, t.dims[d]);
+  kcg_printf(b, "{\n    ");
+  put_red_init(kind, n, b);
+  kcg_printf(b, "    ");
+  for (int32_t d = 0; d < t.rank; d++) if (red[d]) put_loop(b, d, t.dims[d]);
+  kcg_printf(b, "{\n");
+  if ((s = put_chain_value(g, n, &e, &t, false, "      ", b))) return s;
+  kcg_printf(b, "      const %s x = v;\n      ", T);
+  put_red_step(kind, n, b);
+  kcg_printf(b, "    }\n    y[");
+  put_index(b, t.rank, ost);
+  if (kind == KIR_OP_REDUCE_MEAN) kcg_printf(b, "] = (%s)(acc / %lld.0);\n  }\n", T, (long long)count);
+  else kcg_printf(b, "] = (%s)acc;\n  }\n", T);
   return KILN_OK;
 }
 
@@ -616,6 +764,8 @@ static kiln_status emit_body(kir_graph *g, const kir_node *n, kcg_buf *b) {
     return emit_elementwise(g, n, b);
   case KIR_OP_MATMUL: return emit_matmul(g, n, b);
   case KIR_OP_FUSED_MATMUL: return emit_fused_matmul(g, n, b);
+  case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_SOFTMAX: return emit_fused_chain(g, n, b);
+  case KIR_OP_FUSED_REDUCE: return emit_fused_reduce(g, n, b);
   case KIR_OP_ADD_N: return emit_add_n(g, n, b);
   case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
     return emit_reduce(g, n, b);
@@ -634,7 +784,7 @@ static kiln_status emit_body(kir_graph *g, const kir_node *n, kcg_buf *b) {
 static void put_step_comment(const kir_graph *g, const kir_node *n, int32_t step, kcg_buf *b) {
   char ty[96];
   int32_t nf = 0;
-  const char *const *from = n->op == KIR_OP_FUSED_MATMUL ? kir_attr_strings(n, "fused_from", &nf) : NULL;
+  const char *const *from = kir_op_has(n->op, KIR_F_FUSED) ? kir_attr_strings(n, "fused_from", &nf) : NULL;
   kcg_printf(b, "/* step %d: %s [", (int)step, kir_op_get(n->op)->name);
   if (from && nf > 0) {
     for (int32_t i = 0; i < nf; i++) {

@@ -37,7 +37,7 @@ typedef struct counts {
 
 static int32_t n_names(const kir_node *n) {
   int32_t nf = 0;
-  if (n->op == KIR_OP_FUSED_MATMUL) kir_attr_strings(n, "fused_from", &nf);
+  if (kir_op_has(n->op, KIR_F_FUSED)) kir_attr_strings(n, "fused_from", &nf);
   return nf > 0 ? nf : 1;
 }
 
@@ -152,7 +152,7 @@ static void fill_steps(kir_graph *g, const kps_memplan *plan, plan_mem *m, int32
     s->kernel = kernel_names[ns];
     s->op = (char *)kir_op_get(n->op)->name;
     int32_t nf = 0;
-    const char *const *from = n->op == KIR_OP_FUSED_MATMUL ? kir_attr_strings(n, "fused_from", &nf) : NULL;
+    const char *const *from = kir_op_has(n->op, KIR_F_FUSED) ? kir_attr_strings(n, "fused_from", &nf) : NULL;
     s->nodes = names;
     s->n_nodes = (size_t)n_names(n);
     for (int32_t k = 0; k < (int32_t)s->n_nodes; k++) *names++ = (char *)(nf > 0 ? from[k] : n->name);

@@ -1049,11 +1049,13 @@ static void test_print(void **state) {
   kir_tensor_free(big);
   char *s = print_to_string(g);
   const char *want =
-      "%0 = placeholder() {dtype=1, shape=[64,32]} : f32[64,32]   # x\n"
-      "%1 = placeholder() {dtype=1, shape=[32,100]} : f32[32,100]   # w1\n"
-      "%2 = matmul(%0 x, %1 w1) {transpose_a=0} : f32[64,100] @cpu:0   # mm\n"
-      "%3 = constant() {value=f32[3]{0.100000001, 0, -2}} : f32[3]   # c\\x221\n"
-      "%4 = constant() {value=<f32[1000,100] \xE2\x80\xA6>} : ?   # big\n";
+      "kiln.graph 1.0\n"
+      "%0 \"x\" = placeholder() {dtype = f32, shape = [64, 32]} : f32[64,32]\n"
+      "%1 \"w1\" = placeholder() {dtype = f32, shape = [32, 100]} : f32[32,100]\n"
+      "%2 \"mm\" = matmul(%0, %1) {transpose_a = 0} : f32[64,100] @ \"cpu:0\"\n"
+      "%3 \"c\\\"1\" = constant() {value = f32[3]{0.1, 0.0, -2.0}} : f32[3]\n"
+      /* more than KIR_TEXT_ELIDE_ABOVE elements: elided to a content hash */
+      "%4 \"big\" = constant() {value = <f32[1000,100] fnv64:b2da5b69010df525>} : ?\n";
   assert_string_equal(s, want);
   kir_graph *cl = kir_graph_clone(g);
   char *s2 = print_to_string(cl);

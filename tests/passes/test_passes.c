@@ -1,6 +1,6 @@
-/* test_passes.c — the pass manager (pipeline parsing, log lines, banners, verify-each)
- * and the passes fold, dce, fuse, place and plan-memory. Every rewrite is checked
- * against the reference interpreter on the original graph. */
+/* test_passes.c — the passes fold, dce, fuse, place and plan-memory (the pass manager
+ * is tested in test_manager.c). Every rewrite is checked against the reference
+ * interpreter on the original graph. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,18 +51,6 @@ static kir_node *cst(kir_graph *g, const char *name, kiln_dtype dt, int32_t rank
   assert_non_null(n);
   OK(g, kir_attr_set_tensor(g, n, "value", v));
   kir_tensor_free(v);
-  return infer(g, n);
-}
-
-static kir_node *scalar_i32(kir_graph *g, const char *name, int32_t v) {
-  kir_type t = ty(KILN_I32, 0, NULL);
-  kir_tensor *x = kir_tensor_new(&t);
-  assert_non_null(x);
-  *(int32_t *)x->data = v;
-  kir_node *n = kir_node_add(g, KIR_OP_CONSTANT, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_tensor(g, n, "value", x));
-  kir_tensor_free(x);
   return infer(g, n);
 }
 
@@ -180,133 +168,6 @@ static kir_graph *small_fold_graph(void) {
   kir_node *p = ph(g, "p", KILN_F32, 2, d2);
   op2(g, KIR_OP_ADD, "y", r, p);
   return g;
-}
-
-/* ---------------------------------------------------------------- manager ------- */
-
-static void test_registry(void **state) {
-  (void)state;
-  assert_int_equal(kps_n_passes, 5);
-  const char *names[] = {"infer-shapes", "fold", "dce", "fuse", "place"};
-  for (int i = 0; i < 5; i++) {
-    const kps_pass_info *p = kps_pass_find(names[i]);
-    assert_non_null(p);
-    assert_string_equal(p->name, names[i]);
-    assert_true(strlen(p->summary) > 0);
-  }
-  assert_null(kps_pass_find("plan"));
-  assert_null(kps_pass_find(NULL));
-}
-
-static void test_pipeline_unknown(void **state) {
-  (void)state;
-  kir_graph *g = small_fold_graph();
-  kps_options opt = {.pipeline = "fold,foo"};
-  assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_ARGUMENT);
-  assert_string_equal(g->error, "unknown pass 'foo' in pipeline 'fold,foo' "
-                                "(known: infer-shapes, fold, dce, fuse, place)");
-  /* Nothing ran: the foldable node is still an add. */
-  assert_int_equal(find(g, "a")->op, KIR_OP_ADD);
-  kir_graph_destroy(g);
-}
-
-static void test_pipeline_empty_entries(void **state) {
-  (void)state;
-  const char *bad[] = {"fold,,dce", "fold,", "", " ", ",fold"};
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    kir_graph *g = small_fold_graph();
-    kps_options opt = {.pipeline = bad[i]};
-    assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_ARGUMENT);
-    assert_non_null(strstr(g->error, "unknown pass ''"));
-    assert_int_equal(find(g, "a")->op, KIR_OP_ADD);
-    kir_graph_destroy(g);
-  }
-}
-
-static void test_pipeline_whitespace_and_log(void **state) {
-  (void)state;
-  kir_graph *g = small_fold_graph();
-  text log;
-  open_text(&log);
-  kps_options opt = {.pipeline = "  fold ,\tdce ", .log = log.f};
-  const char *roots[] = {"y"};
-  kps_context ctx = {.roots = roots, .n_roots = 1};
-  OK(g, kps_run(g, &opt, &ctx));
-  char *s = close_text(&log);
-  assert_non_null(strstr(s, "pass fold: 3 nodes folded, 0 skipped (too large) ["));
-  assert_non_null(strstr(s, " ms]\npass dce: 4 nodes removed ["));
-  /* Exactly two lines. */
-  int lines = 0;
-  for (char *c = s; *c; c++) lines += *c == '\n';
-  assert_int_equal(lines, 2);
-  free(s);
-  kir_graph_destroy(g);
-}
-
-static void test_print_after_all(void **state) {
-  (void)state;
-  kir_graph *g = small_fold_graph();
-  text out;
-  open_text(&out);
-  kps_options opt = {.pipeline = "infer-shapes,fold", .print_after_all = true, .print_to = out.f};
-  OK(g, kps_run(g, &opt, NULL));
-  char *s = close_text(&out);
-  char *b1 = strstr(s, "// ----- graph after infer-shapes -----\n");
-  char *b2 = strstr(s, "// ----- graph after fold -----\n");
-  assert_non_null(b1);
-  assert_non_null(b2);
-  assert_true(b1 == s && b2 > b1);
-  /* The listing after fold shows constants where the adds were. */
-  assert_non_null(strstr(b2, "constant"));
-  assert_non_null(strstr(b2, "# y"));
-  free(s);
-  kir_graph_destroy(g);
-}
-
-static void test_no_change_log(void **state) {
-  (void)state;
-  kir_graph *g = small_fold_graph();
-  text log;
-  open_text(&log);
-  kps_options opt = {.pipeline = "dce", .log = log.f};
-  kps_context ctx = {.log = log.f};
-  OK(g, kps_run(g, &opt, &ctx));
-  char *s = close_text(&log);
-  /* No roots: dce says so and keeps everything. */
-  assert_non_null(strstr(s, "dce: no roots given; keeping every node\npass dce: no change ["));
-  free(s);
-  kir_graph_destroy(g);
-}
-
-static void test_verify_each(void **state) {
-  (void)state;
-  kir_graph *g = small_fold_graph();
-  kps_options opt = {.pipeline = "infer-shapes,fold,dce", .verify_each = true};
-  OK(g, kps_run(g, &opt, NULL));
-  /* A stored type that disagrees with inference: dce keeps it, verify-each notices. */
-  find(g, "y")->type.dims[0] = 7;
-  opt.pipeline = "dce";
-  assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_INTERNAL);
-  assert_true(strncmp(g->error, "pass dce broke the graph: ", 26) == 0);
-  assert_non_null(strstr(g->error, "'y'"));
-  /* infer-shapes repairs it. */
-  opt.pipeline = "infer-shapes, dce";
-  OK(g, kps_run(g, &opt, NULL));
-  kir_graph_destroy(g);
-}
-
-static void test_error_names_pass(void **state) {
-  (void)state;
-  kir_graph *g = kir_graph_create();
-  kir_node *a = scalar_i32(g, "num", 7);
-  kir_node *b = scalar_i32(g, "zero", 0);
-  op2(g, KIR_OP_DIV, "quotient", a, b);
-  kps_options opt = {.pipeline = "fold"};
-  assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_EXEC);
-  assert_true(strncmp(g->error, "pass fold: ", 11) == 0);
-  assert_non_null(strstr(g->error, "'quotient'"));
-  assert_int_equal(find(g, "quotient")->op, KIR_OP_DIV);
-  kir_graph_destroy(g);
 }
 
 /* ---------------------------------------------------------------- fold ---------- */
@@ -655,8 +516,8 @@ static void test_fuse_refusals(void **state) {
   kir_graph *g = mm_graph(KILN_F32, &mm);
   kir_node *r = op1(g, KIR_OP_RELU, "relu", mm);
   kir_node *n2 = op1(g, KIR_OP_NEG, "neg", mm);
-  op2(g, KIR_OP_ADD, "y", r, n2);
-  expect_unfused(g, "y", "fuse: stopped after 'mm': 'mm' has 2 consumers\n");
+  op2(g, KIR_OP_ADD_N, "y", r, n2); /* add_n: not an elementwise chain either */
+  expect_unfused(g, "y", "fuse: stopped after 'mm': 'mm' has 2 consumers ('relu', 'neg')\n");
   kir_graph_destroy(g);
   /* The product is fetched. */
   g = mm_graph(KILN_F32, &mm);
@@ -701,7 +562,7 @@ static void test_fuse_stops_midway(void **state) {
   kir_node *b = cst(g, "b", KILN_F32, 1, db, 12, -1, 1);
   kir_node *add = op2(g, KIR_OP_ADD, "h", mm, b);
   kir_node *r = op1(g, KIR_OP_RELU, "relu", add);
-  op2(g, KIR_OP_ADD, "y", r, add);
+  op2(g, KIR_OP_ADD_N, "y", r, add); /* add_n: relu stays alone (no chain of one) */
   kir_graph *orig = kir_graph_clone(g);
   char *log = NULL;
   kps_result res = fuse(g, "y", &log);
@@ -762,95 +623,8 @@ static void test_normalize(void **state) {
   assert_false(kps_device_normalize("cuda:10", out, 6)); /* does not fit */
 }
 
-static kir_graph *place_graph(const char *mm_dev, const char *mul_dev) {
-  kir_node *mm;
-  kir_graph *g = mm_graph(KILN_F32, &mm);
-  mm->device = kir_graph_strdup(g, mm_dev);
-  kir_node *m = op2(g, KIR_OP_MUL, "mul", mm, mm);
-  m->device = kir_graph_strdup(g, mul_dev);
-  return g;
-}
-
-static void test_place_defaults_and_pins(void **state) {
-  (void)state;
-  kir_graph *g = place_graph("/device:CPU:0", "");
-  kps_result r = run_pass(g, kps_place, &(kps_context){0});
-  assert_int_equal(stat_of(&r, "nodes placed"), 4);
-  assert_int_equal(stat_of(&r, "soft placements"), 0);
-  assert_true(r.changed);
-  for (int32_t i = 0; i < g->n_nodes; i++) assert_string_equal(g->nodes[i]->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "mm")->placement_reason, "pinned by device scope 'cpu:0'");
-  assert_string_equal(find(g, "mul")->placement_reason, "no device requested; default cpu:0");
-  /* Again: nothing changes. */
-  r = run_pass(g, kps_place, &(kps_context){0});
-  assert_false(r.changed);
-  kir_graph_destroy(g);
-  /* A target with a GPU: unpinned nodes stay on the CPU for lack of kernels. */
-  g = place_graph("/gpu:0", "");
-  const char *devs[] = {"cpu:0", "/device:GPU:0"};
-  r = run_pass(g, kps_place, &(kps_context){.devices = devs, .n_devices = 2});
-  assert_string_equal(find(g, "mm")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "mm")->placement_reason, "pinned by device scope 'cuda:0'");
-  assert_string_equal(find(g, "mul")->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "mul")->placement_reason, "no CUDA kernel yet for 'mul'; cpu:0");
-  OK(g, kir_verify(g));
-  kir_graph_destroy(g);
-}
-
-static void test_place_soft_and_strict(void **state) {
-  (void)state;
-  kir_graph *g = place_graph("", "cuda:0");
-  kps_result r = run_pass(g, kps_place, &(kps_context){0});
-  assert_int_equal(stat_of(&r, "soft placements"), 1);
-  assert_string_equal(find(g, "mul")->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "mul")->placement_reason,
-                      "requested 'cuda:0', which the target lacks; soft placement to cpu:0");
-  kir_graph_destroy(g);
-  g = place_graph("", "cuda:0");
-  kps_result res;
-  memset(&res, 0, sizeof res);
-  assert_int_equal(kps_place(g, &(kps_context){.strict_placement = true}, &res), KILN_ERR_UNSUPPORTED);
-  assert_string_equal(g->error, "node 'mul': device 'cuda:0' requested but the target has only cpu:0");
-  /* Refused before anything was assigned. */
-  for (int32_t i = 0; i < g->n_nodes; i++) assert_string_equal(g->nodes[i]->assigned_device, "");
-  kir_graph_destroy(g);
-  g = place_graph("", "warp:9");
-  memset(&res, 0, sizeof res);
-  assert_int_equal(kps_place(g, &(kps_context){0}, &res), KILN_ERR_ARGUMENT);
-  assert_non_null(strstr(g->error, "'mul'"));
-  assert_non_null(strstr(g->error, "'warp:9'"));
-  kir_graph_destroy(g);
-  g = place_graph("", "");
-  const char *devs[] = {"floppy"};
-  memset(&res, 0, sizeof res);
-  assert_int_equal(kps_place(g, &(kps_context){.devices = devs, .n_devices = 1}, &res), KILN_ERR_ARGUMENT);
-  assert_non_null(strstr(g->error, "'floppy'"));
-  kir_graph_destroy(g);
-}
-
-static void test_place_colocates_variables(void **state) {
-  (void)state;
-  kir_graph *g = kir_graph_create();
-  int64_t d[1] = {3};
-  kir_node *init = cst(g, "init", KILN_F32, 1, d, 1, 0, 1);
-  kir_node *v = op1(g, KIR_OP_VARIABLE, "v", init);
-  kir_node *one = cst(g, "one", KILN_F32, 1, d, 2, 0, 1);
-  kir_node *a1 = op2(g, KIR_OP_ASSIGN, "a1", v, one);
-  kir_node *a2 = op2(g, KIR_OP_ASSIGN, "a2", v, one);
-  a2->device = kir_graph_strdup(g, "cuda:0");
-  (void)a1;
-  const char *devs[] = {"cpu:0", "cuda:0"};
-  run_pass(g, kps_place, &(kps_context){.devices = devs, .n_devices = 2});
-  assert_string_equal(find(g, "a2")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "v")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "v")->placement_reason, "colocated with assign 'a2'");
-  assert_string_equal(find(g, "a1")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "a1")->placement_reason, "colocated with assign 'a2'");
-  assert_string_equal(find(g, "one")->assigned_device, "cpu:0");
-  kir_graph_destroy(g);
-}
-
 /* ---------------------------------------------------------------- plan ---------- */
+/* (place and plan-memory have their own tests: test_place.c, test_plan.c) */
 
 /* No two arena buffers that are live at the same time share a byte. */
 static void assert_plan_sound(const kir_graph *g, const kps_memplan *p, const int32_t *outs, int32_t n_outs) {
@@ -869,100 +643,12 @@ static void assert_plan_sound(const kir_graph *g, const kps_memplan *p, const in
     for (int32_t j = i + 1; j < n; j++) {
       if (p->loc[j] != KPS_LOC_ARENA || p->size[i] == 0 || p->size[j] == 0) continue;
       if (j > last[i]) continue; /* i dead before j is made */
+      if (j == last[i] && p->inplace_of[j] == i) continue; /* j writes over i in place */
       bool overlap = p->offset[i] < p->offset[j] + p->size[j] && p->offset[j] < p->offset[i] + p->size[i];
       if (overlap) fail_msg("nodes %d and %d overlap while both live", (int)i, (int)j);
     }
   }
   free(last);
-}
-
-static void test_plan_chain_reuse(void **state) {
-  (void)state;
-  kir_graph *g = kir_graph_create();
-  int64_t d[1] = {1000};
-  kir_node *x = ph(g, "x", KILN_F32, 1, d);
-  kir_node *c = cst(g, "c", KILN_F32, 1, d, 1, 0, 1);
-  kir_node *c2 = cst(g, "c2", KILN_F32, 1, d, 2, 0, 1);
-  kir_node *cur = op2(g, KIR_OP_ADD, "s0", x, c);
-  char name[16];
-  for (int i = 1; i < 8; i++) {
-    snprintf(name, sizeof name, "s%d", i);
-    cur = i % 2 ? op1(g, KIR_OP_RELU, name, cur) : op2(g, KIR_OP_MUL, name, cur, c2);
-  }
-  kir_node *mid = find(g, "s3");
-  op1(g, KIR_OP_NEG, "unused", cur);
-  kir_node *fin = op2(g, KIR_OP_ADD, "fin", cur, mid);
-  int32_t outs[2] = {fin->id, mid->id};
-  kps_memplan p;
-  OK(g, kps_plan_memory(g, outs, 2, &p));
-  assert_int_equal(p.n_nodes, g->n_nodes);
-  assert_int_equal(p.loc[x->id], KPS_LOC_INPUT);
-  assert_int_equal(p.offset[x->id], -1);
-  assert_int_equal(p.loc[c->id], KPS_LOC_WEIGHTS);
-  assert_int_equal(p.loc[c2->id], KPS_LOC_WEIGHTS);
-  assert_int_equal(p.offset[c->id], 0);
-  assert_int_equal(p.offset[c2->id], 4032); /* 4000 rounded up to 64 */
-  assert_int_equal(p.weights_bytes, 8032);
-  assert_int_equal(p.loc[find(g, "unused")->id], KPS_LOC_NONE);
-  int64_t sum = 0;
-  for (int32_t i = 0; i < g->n_nodes; i++)
-    if (p.loc[i] == KPS_LOC_ARENA) sum += p.size[i];
-  assert_true(p.arena_bytes < sum);
-  assert_plan_sound(g, &p, outs, 2);
-  kps_memplan_free(&p);
-  assert_null(p.loc);
-  assert_int_equal(p.arena_bytes, 0);
-  kps_memplan_free(&p); /* twice is fine */
-  kir_graph_destroy(g);
-}
-
-static void test_plan_random_dags(void **state) {
-  (void)state;
-  uint64_t s = 12345;
-  for (int trial = 0; trial < 20; trial++) {
-    kir_graph *g = kir_graph_create();
-    int64_t dd[1] = {(trial % 3 == 0) ? 0 : 37};
-    kir_node *x = ph(g, "x", KILN_F32, 1, dd);
-    char name[16];
-    int32_t n_out = 0, outs[4];
-    for (int i = 0; i < 40; i++) {
-      s = s * 6364136223846793005ull + 1442695040888963407ull;
-      int32_t a = (int32_t)((s >> 33) % (uint64_t)g->n_nodes);
-      int32_t b = (int32_t)((s >> 20) % (uint64_t)g->n_nodes);
-      snprintf(name, sizeof name, "n%d", i);
-      kir_node *n = (s >> 60) & 1 ? op1(g, KIR_OP_NEG, name, g->nodes[a])
-                                  : op2(g, KIR_OP_ADD, name, g->nodes[a], g->nodes[b]);
-      if (i % 13 == 5 && n_out < 4) outs[n_out++] = n->id;
-    }
-    (void)x;
-    kps_memplan p;
-    OK(g, kps_plan_memory(g, outs, n_out, &p));
-    assert_plan_sound(g, &p, outs, n_out);
-    for (int32_t o = 0; o < n_out; o++) assert_int_equal(p.loc[outs[o]], KPS_LOC_ARENA);
-    kps_memplan_free(&p);
-    kir_graph_destroy(g);
-  }
-}
-
-static void test_plan_refuses_variables(void **state) {
-  (void)state;
-  kir_graph *g = kir_graph_create();
-  int64_t d[1] = {3};
-  kir_node *init = cst(g, "init", KILN_F32, 1, d, 1, 0, 1);
-  kir_node *v = op1(g, KIR_OP_VARIABLE, "weights_var", init);
-  int32_t outs[1] = {v->id};
-  kps_memplan p;
-  memset(&p, 0xab, sizeof p);
-  assert_int_equal(kps_plan_memory(g, outs, 1, &p), KILN_ERR_UNSUPPORTED);
-  assert_non_null(strstr(g->error, "'weights_var'"));
-  assert_non_null(strstr(g->error, "variables cannot be planned; freeze the graph first"));
-  assert_null(p.loc);
-  outs[0] = 99;
-  kir_graph *g2 = kir_graph_create();
-  init = cst(g2, "init", KILN_F32, 1, d, 1, 0, 1);
-  assert_int_equal(kps_plan_memory(g2, outs, 1, &p), KILN_ERR_ARGUMENT);
-  kir_graph_destroy(g2);
-  kir_graph_destroy(g);
 }
 
 /* ---------------------------------------------------------------- end to end ---- */
@@ -1068,14 +754,6 @@ static void test_out_of_memory(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_registry),
-      cmocka_unit_test(test_pipeline_unknown),
-      cmocka_unit_test(test_pipeline_empty_entries),
-      cmocka_unit_test(test_pipeline_whitespace_and_log),
-      cmocka_unit_test(test_print_after_all),
-      cmocka_unit_test(test_no_change_log),
-      cmocka_unit_test(test_verify_each),
-      cmocka_unit_test(test_error_names_pass),
       cmocka_unit_test(test_fold_chain),
       cmocka_unit_test(test_fold_keeps_name_device_drops_attrs),
       cmocka_unit_test(test_fold_random_deterministic),
@@ -1091,12 +769,6 @@ int main(void) {
       cmocka_unit_test(test_fuse_stops_midway),
       cmocka_unit_test(test_fuse_two_matmuls_share_add),
       cmocka_unit_test(test_normalize),
-      cmocka_unit_test(test_place_defaults_and_pins),
-      cmocka_unit_test(test_place_soft_and_strict),
-      cmocka_unit_test(test_place_colocates_variables),
-      cmocka_unit_test(test_plan_chain_reuse),
-      cmocka_unit_test(test_plan_random_dags),
-      cmocka_unit_test(test_plan_refuses_variables),
       cmocka_unit_test(test_end_to_end_mlp),
       cmocka_unit_test(test_out_of_memory),
   };

@@ -55,12 +55,26 @@ expect "kiln run ARTIFACT output matches" 0 "ok" "$bin/kiln" compare "$work/y_ru
 expect "kiln run --target cpu" 0 "" \
   "$bin/kiln" run "$work/mlp.kiln" --target cpu --input x="$work/x.npy" --output y="$work/y_cpu.npy"
 expect "--target cpu matches ref" 0 "ok" "$bin/kiln" compare "$work/y_cpu.npy" "$work/y_ref.npy" --tol 1e-5
-expect "opt prints after every pass" 0 "graph after fuse" \
+expect "opt prints after every pass" 0 "IR Dump After fuse" \
   "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.opt.kiln" --print-after-all --verify-each --stats
 expect "optimized graph runs the same" 0 "" \
   "$bin/kiln" run "$work/mlp.opt.kiln" --input x="$work/x.npy" --output y="$work/y_opt.npy"
 expect "optimized graph output matches" 0 "ok" "$bin/kiln" compare "$work/y_opt.npy" "$work/y_ref.npy" --tol 1e-5
 nostray "$work" "no temp files after compile/opt"
+
+# ---- the text form: show --format text parses back; binary -> text -> binary is exact ----
+expect "show --format text prints only the text" 0 '^kiln.graph 1.0$' \
+  sh -c "'$bin/kiln' show '$work/mlp.kiln' --format text --full-constants > '$work/mlp.ktxt' && head -1 '$work/mlp.ktxt'"
+expect "opt reads the text form" 0 "" \
+  "$bin/kiln" opt "$work/mlp.ktxt" -o "$work/mlp.rt.kiln" --passes infer-shapes
+expect "binary -> text -> binary is byte-exact" 0 "" cmp "$work/mlp.kiln" "$work/mlp.rt.kiln"
+expect "run reads the text form" 0 "" \
+  "$bin/kiln" run "$work/mlp.ktxt" --input x="$work/x.npy" --output y="$work/y_txt.npy"
+expect "text-form run matches" 0 "ok" "$bin/kiln" compare "$work/y_txt.npy" "$work/y_ref.npy" --tol 0
+expect "elided text is refused with line:col" 1 "mlp.elided.ktxt:3:[0-9]+: constant elided; print with --full-constants" \
+  sh -c "'$bin/kiln' show '$work/mlp.kiln' --format text > '$work/mlp.elided.ktxt'; '$bin/kiln' show '$work/mlp.elided.ktxt'"
+expect "show --format dot is valid Graphviz" 0 "<svg" \
+  sh -c "command -v dot >/dev/null || { echo '<svg (dot not installed)'; exit 0; }; '$bin/kiln' show '$work/mlp.kiln' --format dot | dot -Tsvg"
 
 # ---- deploy carries only the runtime: no compiler symbol is linked into it ----
 if nm "$bin/deploy" 2>/dev/null | grep -Eq ' [TtDdBb] (kir_|kps_|kcg_|kiln_graph_|kiln_session_)'; then
@@ -99,6 +113,104 @@ head -c $((size / 2)) "$work/mlp.kart" > "$work/half.kart"
 expect "truncated artifact" 1 "half.kart" "$bin/deploy" "$work/half.kart"
 printf 'KILNART\0\x02\x00' > "$work/future.kart"; head -c 200 /dev/zero >> "$work/future.kart"
 expect "future artifact version" 1 "kiln|future|newer|version|size" "$bin/deploy" "$work/future.kart"
+
+# ---- kiln opt: pass manager flags (issue 3) ----
+expect "opt --print-after-all --stats" 0 "fuse - matmuls fused" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.o2.kiln" --print-after-all --stats
+for p in infer-shapes fold simplify cse dce fuse place plan-memory; do
+  if grep -q -- "^// -----// IR Dump After $p //----- //$" "$work/out"; then ok "print-after-all shows $p"; else bad "print-after-all shows $p"; fi
+done
+if grep -Eq "^ +[0-9]+ fold - nodes folded$" "$work/out"; then ok "stats show fold's counters"; else bad "stats show fold's counters"; fi
+expect "opt -O0 runs infer-shapes,place" 0 "IR Dump After place" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.o0.kiln" -O0 --print-after-all
+if grep -q "IR Dump After fold" "$work/out"; then bad "-O0 does not fold"; else ok "-O0 does not fold"; fi
+expect "opt --timing" 0 "Pass execution timing report" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.t.kiln" -O1 --timing --verify-each
+expect "opt --print-before/--print-after, = forms" 0 "IR Dump Before fuse" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.pb.kiln" --passes=infer-shapes,fuse --print-before=fuse --print-after fuse --fetch=y
+if grep -q "IR Dump After fuse" "$work/out" && ! grep -q "IR Dump After infer-shapes" "$work/out"; then ok "print-after prints only the chosen pass"; else bad "print-after prints only the chosen pass"; fi
+expect "opt --print-after-change" 0 "IR Dump After fuse" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.pc.kiln" --passes infer-shapes,fold,fuse --print-after-change
+if grep -q "IR Dump After fold" "$work/out"; then bad "print-after-change skips unchanged passes"; else ok "print-after-change skips unchanged passes"; fi
+expect "opt --disable-pass" 0 "" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.nofuse.kiln" --disable-pass=fuse
+if "$bin/kiln" show "$work/mlp.nofuse.kiln" | grep -q fused_matmul; then bad "disabled fuse fuses nothing"; else ok "disabled fuse fuses nothing"; fi
+expect "opt --explain-fusion" 0 "Fusion candidates not fused" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.ex.kiln" --explain-fusion
+expect "opt pass options" 0 "[0-9]+ fold - nodes folded" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.fo.kiln" --passes "infer-shapes,fold{max-bytes=16},place{strict=false}" --stats
+expect "opt -O2 runs the same" 0 "" \
+  "$bin/kiln" run "$work/mlp.o2.kiln" --input x="$work/x.npy" --output y="$work/y_o2.npy"
+expect "opt -O2 output matches" 0 "ok" "$bin/kiln" compare "$work/y_o2.npy" "$work/y_ref.npy" --tol 1e-5
+expect "opt --dump-dir" 0 "" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.dd.kiln" -O2 --dump-dir "$work/dump"
+i=0
+for p in input infer-shapes fold simplify cse dce fuse place plan-memory; do
+  for ext in ktxt dot json; do
+    f="$work/dump/$(printf %02d $i)-$p.$ext"
+    if [ -s "$f" ]; then ok "dump $(basename "$f")"; else bad "dump $(basename "$f") missing"; fi
+  done
+  if command -v dot >/dev/null 2>&1; then
+    if dot -Tsvg "$work/dump/$(printf %02d $i)-$p.dot" -o /dev/null 2>"$work/out"; then ok "dot accepts $p"; else bad "dot rejects $p"; fi
+  fi
+  if command -v python3 >/dev/null 2>&1; then
+    if python3 -m json.tool "$work/dump/$(printf %02d $i)-$p.json" >/dev/null 2>"$work/out"; then ok "JSON of $p parses"; else bad "JSON of $p"; fi
+  fi
+  i=$((i + 1))
+done
+if grep -q '"name": "h"' "$work/dump/06-fuse.json" && grep -q '"what": \["op", "inputs", "attrs"\]' "$work/dump/06-fuse.json"; then
+  ok "fuse JSON names what it removed and changed"; else bad "fuse JSON names what it removed and changed"; fi
+nostray "$work/dump" "no temp files in the dump directory"
+expect "opt: --passes with -O1" 2 "contradict" "$bin/kiln" opt "$work/mlp.kiln" -o "$work/c1.kiln" --passes fold -O1
+nofile "$work/c1.kiln" "no output after contradictory options"
+expect "opt: -O1 with -O2" 2 "contradict" "$bin/kiln" opt "$work/mlp.kiln" -o "$work/c2.kiln" -O1 -O2
+expect "opt: -O3" 2 "optimization level" "$bin/kiln" opt "$work/mlp.kiln" -o "$work/c3.kiln" -O3
+expect "opt: bad option value" 1 "bad value 'x' for option max-bytes" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/c4.kiln" --passes "fold{max-bytes=x}"
+nofile "$work/c4.kiln" "no output after a bad pipeline"
+expect "opt: unbalanced braces" 1 "unbalanced braces" "$bin/kiln" opt "$work/mlp.kiln" -o "$work/c5.kiln" --passes "fold{max-bytes=1"
+expect "opt: unknown --print-after pass" 1 "unknown pass 'nope' in print-after" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/c6.kiln" --print-after=nope
+nofile "$work/c6.kiln" "no output after an unknown pass name"
+expect "opt: dump dir without parent" 1 "dump directory" \
+  "$bin/kiln" opt "$work/mlp.kiln" -o "$work/c7.kiln" --dump-dir "$work/no/such/dump"
+nofile "$work/c7.kiln" "no output after a dump failure"
+
+# ---- placement log: --device declarations, JSON, strict placement ----
+cat > "$work/check_place.py" <<'PY'
+import json, sys
+d = json.load(sys.stdin)
+names = [n["name"] for n in d["nodes"]]
+assert names and len(set(names)) == len(names), "node names missing or repeated"
+for n in d["nodes"]:
+    assert n["device"] in d["devices"], n
+    assert n["reason"], n
+assert all(a["peak_bytes"] >= 0 for a in d["memory"]["arenas"])
+print("ok %d nodes on %s" % (len(names), ",".join(sorted({n["device"] for n in d["nodes"]}))))
+PY
+if command -v python3 >/dev/null; then
+  expect "compile --log-placement --format json parses" 0 "^ok [0-9]+ nodes on cpu:0$" sh -c \
+    "'$bin/kiln' compile '$work/mlp.kiln' --log-placement --format json | python3 '$work/check_place.py'"
+  expect "json placement with a declared GPU" 0 "^ok [0-9]+ nodes on cuda:0$" sh -c \
+    "'$bin/kiln' compile '$work/mlp.kiln' --log-placement --format json --device cpu:0 --device cuda:0 | python3 '$work/check_place.py'"
+else ok "python3 absent: JSON placement checks skipped"; fi
+expect "declared GPU: unpinned ops go to cuda:0" 0 "-> cuda:0 +default device cuda:0: has a kernel" \
+  "$bin/kiln" compile "$work/mlp.kiln" --log-placement --device cpu:0 --device /device:GPU:0
+expect "log-placement prints arena peaks" 0 "arena cpu:0: peak [0-9]+ bytes" \
+  "$bin/kiln" compile "$work/mlp.kiln" --log-placement -o "$work/mlp2.kart"
+expect "cpu target refuses nodes placed on a GPU" 1 "placed on 'cuda:0'" \
+  "$bin/kiln" compile "$work/mlp.kiln" -o "$work/gpu.kart" --device cpu:0 --device cuda:0
+nofile "$work/gpu.kart" "no artifact for a GPU placement"
+printf '%s\n' 'kiln.graph 1.0' '%0 "x" = placeholder() {dtype = f32, shape = [2]}' \
+  '%1 "a" = exp(%0) @ "/device:GPU:2"' '%2 "b" = neg(%1) @ "cpu:0"' > "$work/pin.ktxt"
+expect "soft placement of a pin to an absent GPU" 0 "a +exp +-> cpu:0 +requested 'cuda:2', which the target lacks" \
+  "$bin/kiln" compile "$work/pin.ktxt" --log-placement --device cpu:0 --device cuda:0
+expect "strict placement names node and device" 1 "node 'a': device 'cuda:2' requested but the target has only cpu:0, cuda:0" \
+  "$bin/kiln" compile "$work/pin.ktxt" --log-placement --device cpu:0 --device cuda:0 --strict-placement
+expect "bad --device" 2 "'floppy' is not a device name" \
+  "$bin/kiln" compile "$work/mlp.kiln" --log-placement --device floppy
+expect "--format without --log-placement" 2 "applies to --log-placement" \
+  "$bin/kiln" compile "$work/mlp.kiln" -o "$work/f.kart" --format json
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -1,0 +1,170 @@
+/* pass_scale.c — the pass-scaling benchmark: builds seeded random graphs (kt_gen) of
+ * 10k and 100k nodes, runs every registered pass alone and the default and full
+ * pipelines on a fresh copy, and prints the time of each and the 100k/10k ratio (about
+ * 10 when a pass is linear). A benchmark, not a timed test. Depends on passes/ and ir/. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "passes/kps.h"
+#include "tests/passes/kt_gen.h"
+
+#define MAX_SIZES 4
+#define MAX_ROWS 66
+
+static const char *const FULL_ORDER[] = {"infer-shapes", "fold", "simplify", "cse", "dce",
+                                         "fuse", "place", "plan-memory"};
+
+typedef struct row {
+  char label[32];
+  const char *pipeline; /* NULL: the default */
+  double ms[MAX_SIZES];
+} row;
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts); /* CPU time: other load on the machine matters less */
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: bench_pass_scale [--nodes N]... [--seed S] [--repeat R] [--max-ratio X]\n"
+                  "                        [--only PASS|default|full] [--max-numel N]\n"
+                  "  default sizes: --nodes 10000 --nodes 100000; the ratio is last/first size;\n"
+                  "  exit status 2 when a ratio exceeds --max-ratio (default 15, 0: never)\n");
+}
+
+/* Best of `repeat` runs of pipeline on fresh clones of k's graph; -1 on error. */
+static double time_pipeline(const kt_gen *k, const char *pipeline, int repeat) {
+  double best = -1;
+  for (int r = 0; r < repeat; r++) {
+    kir_graph *h = kir_graph_clone(k->g);
+    if (!h) return -1;
+    kps_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.pipeline = pipeline;
+    kps_context ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.roots = (const char *const *)k->roots;
+    ctx.n_roots = k->n_roots;
+    double t0 = now_ms();
+    kiln_status st = kps_run(h, &opt, &ctx);
+    double ms = now_ms() - t0;
+    if (st != KILN_OK) {
+      fprintf(stderr, "bench_pass_scale: %s: %s: %s\n", pipeline ? pipeline : "default",
+              kiln_status_name(st), h->error);
+      kir_graph_destroy(h);
+      return -1;
+    }
+    kir_graph_destroy(h);
+    if (best < 0 || ms < best) best = ms;
+  }
+  return best;
+}
+
+/* Every registered pass, then the default and full pipelines; `only` keeps one row. */
+static int32_t make_rows(row *rows, char *full, size_t n_full, const char *only) {
+  int32_t n = 0;
+  for (int32_t p = 0; p < kps_n_passes && n < MAX_ROWS - 2; p++, n++) {
+    snprintf(rows[n].label, sizeof rows[n].label, "%s", kps_passes[p].name);
+    rows[n].pipeline = kps_passes[p].name;
+  }
+  snprintf(rows[n].label, sizeof rows[n].label, "default pipeline");
+  rows[n++].pipeline = NULL;
+  size_t used = 0;
+  full[0] = '\0';
+  for (size_t i = 0; i < sizeof FULL_ORDER / sizeof FULL_ORDER[0]; i++)
+    if (kps_pass_find(FULL_ORDER[i]) && used < n_full)
+      used += (size_t)snprintf(full + used, n_full - used, "%s%s", used ? "," : "", FULL_ORDER[i]);
+  snprintf(rows[n].label, sizeof rows[n].label, "full pipeline");
+  rows[n++].pipeline = full;
+  if (!only) return n;
+  for (int32_t r = 0; r < n; r++)
+    if (!strcmp(rows[r].label, only) || (!strncmp(rows[r].label, only, strlen(only)) &&
+                                        (!strcmp(only, "default") || !strcmp(only, "full")))) {
+      rows[0] = rows[r];
+      return 1;
+    }
+  return 0;
+}
+
+/* Builds the graph of one size and times every row on it. */
+static int run_size(int32_t nodes, int32_t max_numel, uint64_t seed, int repeat, row *rows,
+                    int32_t n_rows, int32_t col) {
+  kt_gen k;
+  kt_gen_opts o;
+  memset(&o, 0, sizeof o);
+  o.n_nodes = nodes;
+  o.roots_all_sinks = true;
+  o.max_numel = max_numel;
+  char err[768];
+  double t0 = now_ms();
+  if (kt_gen_build(seed, &o, &k, err, sizeof err) != KILN_OK) {
+    fprintf(stderr, "bench_pass_scale: %s\n", err);
+    return 1;
+  }
+  printf("graph of %d nodes (%d roots, %d placeholders) built and verified in %.1f ms\n",
+         (int)k.g->n_nodes, (int)k.n_roots, (int)k.n_feeds, now_ms() - t0);
+  int rc = 0;
+  for (int32_t r = 0; r < n_rows; r++) {
+    rows[r].ms[col] = time_pipeline(&k, rows[r].pipeline, repeat);
+    if (rows[r].ms[col] < 0) rc = 1;
+  }
+  kt_gen_free(&k);
+  return rc;
+}
+
+static int print_table(const row *rows, int32_t n_rows, const int32_t *sizes, int32_t n_sizes,
+                       double max_ratio) {
+  int rc = 0;
+  printf("\n%-18s", "pass");
+  for (int32_t s = 0; s < n_sizes; s++) printf(" %9d nodes", (int)sizes[s]);
+  if (n_sizes > 1) printf("   ratio (x%.0f nodes)", (double)sizes[n_sizes - 1] / sizes[0]);
+  printf("\n");
+  for (int32_t r = 0; r < n_rows; r++) {
+    printf("%-18s", rows[r].label);
+    for (int32_t s = 0; s < n_sizes; s++) printf(" %12.2f ms", rows[r].ms[s]);
+    if (n_sizes > 1) {
+      double a = rows[r].ms[0], b = rows[r].ms[n_sizes - 1];
+      double ratio = a > 0.05 ? b / a : 0; /* below 0.05 ms the ratio is noise */
+      if (a > 0.05) printf("   %6.1f", ratio);
+      else printf("   %6s", "-");
+      if (max_ratio > 0 && ratio > max_ratio) printf("  SUPER-LINEAR"), rc = 2;
+    }
+    printf("\n");
+  }
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  int32_t sizes[MAX_SIZES], n_sizes = 0;
+  uint64_t seed = 1;
+  int repeat = 1;
+  double max_ratio = 15;
+  int32_t max_numel = 0;
+  const char *only = NULL;
+  for (int i = 1; i < argc; i++) {
+    bool more = i + 1 < argc;
+    if (!strcmp(argv[i], "--nodes") && more && n_sizes < MAX_SIZES) sizes[n_sizes++] = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--seed") && more) seed = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--repeat") && more) repeat = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--max-ratio") && more) max_ratio = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--only") && more) only = argv[++i];
+    else if (!strcmp(argv[i], "--max-numel") && more) max_numel = atoi(argv[++i]);
+    else return usage(), 2;
+  }
+  if (n_sizes == 0) sizes[n_sizes++] = 10000, sizes[n_sizes++] = 100000;
+  for (int32_t s = 0; s < n_sizes; s++)
+    if (sizes[s] < 10 || sizes[s] > KIR_MAX_NODES / 2) return usage(), 2;
+  if (repeat < 1) repeat = 1;
+  static row rows[MAX_ROWS];
+  char full[256];
+  int32_t n_rows = make_rows(rows, full, sizeof full, only);
+  if (n_rows == 0) return fprintf(stderr, "bench_pass_scale: no pass '%s'\n", only), usage(), 2;
+  printf("full pipeline: %s\ndefault pipeline: %s\n", full, KPS_DEFAULT_PIPELINE);
+  int rc = 0;
+  for (int32_t s = 0; s < n_sizes && rc == 0; s++) rc = run_size(sizes[s], max_numel, seed, repeat, rows, n_rows, s);
+  if (rc != 0) return rc;
+  return print_table(rows, n_rows, sizes, n_sizes, max_ratio);
+}
