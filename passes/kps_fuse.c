@@ -215,7 +215,8 @@ static bool mm_step_ok(const kir_graph *g, const fuse_info *fi, const kir_node *
     return false;
   }
   if (!is_ew(e)) {
-    snprintf(why, n, "not elementwise (%s)", op_name(e->op));
+    snprintf(why, n, "its consumer '%s' is not elementwise (%s)",
+             kir_escape(e->name, esc, sizeof esc), op_name(e->op));
     return false;
   }
   if (e->n_inputs == 2 && e->inputs[0] == c->id && e->inputs[1] == c->id) {
@@ -286,7 +287,7 @@ static void plan_matmuls(const kir_graph *g, fuse_info *fi, int32_t *buf) {
     if (mm->op != KIR_OP_MATMUL || !is_float(mm->type.dtype)) continue;
     buf[0] = mm->id;
     int32_t cnt = mm_grow(g, fi, mm, buf + 1, why, sizeof why);
-    if (why[0]) say(fi, "stopped after '%s': %s", kir_escape(mm->name, esc, sizeof esc), why);
+    if (why[0]) say(fi, "stopped after '%s': %s", kir_escape(g->nodes[buf[cnt]]->name, esc, sizeof esc), why);
     if (cnt > 0) add_group(fi, G_MATMUL, buf, cnt + 1);
   }
 }

@@ -315,16 +315,16 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* "3 nodes folded, 0 skipped (too large)"; "no change" when every stat is zero and the
- * pass changed nothing. */
+/* "3 nodes folded" — the non-zero counters only, like LLVM's -stats; "changed" when the
+ * pass changed the graph without counting it; "no change" otherwise. */
 static void log_result(FILE *log, const char *name, const kps_result *res, double ms) {
-  bool any = res->changed;
-  for (int32_t i = 0; i < res->n_stats; i++) any = any || res->stats[i].value != 0;
+  int shown = 0;
   fprintf(log, "pass %s: ", name);
-  for (int32_t i = 0; any && i < res->n_stats; i++)
-    fprintf(log, "%s%lld %s", i ? ", " : "", (long long)res->stats[i].value, res->stats[i].name);
-  if (!any) fputs("no change", log);
-  else if (res->n_stats == 0) fputs("changed", log);
+  for (int32_t i = 0; i < res->n_stats; i++)
+    if (res->stats[i].value != 0)
+      fprintf(log, "%s%lld %s", shown++ ? ", " : "", (long long)res->stats[i].value,
+              res->stats[i].name);
+  if (!shown) fputs(res->changed ? "changed" : "no change", log);
   fprintf(log, " [%.2f ms]\n", ms);
 }
 

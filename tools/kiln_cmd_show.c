@@ -79,6 +79,44 @@ static void show_graph_dot(const kir_graph *g) {
   printf("}\n");
 }
 
+/* One line per arena of g's memory plan with `outs` live to the end, or why there is
+ * none. Plans are computed at compile time: this is the peak a run will need. */
+static void print_plan_line(const char *label, kir_graph *g, const char *const *outs,
+                            int32_t n_out) {
+  int32_t ids[KTOOL_MAX_ARGS];
+  for (int32_t i = 0; i < n_out; i++) ids[i] = kir_graph_find(g, outs[i])->id;
+  kps_memplan plan = {0};
+  if (kps_plan_memory_ex(g, ids, n_out, true, &plan) != KILN_OK) {
+    printf("  %s: none (%s)\n", label, g->error);
+    return;
+  }
+  printf("  %s: weights %lld bytes", label, (long long)plan.weights_bytes);
+  for (int32_t a = 0; a < plan.n_arenas; a++)
+    printf(", %s arena peak %lld bytes", plan.arenas[a].device, (long long)plan.arenas[a].peak_bytes);
+  printf("%s\n", plan.n_arenas ? "" : ", no arena");
+  kps_memplan_free(&plan);
+}
+
+static void print_memory_plans(const kir_graph *g, const char **outs, int32_t n_out) {
+  printf("memory plan:\n");
+  kir_graph *as_is = kir_graph_clone(g), *opt = kir_graph_clone(g);
+  ktool_roots roots = {0};
+  if (!as_is || !opt || !ktool_roots_init(&roots, g, outs, n_out)) {
+    printf("  none (out of memory)\n");
+  } else {
+    print_plan_line("as stored", as_is, outs, n_out);
+    kps_options o = {0};
+    kps_context c = {.roots = (const char *const *)roots.names, .n_roots = roots.n};
+    if (kps_run(opt, &o, &c) == KILN_OK)
+      print_plan_line("after the default pipeline", opt, (const char *const *)roots.names, roots.n);
+    else
+      printf("  after the default pipeline: none (%s)\n", opt->error);
+  }
+  ktool_roots_free(&roots);
+  kir_graph_destroy(as_is);
+  kir_graph_destroy(opt);
+}
+
 static void show_graph_summary(const char *path, const kir_graph *g, const kir_print_options *po) {
   char esc[96], ty[160];
   printf("graph %s: %d nodes\n", path, (int)g->n_nodes);
@@ -97,6 +135,7 @@ static void show_graph_summary(const char *path, const kir_graph *g, const kir_p
     kir_type_format(&n->type, ty, sizeof ty);
     printf("  %s %s\n", kir_escape(n->name, esc, sizeof esc), ty);
   }
+  print_memory_plans(g, outs, n_out);
   printf("nodes:\n");
   fflush(stdout);
   kir_graph_print_text(g, stdout, po);

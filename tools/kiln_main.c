@@ -16,13 +16,16 @@ static const char *usage_text =
     "  run     MODEL|ARTIFACT [--target ref|cpu] [--input NAME=FILE.npy]...\n"
     "          [--output NAME=FILE.npy]... [--fetch NAME]... [--random-inputs SEED]\n"
     "          [--save-inputs DIR] [--print]\n"
-    "  opt     MODEL -o OUT.kiln [--passes LIST] [--fetch NAME]... [--print-after-all]\n"
-    "          [--verify-each] [--stats]\n"
-    "  compile MODEL -o ARTIFACT [--target cpu] [--passes LIST] [--fetch NAME]...\n"
-    "          [--log-placement] [--print-pass-log] [--print-after-all] [--cc CC]\n"
+    "  opt     MODEL -o OUT.kiln [--passes LIST | -O0|-O1|-O2] [--fetch NAME]...\n"
+    "          [--print-before=P] [--print-after=P] [--print-after-all]\n"
+    "          [--print-after-change] [--verify-each] [--stats] [--timing]\n"
+    "          [--disable-pass=P] [--dump-dir DIR] [--explain-fusion]\n"
+    "  compile MODEL [-o ARTIFACT] [--target cpu] [--passes LIST] [--fetch NAME]...\n"
+    "          [--device NAME]... [--strict-placement] [--log-placement [--format text|json]]\n"
+    "          [--print-pass-log] [--print-after-all] [--cc CC]\n"
     "  compare A.npy B.npy [--tol T]   normwise relative error max|a-b| / max|b|\n"
     "MODEL is a .kiln graph, binary or text (`kiln show M --format text --full-constants`);\n"
-    "ARTIFACT a file written by `kiln compile`.\n";
+    "ARTIFACT a file written by `kiln compile`. LIST: passes, e.g. fold{max-bytes=4096},dce.\n";
 
 int ktool_error(const char *fmt, ...) {
   va_list ap;

@@ -566,7 +566,7 @@ static void test_fuse_stops_midway(void **state) {
   kir_graph *orig = kir_graph_clone(g);
   char *log = NULL;
   kps_result res = fuse(g, "y", &log);
-  assert_non_null(strstr(log, "fuse: stopped after 'mm': 'h' has 2 consumers"));
+  assert_non_null(strstr(log, "fuse: stopped after 'h': 'h' has 2 consumers"));
   free(log);
   assert_int_equal(stat_of(&res, "ops absorbed"), 1);
   kir_node *f = find(g, "h");
@@ -683,7 +683,7 @@ static void test_end_to_end_mlp(void **state) {
   assert_non_null(strstr(s, "pass fold: 1 nodes folded"));
   assert_non_null(strstr(s, "pass dce: 1 nodes removed"));
   assert_non_null(strstr(s, "pass fuse: 1 matmuls fused, 2 ops absorbed"));
-  assert_non_null(strstr(s, "pass place: 6 nodes placed, 0 soft placements"));
+  assert_non_null(strstr(s, "pass place: 6 nodes placed ["));
   free(s);
   assert_int_equal(find(g, "w1")->op, KIR_OP_CONSTANT);
   assert_int_equal(find(g, "h")->op, KIR_OP_FUSED_MATMUL);
