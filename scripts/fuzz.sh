@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-targets="graph_load artifact npy codegen_names"
+targets="graph_load text_parse artifact npy codegen_names"
 declare -A max_len=([graph_load]=65536 [artifact]=65536 [npy]=8192 [codegen_names]=8192)
 
 if [ "${1:-}" = "--regen" ]; then

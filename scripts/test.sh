@@ -6,6 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# Test-only tools: graphviz checks every DOT dump with `dot -Tsvg`; clang builds the
+# fuzz targets for the smoke run.
+export KILN_EXTRA_PKGS="graphviz clang"
 scripts/build.sh build || { echo "0 passed, 1 failed: build"; exit 1; }
 ctest --test-dir build --output-on-failure -j "$(nproc)" 2>&1 | tee build/ctest.log
 main_rc=${PIPESTATUS[0]}
