@@ -21,6 +21,10 @@ typedef struct kcg_options {
   const char *opt_flags; /* NULL = "-O2" */
   const char *pipeline;  /* recorded in the plan (which passes ran); may be NULL */
   FILE *log;             /* compiler command lines and timings; may be NULL */
+  /* Instruction set of the compiled code: NULL or "host" = this machine's
+   * (-march=native), "generic" = portable x86-64 (-march=x86-64 -mtune=generic).
+   * Recorded in the plan's pipeline string. */
+  const char *cpu;
 } kcg_options;
 
 /* The C program for g: one static function per step (each starting with a comment
@@ -36,12 +40,35 @@ kiln_status kcg_c_generate(kir_graph *g, const kps_memplan *plan,
 
 /* Lowers g (verified, optimized, placed) for the CPU: plans memory, generates C,
  * compiles it with the system compiler into a shared object (-fPIC -shared, linked
- * with OpenBLAS), and writes one artifact file (plan, weights, code, source) atomically.
+ * with OpenBLAS; -fopenmp when the code has parallel loops; opt_flags after -march, so
+ * they may override it), and writes one artifact file (plan, weights, code, source)
+ * atomically. A constant [K, N] right operand used only by one-row matmuls is stored
+ * transposed (the kernel then runs a GEMV over contiguous rows).
  * outputs are node names. Variables are refused (KILN_ERR_UNSUPPORTED naming the node:
  * freeze the graph first). Compiler failure is KILN_ERR_COMPILE with the compiler's
  * first lines of output in the message. Temp files are removed on every path. */
 kiln_status kcg_compile_cpu(kir_graph *g, const char *const *outputs, int32_t n_outputs,
                             const kcg_options *opt, const char *artifact_path);
+
+/* Standalone C (`kiln compile --emit-c DIR`): where the weights go. */
+typedef enum kcg_weights_mode {
+  KCG_WEIGHTS_C_ARRAY = 0, /* a static const, 64-byte aligned array inside PREFIX.c */
+  KCG_WEIGHTS_FILE = 1     /* PREFIX.weights, passed to PREFIX_run by the caller */
+} kcg_weights_mode;
+
+/* True when prefix can name the standalone files and identifiers: [A-Za-z][A-Za-z0-9_]*,
+ * at most 32 bytes (no leading underscore: such names are reserved in C). */
+bool kcg_c_prefix_valid(const char *prefix);
+
+/* Lowers g (verified, optimized, placed on cpu:0) as kcg_compile_cpu does, but writes
+ * DIR/PREFIX.c, DIR/PREFIX.h (and DIR/PREFIX.weights for KCG_WEIGHTS_FILE): C11 that
+ * needs only <math.h>, <stdint.h>, <string.h> and cblas, with one entry PREFIX_run
+ * over caller-provided buffers (no malloc, no stdio, no global mutable state; see the
+ * generated header's comment). dir must be an existing directory. Each file is written
+ * to a temp file and renamed; on failure no file is left. Deterministic bytes. prefix
+ * NULL = "model". Errors set on g. */
+kiln_status kcg_emit_c(kir_graph *g, const char *const *outputs, int32_t n_outputs,
+                       const char *prefix, kcg_weights_mode weights, const char *dir);
 
 #ifdef __cplusplus
 }

@@ -144,6 +144,7 @@ typedef struct index_slot_t {
 struct kir_name_index {
   uint32_t cap; /* power of two, at least twice the entry count */
   uint32_t count;
+  bool dups; /* some name was added twice: index_remap can't tell which node is first */
   index_slot_t slots[];
 };
 
@@ -166,6 +167,7 @@ static struct kir_name_index *index_new(uint32_t cap) {
   if (!x) return NULL;
   x->cap = cap;
   x->count = 0;
+  x->dups = false;
   for (uint32_t i = 0; i < cap; i++) x->slots[i] = (index_slot_t){-1, 0};
   return x;
 }
@@ -183,7 +185,10 @@ static uint32_t index_slot(const struct kir_name_index *x, kir_node *const *node
 /* Needs a free slot (the caller keeps the load under one half). */
 static void index_put(struct kir_name_index *x, kir_node *const *nodes, int32_t id) {
   uint32_t h = hash_name(nodes[id]->name), i = index_slot(x, nodes, nodes[id]->name, h);
-  if (x->slots[i].id >= 0) return; /* duplicate: keep the first */
+  if (x->slots[i].id >= 0) { /* duplicate: keep the first */
+    if (x->slots[i].id != id) x->dups = true;
+    return;
+  }
   x->slots[i] = (index_slot_t){id, h};
   x->count++;
 }
@@ -209,6 +214,32 @@ static uint32_t index_cap_for(int64_t n) {
   uint32_t cap = 16;
   while ((int64_t)cap < 2 * n + 2) cap *= 2;
   return cap;
+}
+
+/* Moves the index to new ids (old id -> new id, -1 = dropped) in place, in one
+ * sequential sweep: rebuilding it (or removing dropped names one by one) hashes names and
+ * probes at random, a cache miss or more per node on big graphs (the index is far larger
+ * than the cache) on every compact and sort. The sweep starts after an empty slot and
+ * re-inserts each kept entry from its home (slots keep their hashes), so it lands on the
+ * first free slot of its probe path, never past its old slot: every chain stays unbroken.
+ * Only for an index without duplicate names (!x->dups): dropping or moving a name's first
+ * node may make a later duplicate the first, so the caller rebuilds. */
+static void index_remap(struct kir_name_index *x, const int32_t *new_id) {
+  uint32_t mask = x->cap - 1, start = 0;
+  while (x->slots[start].id >= 0) start++; /* exists: the load stays under one half */
+  for (uint32_t k = 1; k <= x->cap; k++) {
+    uint32_t j = (start + k) & mask;
+    if (x->slots[j].id < 0) continue;
+    index_slot_t e = {new_id[x->slots[j].id], x->slots[j].hash};
+    x->slots[j].id = -1;
+    if (e.id < 0) {
+      x->count--;
+      continue;
+    }
+    uint32_t i = e.hash & mask;
+    while (x->slots[i].id >= 0) i = (i + 1) & mask;
+    x->slots[i] = e;
+  }
 }
 
 static struct kir_name_index *index_build(kir_node *const *nodes, int32_t n) {
@@ -302,23 +333,26 @@ static const char *node_kind(kir_op op) {
 
 static kiln_status check_new_node(kir_graph *g, kir_op op, const char *name,
                                   const int32_t *inputs, int32_t n_inputs, int32_t bound) {
+  /* Escapes only on the error paths: escaping every added node's name cost more than
+   * the rest of the checks. */
   char esc[KIR_ESC_BUF];
+#define ESC() kir_escape(name, esc, sizeof esc)
   if (!name) return kir_seterr(g, KILN_ERR_ARGUMENT, "node name is NULL");
-  kir_escape(name, esc, sizeof esc);
   if (strlen(name) > KIR_MAX_NAME)
-    return kir_seterr(g, KILN_ERR_LIMIT, "node '%s': name longer than %d bytes", esc, KIR_MAX_NAME);
+    return kir_seterr(g, KILN_ERR_LIMIT, "node '%s': name longer than %d bytes", ESC(), KIR_MAX_NAME);
   if (!kir_op_get((int32_t)op))
-    return kir_seterr(g, KILN_ERR_GRAPH, "node '%s': invalid op number %d", esc, (int)op);
+    return kir_seterr(g, KILN_ERR_GRAPH, "node '%s': invalid op number %d", ESC(), (int)op);
   if (n_inputs < 0 || (n_inputs > 0 && !inputs))
-    return kir_seterr(g, KILN_ERR_ARGUMENT, "node '%s': bad input list", esc);
+    return kir_seterr(g, KILN_ERR_ARGUMENT, "node '%s': bad input list", ESC());
   if (n_inputs > KIR_MAX_INPUTS)
-    return kir_seterr(g, KILN_ERR_LIMIT, "node '%s': %d inputs, more than %d", esc, (int)n_inputs,
+    return kir_seterr(g, KILN_ERR_LIMIT, "node '%s': %d inputs, more than %d", ESC(), (int)n_inputs,
                       KIR_MAX_INPUTS);
   for (int32_t i = 0; i < n_inputs; i++)
     if (inputs[i] < 0 || inputs[i] >= bound)
       return kir_seterr(g, KILN_ERR_GRAPH, "node '%s' (%s): input %d refers to missing node %d",
-                        esc, node_kind(op), (int)i, (int)inputs[i]);
+                        ESC(), node_kind(op), (int)i, (int)inputs[i]);
   return KILN_OK;
+#undef ESC
 }
 
 /* kir_node_add with inputs checked against `bound` instead of the node count (clone
@@ -612,18 +646,20 @@ static kiln_status apply_order(kir_graph *g, const int32_t *order, int32_t count
   kir_node **nodes = kir_malloc((size_t)(g->cap_nodes ? g->cap_nodes : 1) * sizeof *nodes);
   if (!nodes) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory reordering nodes");
   for (int32_t i = 0; i < count; i++) nodes[i] = g->nodes[order[i]];
-  struct kir_name_index *x = index_build(nodes, count);
+  bool remap = g->index && !g->index->dups;
+  struct kir_name_index *x = remap ? g->index : index_build(nodes, count);
   if (!x) {
     kir_free(nodes);
     return kir_seterr(g, KILN_ERR_NOMEM, "out of memory rebuilding the name index");
   }
+  if (remap) index_remap(x, new_id); /* cannot fail */
   for (int32_t i = 0; i < count; i++) {
     nodes[i]->id = i;
     for (int32_t k = 0; k < nodes[i]->n_inputs; k++)
       nodes[i]->inputs[k] = new_id[nodes[i]->inputs[k]];
   }
   kir_free(g->nodes);
-  kir_free(g->index);
+  if (!remap) kir_free(g->index);
   g->nodes = nodes;
   g->index = x;
   g->n_nodes = count;
@@ -691,14 +727,19 @@ typedef struct topo_work {
   int32_t *indeg, *start, *users, *heap, *order, *new_id;
 } topo_work;
 
-static kiln_status topo_check_inputs(kir_graph *g) {
-  for (int32_t i = 0; i < g->n_nodes; i++)
+/* Also counts the edges, in the same sweep: every sweep over the nodes is a cache miss
+ * per node on big graphs. */
+static kiln_status topo_check_inputs(kir_graph *g, int64_t *edges) {
+  *edges = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    *edges += g->nodes[i]->n_inputs;
     for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++) {
       int32_t in = g->nodes[i]->inputs[k];
       if (in < 0 || in >= g->n_nodes)
         return kir_node_err(g, g->nodes[i], KILN_ERR_GRAPH, "input %d refers to missing node %d",
                             (int)k, (int)in);
     }
+  }
   return KILN_OK;
 }
 
@@ -747,12 +788,18 @@ static kiln_status topo_cycle(kir_graph *g, const topo_work *w) {
   return kir_node_err(g, g->nodes[v], KILN_ERR_GRAPH, "is on a cycle");
 }
 
+/* Already sorted (the common case): nothing to move, and the node array and index stay. */
+static bool is_identity(const int32_t *order, int32_t n) {
+  for (int32_t i = 0; i < n; i++)
+    if (order[i] != i) return false;
+  return true;
+}
+
 kiln_status kir_graph_toposort(kir_graph *g) {
   if (!g) return KILN_ERR_ARGUMENT;
-  kiln_status s = topo_check_inputs(g);
-  if (s != KILN_OK) return s;
   int64_t edges = 0;
-  for (int32_t i = 0; i < g->n_nodes; i++) edges += g->nodes[i]->n_inputs;
+  kiln_status s = topo_check_inputs(g, &edges);
+  if (s != KILN_OK) return s;
   if (edges > INT32_MAX / 2)
     return kir_seterr(g, KILN_ERR_LIMIT, "graph has %lld edges, too many to sort", (long long)edges);
   size_t n = (size_t)g->n_nodes;
@@ -763,7 +810,7 @@ kiln_status kir_graph_toposort(kir_graph *g) {
   w.new_id = w.order + n;
   topo_build(g, &w);
   if (topo_run(g, &w) < g->n_nodes) s = topo_cycle(g, &w);
-  else s = apply_order(g, w.order, g->n_nodes, w.new_id);
+  else if (!is_identity(w.order, g->n_nodes)) s = apply_order(g, w.order, g->n_nodes, w.new_id);
   kir_free(buf);
   return s;
 }

@@ -16,13 +16,20 @@
 
 #include <string.h>
 
+/* A table slot keeps part of its node's hash, so a probe reads only the table (one
+ * cache miss) and touches another node only when the tags agree: with a per-node hash
+ * array, every probed slot cost a second miss on big graphs. */
+typedef struct cse_slot {
+  int32_t id;
+  uint32_t tag; /* low 32 bits of the node's hash */
+} cse_slot;
+
 typedef struct cse {
   kir_graph *g;
   bool *root;     /* per node id */
   bool *drop;     /* merged into an earlier node */
   int32_t *repl;  /* per node id: the node that now stands for it */
-  uint64_t *hash; /* per node id */
-  int32_t *slot;  /* table of node ids, -1 empty */
+  cse_slot *slot; /* open-addressing table, id -1 = empty */
   uint32_t mask;
   int64_t merged, roots;
   bool rewired;
@@ -174,13 +181,13 @@ static kiln_status mark_roots(kir_graph *g, const kps_context *ctx, bool *root) 
 
 /* The earlier node equal to n, or -1 after inserting n. */
 static int32_t lookup_or_insert(cse *c, const kir_node *n) {
-  uint64_t h = c->hash[n->id] = node_hash(n);
-  uint32_t s = (uint32_t)(h ^ (h >> 32)) & c->mask;
-  for (; c->slot[s] >= 0; s = (s + 1) & c->mask) {
-    int32_t e = c->slot[s];
-    if (c->hash[e] == h && nodes_equal(c->g->nodes[e], n)) return e;
+  uint64_t h = node_hash(n);
+  uint32_t s = (uint32_t)(h ^ (h >> 32)) & c->mask, tag = (uint32_t)h;
+  for (; c->slot[s].id >= 0; s = (s + 1) & c->mask) {
+    int32_t e = c->slot[s].id;
+    if (c->slot[s].tag == tag && nodes_equal(c->g->nodes[e], n)) return e;
   }
-  c->slot[s] = n->id;
+  c->slot[s] = (cse_slot){n->id, tag};
   return -1;
 }
 
@@ -244,9 +251,8 @@ static kiln_status cse_alloc(cse *c, int32_t n) {
   c->root = kir_calloc((size_t)n, sizeof *c->root);
   c->drop = kir_calloc((size_t)n, sizeof *c->drop);
   c->repl = kir_malloc((size_t)n * sizeof *c->repl);
-  c->hash = kir_malloc((size_t)n * sizeof *c->hash);
   c->slot = kir_malloc((size_t)cap * sizeof *c->slot);
-  if (!c->root || !c->drop || !c->repl || !c->hash || !c->slot)
+  if (!c->root || !c->drop || !c->repl || !c->slot)
     return kir_seterr(c->g, KILN_ERR_NOMEM, "cse: out of memory for %d nodes", (int)n);
   for (int32_t i = 0; i < n; i++) c->repl[i] = i;
   memset(c->slot, 0xff, (size_t)cap * sizeof *c->slot);
@@ -257,7 +263,6 @@ static void cse_free(cse *c) {
   kir_free(c->root);
   kir_free(c->drop);
   kir_free(c->repl);
-  kir_free(c->hash);
   kir_free(c->slot);
 }
 

@@ -171,11 +171,21 @@ static void add(char *why, size_t n, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Refusal reasons are only ever printed (say); with nowhere to print them, a fixed
+ * non-empty reason stands in for the costly ones, whose formatting (escaping other nodes'
+ * names, formatting types) was a tenth of the pass on big graphs. */
+static bool quiet(const fuse_info *fi, char *why, size_t n) {
+  if (fi->out) return false;
+  snprintf(why, n, "(not shown)");
+  return true;
+}
+
 /* "'c' has 3 consumers ('a', 'b')": distinct consumers, in id order, at most four. */
 static void many_consumers(const kir_graph *g, const fuse_info *fi, const kir_node *c, char *why,
                            size_t n) {
   char esc[KPS_ESC];
   int32_t shown = 0;
+  if (quiet(fi, why, n)) return;
   snprintf(why, n, "'%s' has %d consumers (", kir_escape(c->name, esc, sizeof esc),
            (int)fi->uses[c->id]);
   int32_t lo = fi->use_off[c->id], hi = fi->use_off[c->id + 1];
@@ -229,6 +239,7 @@ static bool mm_step_ok(const kir_graph *g, const fuse_info *fi, const kir_node *
     return false;
   }
   if (!kir_type_equal(&e->type, &mm->type)) {
+    if (quiet(fi, why, n)) return false;
     int32_t o = other_operand(e, c->id);
     kir_type_format(&mm->type, t1, sizeof t1);
     kir_type_format(&e->type, t2, sizeof t2);
@@ -339,6 +350,7 @@ static bool chain_step_ok(const kir_graph *g, const fuse_info *fi, const int32_t
   }
   const kir_node *costly = first_costly(g, ids, cnt);
   if (is_ew(e) && !kir_type_equal(&e->type, &c->type) && costly) {
+    if (quiet(fi, why, n)) return false;
     int32_t o = other_operand(e, c->id);
     kir_type_format(&c->type, t1, sizeof t1);
     kir_type_format(&e->type, t2, sizeof t2);
@@ -384,7 +396,7 @@ static void chain_list(const kir_graph *g, const int32_t *ids, int32_t n, char *
 }
 
 static void plan_chains(const kir_graph *g, fuse_info *fi, int32_t *buf) {
-  char why[WHY_LEN], list[WHY_LEN], esc[KPS_ESC];
+  char why[WHY_LEN], list[WHY_LEN] = "", esc[KPS_ESC];
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *h = g->nodes[i];
     if (fi->owner[i] != -1 || !is_ew(h)) continue;
@@ -393,7 +405,7 @@ static void plan_chains(const kir_graph *g, fuse_info *fi, int32_t *buf) {
     if (!is_float(h->type.dtype)) {
       if (cnt < 2) continue;
       for (int32_t k = 0; k < cnt; k++) fi->owner[buf[k]] = -2; /* said once per chain */
-      chain_list(g, buf, cnt, list, sizeof list);
+      if (fi->out) chain_list(g, buf, cnt, list, sizeof list); /* only said */
       say(fi, "%s not fused: %s chain: fused_elementwise is float-only", list,
           kiln_dtype_name(h->type.dtype));
       continue;

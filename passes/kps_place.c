@@ -343,8 +343,13 @@ static void reason_text(const placer *P, const kir_graph *g, int32_t i, char *bu
   const char *dev = P->t.dev[d->dev];
   char want[DEV_LEN] = "", esc[KPS_ESC] = "";
   const char *raw = nd->op == KIR_OP_TRANSFER ? kir_attr_string(nd, "device") : nd->device;
-  if (raw && raw[0] && !kps_device_normalize(raw, want, sizeof want)) want[0] = '\0';
-  if (d->ref >= 0) kir_escape(g->nodes[d->ref]->name, esc, sizeof esc);
+  /* Only the reasons that print them pay for `want` and the escaped name: the other
+   * node is a random one, a cache miss per node on big graphs. */
+  bool wants = d->why == WHY_ABSENT || d->why == WHY_NO_KERNEL;
+  bool refs = d->why == WHY_CONSUMER || d->why == WHY_COLOC_VAR || d->why == WHY_COLOC_ASSIGN ||
+              d->why == WHY_TRANSFER;
+  if (wants && raw && raw[0] && !kps_device_normalize(raw, want, sizeof want)) want[0] = '\0';
+  if (refs && d->ref >= 0) kir_escape(g->nodes[d->ref]->name, esc, sizeof esc);
   switch ((why_kind)d->why) {
   case WHY_PINNED: snprintf(buf, n, "pinned by device scope '%s'", dev); return;
   case WHY_ABSENT:

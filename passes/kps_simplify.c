@@ -51,6 +51,7 @@ typedef struct simp {
   kir_graph *g;
   const kps_context *ctx;
   bool *root;      /* per node id */
+  kir_node **roots; /* ctx->roots' nodes, looked up once per pass (roots are never removed) */
   int32_t *repl;   /* per node id: the node that now stands for it */
   bool *removed;   /* replaced, to be compacted away */
   int64_t stats[ST_COUNT];
@@ -88,16 +89,26 @@ static kiln_status nomem(kir_graph *g, const char *what) {
   return kir_seterr(g, KILN_ERR_NOMEM, "simplify: out of memory %s", what);
 }
 
-static kiln_status mark_roots(kir_graph *g, const kps_context *ctx, bool *root) {
+/* Looks the roots up by name on the first sweep only: on big graphs each lookup is a
+ * few cache misses, and nodes keep their identity through compaction and sorting (a
+ * root is never removed, and appended nodes get fresh names), so later sweeps read the
+ * new ids from the saved nodes. */
+static kiln_status mark_roots(simp *s) {
+  kir_graph *g = s->g;
+  const kps_context *ctx = s->ctx;
+  bool first = !s->roots;
+  if (first && ctx->n_roots > 0 && !(s->roots = kir_malloc((size_t)ctx->n_roots * sizeof *s->roots)))
+    return nomem(g, "");
   for (int32_t r = 0; r < ctx->n_roots; r++) {
     const char *name = ctx->roots[r];
-    const kir_node *n = name ? kir_graph_find(g, name) : NULL;
+    kir_node *n = !first ? s->roots[r] : name ? kir_graph_find(g, name) : NULL;
     if (!n) {
       char esc[KPS_ESC];
       return kir_seterr(g, KILN_ERR_ARGUMENT, "simplify: root '%s' is not a node of the graph",
                         kir_escape(name ? name : "(null)", esc, sizeof esc));
     }
-    root[n->id] = true;
+    s->roots[r] = n;
+    s->root[n->id] = true;
   }
   return KILN_OK;
 }
@@ -584,8 +595,7 @@ static kiln_status sweep(simp *s) {
   s->root = kir_calloc((size_t)n, sizeof *s->root);
   s->removed = kir_calloc((size_t)n, sizeof *s->removed);
   s->repl = kir_malloc((size_t)n * sizeof *s->repl);
-  kiln_status st = s->root && s->removed && s->repl ? mark_roots(g, s->ctx, s->root)
-                                                     : nomem(g, "");
+  kiln_status st = s->root && s->removed && s->repl ? mark_roots(s) : nomem(g, "");
   for (int32_t i = 0; st == KILN_OK && i < n; i++) s->repl[i] = i;
   if (st == KILN_OK) st = local_sweep(s);
   if (st == KILN_OK) st = compact_removed(s, n);
@@ -609,6 +619,7 @@ kiln_status kps_simplify(kir_graph *g, const kps_context *ctx, kps_result *res) 
     st = sweep(&s);
     if (s.rewrites == 0) break;
   }
+  kir_free(s.roots);
   res->n_stats = ST_COUNT;
   for (int32_t i = 0; i < ST_COUNT; i++) res->stats[i] = (kps_stat){stat_names[i], s.stats[i]};
   res->changed = s.rewired;

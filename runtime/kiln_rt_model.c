@@ -1,10 +1,12 @@
 /* kiln_rt_model.c — kiln_rt_model_open: read the artifact, check the container and every
  * hash, unpack the plan under a byte budget, validate the plan completely, and only
- * then load the code (memfd + dlopen). Accessors for inputs and outputs.
+ * then load the code (memfd + dlopen), first choosing OpenBLAS's core type from cpuid when
+ * the user has not (see choose_blas_core). Accessors for inputs and outputs.
  * Depends on libc, libdl, protobuf-c; never on the compiler (ir/, frontend/, passes/,
  * codegen/). */
 #define _GNU_SOURCE /* memfd_create */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h> /* qsort */
 #include <string.h>
@@ -265,6 +267,92 @@ static int write_fd(int fd, const uint8_t *p, size_t n) {
   return 0;
 }
 
+/* ---- OpenBLAS core type ----
+ * The code links libopenblas, which picks its kernels once, when it is loaded, from
+ * OPENBLAS_CORETYPE or its own cpuid tables. Debian's 0.3.21 falls back to generic
+ * "Prescott" kernels on processors it does not know (AVX-512 AMD parts among them),
+ * about 4x slower. So before the first dlopen, when the user has not set
+ * OPENBLAS_CORETYPE and OpenBLAS is not yet in the process, kiln sets it from cpuid:
+ * AVX-512 F/DQ/BW/VL -> SkylakeX, AVX2+FMA -> Haswell, else nothing. A value the user
+ * set is never changed; an OpenBLAS already loaded (by the application) has chosen and
+ * is reported as it is. Decided once per process under a lock; setenv is not safe
+ * against other threads calling getenv at that moment, which is why this happens at
+ * model open, before any kiln code runs. */
+
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_decided;      /* the choice below was made (under blas_lock) */
+static int blas_reported;     /* blas_note is final (written once, under blas_lock) */
+static const char *blas_how;  /* who chose, set with blas_decided */
+static char blas_choice[32];  /* the value kiln or the user set; "" = none */
+static char blas_note[128];   /* what kiln_rt_model_blas_core returns */
+
+#define OPENBLAS_SONAME "libopenblas.so.0"
+
+/* The core type for this processor, or NULL when OpenBLAS's own choice must stand. */
+static const char *cpuid_core(const char **features) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    *features = "avx512f+dq+bw+vl";
+    return "SkylakeX";
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    *features = "avx2+fma";
+    return "Haswell";
+  }
+#endif
+  *features = NULL;
+  return NULL;
+}
+
+static void choose_blas_core(void) {
+  pthread_mutex_lock(&blas_lock);
+  if (!blas_decided) {
+    const char *user = getenv("OPENBLAS_CORETYPE"), *features = NULL;
+    void *already = dlopen(OPENBLAS_SONAME, RTLD_LAZY | RTLD_NOLOAD);
+    if (user && *user) {
+      blas_how = "OPENBLAS_CORETYPE set by the user";
+      rt_fmt(blas_choice, sizeof blas_choice, "%s", user);
+    } else if (already) {
+      blas_how = "OpenBLAS was already loaded; kiln chose nothing";
+    } else {
+      const char *core = cpuid_core(&features);
+      if (core && setenv("OPENBLAS_CORETYPE", core, 0) == 0) {
+        static char how[64];
+        rt_fmt(how, sizeof how, "chosen by kiln from cpuid: %s", features);
+        blas_how = how;
+        rt_fmt(blas_choice, sizeof blas_choice, "%s", core);
+      } else {
+        blas_how = core ? "setenv failed; OpenBLAS chose" : "no AVX2+FMA; OpenBLAS chose";
+      }
+    }
+    if (already) dlclose(already);
+    blas_decided = 1;
+  }
+  pthread_mutex_unlock(&blas_lock);
+}
+
+/* After the code loaded: what OpenBLAS says it runs (when the code pulled it in). */
+static void report_blas_core(void) {
+  pthread_mutex_lock(&blas_lock);
+  if (!blas_reported) {
+    const char *name = NULL;
+    void *h = dlopen(OPENBLAS_SONAME, RTLD_LAZY | RTLD_NOLOAD);
+    void *fn = h ? dlsym(h, "openblas_get_corename") : NULL;
+    if (fn) {
+      char *(*get)(void);
+      memcpy(&get, &fn, sizeof fn);
+      name = get();
+    }
+    if (!name || !*name) name = blas_choice[0] ? blas_choice : "OpenBLAS default";
+    rt_fmt(blas_note, sizeof blas_note, "%s (%s)", name, blas_how ? blas_how : "unknown");
+    if (h) dlclose(h);
+    blas_reported = 1;
+  }
+  pthread_mutex_unlock(&blas_lock);
+}
+
 static kiln_rt_status load_code(kiln_rt_model *m, const kart_section *code) {
   m->memfd = memfd_create("kiln-code", MFD_CLOEXEC);
   if (m->memfd < 0) return model_fail(m, KILN_RT_ERR_IO, "memfd_create failed");
@@ -272,6 +360,7 @@ static kiln_rt_status load_code(kiln_rt_model *m, const kart_section *code) {
     return model_fail(m, KILN_RT_ERR_IO, "cannot write the code to a memfd");
   char proc[64];
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", m->memfd);
+  choose_blas_core();
   dlerror();
   m->dl = dlopen(proc, RTLD_NOW | RTLD_LOCAL);
   if (!m->dl) {
@@ -288,6 +377,7 @@ static kiln_rt_status load_code(kiln_rt_model *m, const kart_section *code) {
   if (!entry) return model_fail(m, KILN_RT_ERR_FORMAT, "code section has no kiln_entry");
   /* POSIX dlsym returns an object pointer; converting it is how functions are found. */
   memcpy(&m->entry, &entry, sizeof entry);
+  report_blas_core();
   return KILN_RT_OK;
 }
 
@@ -413,4 +503,12 @@ size_t kiln_rt_model_arena_bytes(const kiln_rt_model *m) { return ready(m) ? m->
 
 const char *kiln_rt_model_target(const kiln_rt_model *m) {
   return ready(m) && m->plan ? m->plan->target : "";
+}
+
+const char *kiln_rt_model_blas_core(const kiln_rt_model *m) {
+  if (!ready(m)) return "";
+  pthread_mutex_lock(&blas_lock);
+  const char *note = blas_note; /* final once any model is ready */
+  pthread_mutex_unlock(&blas_lock);
+  return note;
 }

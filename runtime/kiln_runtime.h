@@ -93,6 +93,11 @@ int kiln_rt_model_find_output(const kiln_rt_model *m, const char *name);
 size_t kiln_rt_model_arena_bytes(const kiln_rt_model *m);
 /* "cpu" */
 const char *kiln_rt_model_target(const kiln_rt_model *m);
+/* Which OpenBLAS kernels the loaded code runs and who chose them, e.g.
+ * "Haswell (chosen by kiln from cpuid: avx2+fma)", "SkylakeX (OPENBLAS_CORETYPE set by
+ * the user)", "Zen (OpenBLAS was already loaded; kiln chose nothing)". Process-wide
+ * (OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded); "" for a failed model. */
+const char *kiln_rt_model_blas_core(const kiln_rt_model *m);
 
 /* One arena allocation, at create; nothing is allocated per run. */
 kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out);

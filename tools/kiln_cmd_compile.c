@@ -3,7 +3,8 @@
  * like TF's log_device_placement, the device of every node with the reason and each
  * device's arena peak (--log-placement, as text or --format json). --device declares
  * the target's devices (default cpu:0 only), so placement over cpu:0 + cuda:N can be
- * inspected without a GPU; with --log-placement and no -o nothing is written. */
+ * inspected without a GPU; with --log-placement and no -o nothing is written. --emit-c
+ * DIR writes standalone C (kcg_emit_c) beside or instead of the artifact. */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,7 +13,9 @@
 #define CMD "compile"
 
 typedef struct compile_args {
-  const char *in, *out, *passes, *cc;
+  const char *in, *out, *passes, *cc, *emit_c, *prefix;
+  kcg_weights_mode weights;
+  bool weights_given;
   const char *fetch[KTOOL_MAX_ARGS];
   int n_fetch;
   const char *devices[KPS_MAX_DEVICES];
@@ -22,6 +25,17 @@ typedef struct compile_args {
 
 static int parse_value(const char *o, const char *v, compile_args *a) {
   if (!strcmp(o, "-o")) a->out = v;
+  else if (!strcmp(o, "--emit-c")) a->emit_c = v;
+  else if (!strcmp(o, "--prefix")) {
+    if (!kcg_c_prefix_valid(v))
+      return ktool_usage(CMD, "--prefix '%s' is not a C identifier (a letter, then letters, digits "
+                         "or _, at most 32)", v);
+    a->prefix = v;
+  } else if (!strcmp(o, "--weights")) {
+    if (strcmp(v, "c-array") && strcmp(v, "file")) return ktool_usage(CMD, "--weights '%s' is not c-array or file", v);
+    a->weights = strcmp(v, "file") ? KCG_WEIGHTS_C_ARRAY : KCG_WEIGHTS_FILE;
+    a->weights_given = true;
+  }
   else if (!strcmp(o, "--passes")) a->passes = v;
   else if (!strcmp(o, "--cc")) a->cc = v;
   else if (!strcmp(o, "--target")) {
@@ -48,7 +62,8 @@ static int parse(int argc, char **argv, compile_args *a) {
     const char *o = argv[i];
     bool takes = !strcmp(o, "-o") || !strcmp(o, "--passes") || !strcmp(o, "--fetch") ||
                  !strcmp(o, "--target") || !strcmp(o, "--cc") || !strcmp(o, "--format") ||
-                 !strcmp(o, "--device");
+                 !strcmp(o, "--device") || !strcmp(o, "--emit-c") || !strcmp(o, "--prefix") ||
+                 !strcmp(o, "--weights");
     const char *v = NULL;
     if (takes && !(v = ktool_value(CMD, &i, argc, argv))) return KTOOL_USAGE;
     format_given = format_given || !strcmp(o, "--format");
@@ -64,7 +79,10 @@ static int parse(int argc, char **argv, compile_args *a) {
     else a->in = o;
   }
   if (!a->in) return ktool_usage(CMD, "needs MODEL");
-  if (!a->out && !a->log_placement) return ktool_usage(CMD, "needs -o ARTIFACT (or --log-placement alone)");
+  if (!a->out && !a->emit_c && !a->log_placement)
+    return ktool_usage(CMD, "needs -o ARTIFACT and/or --emit-c DIR (or --log-placement alone)");
+  if (!a->emit_c && (a->prefix || a->weights_given))
+    return ktool_usage(CMD, "--prefix and --weights apply to --emit-c");
   if (format_given && !a->log_placement) return ktool_usage(CMD, "--format applies to --log-placement");
   if (a->json && a->print_all) return ktool_usage(CMD, "--format json cannot be mixed with --print-after-all");
   return KTOOL_OK;
@@ -164,6 +182,18 @@ static int optimize(kir_graph *g, const compile_args *a, const char *const *root
   return KTOOL_OK;
 }
 
+/* --emit-c: standalone C files in an existing directory. */
+static int emit_c(kir_graph *g, const char *const *roots, int32_t n_roots, const compile_args *a) {
+  const char *prefix = a->prefix ? a->prefix : "model";
+  if (kcg_emit_c(g, roots, n_roots, prefix, a->weights, a->emit_c) != KILN_OK)
+    return ktool_error("%s (%s)", g->error, kiln_status_name(g->status));
+  FILE *o = a->json ? stderr : stdout;
+  fprintf(o, "wrote %s/%s.c %s/%s.h", a->emit_c, prefix, a->emit_c, prefix);
+  if (a->weights == KCG_WEIGHTS_FILE) fprintf(o, " %s/%s.weights", a->emit_c, prefix);
+  fprintf(o, "\n");
+  return KTOOL_OK;
+}
+
 int ktool_cmd_compile(int argc, char **argv) {
   compile_args a;
   memset(&a, 0, sizeof a);
@@ -186,6 +216,7 @@ int ktool_cmd_compile(int argc, char **argv) {
   if (rc == KTOOL_OK && a.out && kcg_compile_cpu(g, roots, n_roots, &opt, a.out) != KILN_OK)
     rc = ktool_error("%s (%s)", g->error, kiln_status_name(g->status));
   if (rc == KTOOL_OK && a.out) fprintf(a.json ? stderr : stdout, "wrote %s\n", a.out);
+  if (rc == KTOOL_OK && a.emit_c) rc = emit_c(g, roots, n_roots, &a);
   ktool_roots_free(&r);
   kir_graph_destroy(g);
   return rc;

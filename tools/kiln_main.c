@@ -23,7 +23,11 @@ static const char *usage_text =
     "  compile MODEL [-o ARTIFACT] [--target cpu] [--passes LIST] [--fetch NAME]...\n"
     "          [--device NAME]... [--strict-placement] [--log-placement [--format text|json]]\n"
     "          [--print-pass-log] [--print-after-all] [--cc CC]\n"
+    "          [--emit-c DIR [--weights c-array|file] [--prefix NAME]]  standalone C:\n"
+    "          DIR/NAME.c, NAME.h (+ NAME.weights); cc app.c NAME.c -lopenblas -lm\n"
     "  compare A.npy B.npy [--tol T]   normwise relative error max|a-b| / max|b|\n"
+    "  bench   MODEL|ARTIFACT [--target cpu] [--iterations N] [--warmup N] [--inputs K]\n"
+    "          [--threads T] [--input NAME=FILE.npy]... [--format text|json] [--cold]\n"
     "MODEL is a .kiln graph, binary or text (`kiln show M --format text --full-constants`);\n"
     "ARTIFACT a file written by `kiln compile`. LIST: passes, e.g. fold{max-bytes=4096},dce.\n";
 
@@ -212,6 +216,7 @@ static const command commands[] = {
     {"show", ktool_cmd_show},   {"run", ktool_cmd_run},
     {"opt", ktool_cmd_opt},     {"compile", ktool_cmd_compile},
     {"compare", ktool_cmd_compare},
+    {"bench", ktool_cmd_bench},
 };
 
 int main(int argc, char **argv) {

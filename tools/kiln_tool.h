@@ -66,6 +66,7 @@ int ktool_cmd_run(int argc, char **argv);
 int ktool_cmd_opt(int argc, char **argv);
 int ktool_cmd_compile(int argc, char **argv);
 int ktool_cmd_compare(int argc, char **argv);
+int ktool_cmd_bench(int argc, char **argv);
 
 /* Shared by opt, compile and run --target cpu: runs the pipeline over g (roots =
  * outputs), logging per pass to `log` when non-NULL. Returns KTOOL_OK or KTOOL_ERR. */

@@ -20,6 +20,9 @@
 extern char **environ;
 
 #define ERR_LINES 10
+/* Without opt_flags: -O3 (the flat loops vectorize at any level from -O2 on with
+ * GCC 12, and -O3 adds unrolling and versioning for the broadcast loops). */
+#define DEFAULT_OPT_FLAGS "-O3"
 
 /* ---------------------------------------------------------------- temp dir ------ */
 
@@ -134,29 +137,43 @@ static void split_into(cmdline *c, char *s) {
   }
 }
 
-static kiln_status cmdline_build(kir_graph *g, const kcg_options *opt, const workdir *w, cmdline *c) {
+/* -march for opt->cpu: NULL/"host" = this machine, "generic" = any x86-64. */
+static kiln_status march_flags(kir_graph *g, const kcg_options *opt, const char **out) {
+  const char *cpu = opt && opt->cpu ? opt->cpu : "host";
+  char esc[KCG_ESC_BUF];
+  if (!strcmp(cpu, "host")) *out = "-march=native";
+  else if (!strcmp(cpu, "generic")) *out = "-march=x86-64 -mtune=generic";
+  else return kir_seterr(g, KILN_ERR_ARGUMENT, "cpu '%s' is not 'host' or 'generic'",
+                         kir_escape(cpu, esc, sizeof esc));
+  return KILN_OK;
+}
+
+/* cc -std=c11 MARCH FLAGS -fPIC -shared -fvisibility=hidden [-fopenmp] -o SO C -lopenblas -lm:
+ * -std=c11 and -march first, so the caller's flags may override them. */
+static kiln_status cmdline_build(kir_graph *g, const kcg_options *opt, const workdir *w, bool omp,
+                                 cmdline *c) {
   const char *cc = opt && opt->cc ? opt->cc : getenv("CC");
-  const char *flags = opt && opt->opt_flags ? opt->opt_flags : "-O2";
+  const char *flags = opt && opt->opt_flags ? opt->opt_flags : DEFAULT_OPT_FLAGS, *march = NULL;
+  kiln_status s = march_flags(g, opt, &march);
+  if (s) return s;
   if (!cc || !*cc) cc = "cc";
-  size_t lc = strlen(cc), lf = strlen(flags);
-  static const char *fixed[] = {"-std=c11", NULL, "-fPIC", "-shared", "-fvisibility=hidden", "-o",
-                                NULL, NULL, "-lopenblas", "-lm"};
+  size_t lc = strlen(cc), lm = strlen(march), lf = strlen(flags);
+  const char *fixed[] = {"-fPIC", "-shared", "-fvisibility=hidden", "-fopenmp", "-o",
+                         w->so_path, w->c_path, "-lopenblas", "-lm"};
   size_t nfixed = sizeof fixed / sizeof fixed[0];
-  c->text = kir_malloc(lc + lf + 2);
-  c->argv = kir_calloc(lc / 2 + lf / 2 + nfixed + 4, sizeof(char *));
+  c->text = kir_malloc(lc + lm + lf + 3);
+  c->argv = kir_calloc(lc / 2 + lm / 2 + lf / 2 + nfixed + 6, sizeof(char *));
   if (!c->text || !c->argv) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory for the compiler command");
   memcpy(c->text, cc, lc + 1);
-  memcpy(c->text + lc + 1, flags, lf + 1);
+  memcpy(c->text + lc + 1, march, lm + 1);
+  memcpy(c->text + lc + lm + 2, flags, lf + 1);
   split_into(c, c->text);
   if (c->argc == 0) return kir_seterr(g, KILN_ERR_ARGUMENT, "the C compiler command is empty");
-  c->argv[c->argc++] = (char *)fixed[0];
-  split_into(c, c->text + lc + 1); /* -std=c11 first so flags may override it */
-  for (size_t i = 2; i < nfixed; i++) {
-    const char *a = fixed[i];
-    if (i == 6) a = w->so_path;
-    if (i == 7) a = w->c_path;
-    c->argv[c->argc++] = (char *)a;
-  }
+  c->argv[c->argc++] = "-std=c11";
+  split_into(c, c->text + lc + 1);
+  split_into(c, c->text + lc + lm + 2);
+  for (size_t i = 0; i < nfixed; i++)
+    if (omp || strcmp(fixed[i], "-fopenmp") != 0) c->argv[c->argc++] = (char *)fixed[i];
   c->argv[c->argc] = NULL;
   return KILN_OK;
 }
@@ -243,7 +260,7 @@ static kiln_status compile_in(kir_graph *g, const kcg_options *opt, workdir *w, 
   cmdline c = {0};
   char **env = NULL;
   kiln_status s = write_file(g, w->c_path, src);
-  if (!s) s = cmdline_build(g, opt, w, &c);
+  if (!s) s = cmdline_build(g, opt, w, strstr(src, "#pragma omp") != NULL, &c);
   if (!s && !(env = child_env())) s = kir_seterr(g, KILN_ERR_NOMEM, "out of memory for the compiler's environment");
   if (s) {
     cmdline_free(&c);
@@ -332,21 +349,104 @@ static kiln_status freeze_random(kir_graph *g) {
   return KILN_OK;
 }
 
+/* ---------------------------------------------------------------- gemv weights - */
+
+/* Uses of node id as an input anywhere, plus one if it is an output. */
+static int32_t count_uses(const kir_graph *g, const int32_t *ids, int32_t n_outputs, int32_t id) {
+  int32_t uses = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++) uses += g->nodes[i]->inputs[k] == id;
+  for (int32_t j = 0; j < n_outputs; j++) uses += ids[j] == id;
+  return uses;
+}
+
+/* A one-row float matmul (M == 1) whose right operand is a rank-2 [K, N] constant that
+ * nothing else reads. */
+static bool gemv_candidate(const kir_graph *g, const int32_t *ids, int32_t n_outputs,
+                           const kir_node *n) {
+  if (n->op != KIR_OP_MATMUL && n->op != KIR_OP_FUSED_MATMUL) return false;
+  if ((n->type.dtype != KILN_F32 && n->type.dtype != KILN_F64) || n->type.rank < 2 ||
+      n->type.dims[n->type.rank - 2] != 1 || kir_attr_int(n, "transpose_b", 0) != 0)
+    return false;
+  const kir_node *b = g->nodes[n->inputs[1]];
+  const kir_tensor *t = b->op == KIR_OP_CONSTANT ? kir_attr_tensor(b, "value") : NULL;
+  return t && t->type.rank == 2 && b->type.rank == 2 && t->type.dims[0] > 1 &&
+         t->type.dims[1] > 1 && count_uses(g, ids, n_outputs, b->id) == 1;
+}
+
+static void transpose_into(const kir_tensor *t, kir_tensor *tt) {
+  int64_t k = t->type.dims[0], n = t->type.dims[1];
+  size_t es = (size_t)kiln_dtype_size(t->type.dtype);
+  const unsigned char *src = t->data;
+  unsigned char *dst = tt->data;
+  for (int64_t i = 0; i < k; i++)
+    for (int64_t j = 0; j < n; j++) memcpy(dst + (size_t)(j * k + i) * es, src + (size_t)(i * n + j) * es, es);
+}
+
+/* y[1, N] = x[1, K] @ W[K, N] is a GEMV; OpenBLAS's fastest one walks W's rows, so the
+ * constant is stored as W^T [N, K] and the node gets transpose_b = 1 (same value; the
+ * kernel then emits sgemv NoTrans over contiguous rows of length K). */
+static kiln_status pretranspose_gemv_weights(kir_graph *g, const int32_t *ids, int32_t n_outputs) {
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    kir_node *n = g->nodes[i];
+    if (!gemv_candidate(g, ids, n_outputs, n)) continue;
+    kir_node *b = g->nodes[n->inputs[1]];
+    const kir_tensor *t = kir_attr_tensor(b, "value");
+    kir_type tt_type = t->type;
+    tt_type.dims[0] = t->type.dims[1];
+    tt_type.dims[1] = t->type.dims[0];
+    kir_tensor *tt = kir_tensor_new(&tt_type);
+    if (!tt) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory transposing a constant");
+    transpose_into(t, tt);
+    kir_type before = n->type;
+    kiln_status s = kir_attr_set_tensor(g, b, "value", tt);
+    kir_tensor_free(tt);
+    if (!s) s = kir_infer_node(g, b);
+    if (!s) s = kir_attr_set_int(g, n, "transpose_b", 1);
+    if (!s) s = kir_infer_node(g, n);
+    if (s) return s;
+    if (!kir_type_equal(&before, &n->type)) {
+      char esc[KCG_ESC_BUF];
+      return kir_seterr(g, KILN_ERR_INTERNAL, "node '%s': transposing its constant changed its type",
+                        kir_escape(n->name, esc, sizeof esc));
+    }
+  }
+  return KILN_OK;
+}
+
+/* ---------------------------------------------------------------- driver 2 ------ */
+
+/* "<pipeline>; codegen: -march=native -O3 [-fopenmp]" (kir_malloc), for the plan. */
+static kiln_status record_codegen(kir_graph *g, const kcg_options *opt, const char *src, char **out) {
+  const char *march = NULL, *pipe = opt && opt->pipeline ? opt->pipeline : "";
+  const char *flags = opt && opt->opt_flags ? opt->opt_flags : DEFAULT_OPT_FLAGS;
+  kiln_status s = march_flags(g, opt, &march);
+  if (s) return s;
+  const char *omp = strstr(src, "#pragma omp") ? " -fopenmp" : "";
+  size_t len = strlen(pipe) + strlen(march) + strlen(flags) + 40;
+  *out = kir_malloc(len);
+  if (!*out) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory for the pipeline string");
+  snprintf(*out, len, "%s%scodegen: %s %s%s", pipe, *pipe ? "; " : "", march, flags, omp);
+  return KILN_OK;
+}
+
 /* Everything after the clone: the error stays on the clone (copied by the caller). */
 static kiln_status lower(kir_graph *c, const int32_t *ids, int32_t n_outputs, const kcg_options *opt,
                          const char *path) {
   kps_memplan plan;
   memset(&plan, 0, sizeof plan);
-  char *src = NULL;
+  char *src = NULL, *pipeline = NULL;
   uint8_t *so = NULL;
   size_t so_len = 0;
   kiln_status s = freeze_random(c);
+  if (!s) s = pretranspose_gemv_weights(c, ids, n_outputs);
   if (!s) s = kir_verify(c);
   if (!s) s = kps_plan_memory(c, ids, n_outputs, &plan);
   if (!s) s = kcg_c_generate(c, &plan, ids, n_outputs, &src);
+  if (!s) s = record_codegen(c, opt, src, &pipeline);
   if (!s) s = compile_so(c, opt, src, &so, &so_len);
-  if (!s) s = kcg_c_write_artifact(c, &plan, ids, n_outputs, opt ? opt->pipeline : NULL, src, so,
-                                   so_len, path);
+  if (!s) s = kcg_c_write_artifact(c, &plan, ids, n_outputs, pipeline, src, so, so_len, path);
+  kir_free(pipeline);
   kir_free(so);
   kir_free(src);
   kps_memplan_free(&plan);

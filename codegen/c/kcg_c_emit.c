@@ -1,6 +1,7 @@
 /* kcg_c_emit.c — kcg_c_generate: one self-contained C11 translation unit for a planned
  * graph (header comment, one kernel per step from kcg_c_kernels.c, the exported
- * kiln_entry that wires steps to input/weight/arena pointers). Deterministic text; model
+ * kiln_entry that wires steps to input/weight/arena pointers). kcg_c_emit_program is the
+ * same text with another entry declaration: the standalone output's steps function. Deterministic text; model
  * strings appear only escaped inside comments. Depends on ir/ and the memory plan only. */
 #include <math.h>
 #include <stdarg.h>
@@ -69,6 +70,7 @@ typedef struct gen {
   const kps_memplan *plan;
   int32_t *ph_index; /* per node: input index of a placeholder, -1 otherwise */
   int32_t n_inputs;
+  const kcg_c_entry *entry;
   kcg_buf b;
 } gen;
 
@@ -191,7 +193,9 @@ static void put_header(gen *G, const int32_t *outputs, int32_t n_outputs, int32_
     kcg_put_name(b, n->name);
     kcg_printf(b, " %s\n", ty);
   }
-  kcg_printf(b, " */\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n#include <cblas.h>\n\n");
+  kcg_printf(b, " */\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n#include <cblas.h>\n");
+  if (G->entry->include) kcg_printf(b, "%s\n", G->entry->include);
+  kcg_printf(b, "\n");
 }
 
 static kiln_status put_kernels(gen *G, int32_t *n_steps) {
@@ -210,9 +214,11 @@ static kiln_status put_kernels(gen *G, int32_t *n_steps) {
 
 static void put_entry(gen *G, const int32_t *outputs, int32_t n_outputs) {
   kcg_buf *b = &G->b;
-  kcg_printf(b, "__attribute__((visibility(\"default\"))) const unsigned kiln_abi_version = 1;\n\n");
-  kcg_printf(b, "__attribute__((visibility(\"default\")))\nint kiln_entry(const void *const *inputs, "
-             "void *const *outputs, unsigned char *arena, const unsigned char *weights) {\n");
+  if (G->entry->abi_symbol)
+    kcg_printf(b, "__attribute__((visibility(\"default\"))) const unsigned kiln_abi_version = 1;\n\n");
+  kcg_printf(b, "%s(const void *const *inputs, "
+             "void *const *outputs, unsigned char *arena, const unsigned char *weights) {\n",
+             G->entry->decl);
   kcg_printf(b, "  (void)inputs; (void)outputs; (void)arena; (void)weights;\n");
   int32_t step = 0;
   for (int32_t i = 0; i < G->g->n_nodes; i++)
@@ -268,11 +274,19 @@ static kiln_status generate(gen *G, const int32_t *outputs, int32_t n_outputs) {
 
 kiln_status kcg_c_generate(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
                            int32_t n_outputs, char **src) {
+  static const kcg_c_entry artifact = {"__attribute__((visibility(\"default\")))\nint kiln_entry", true, NULL};
+  if (!g) return KILN_ERR_ARGUMENT;
+  return kcg_c_emit_program(g, plan, outputs, n_outputs, &artifact, src);
+}
+
+kiln_status kcg_c_emit_program(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
+                               int32_t n_outputs, const kcg_c_entry *entry, char **src) {
   if (!g) return KILN_ERR_ARGUMENT;
   kiln_status s = check_args(g, plan, outputs, n_outputs, src);
   if (s) return s;
+  if (!entry || !entry->decl) return kir_seterr(g, KILN_ERR_ARGUMENT, "kcg_c_emit_program: no entry declaration");
   *src = NULL;
-  gen G = {g, plan, NULL, 0, {0}};
+  gen G = {g, plan, NULL, 0, entry, {0}};
   G.ph_index = kir_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(int32_t));
   if (!G.ph_index) return kir_seterr(g, KILN_ERR_NOMEM, "kcg_c_generate: out of memory");
   s = generate(&G, outputs, n_outputs);

@@ -41,6 +41,23 @@ KCG_HIDDEN const char *kcg_ctype(kiln_dtype t);
 KCG_HIDDEN kiln_status kcg_c_emit_kernel(kir_graph *g, const kir_node *n, int32_t step,
                                          bool restrict_ok, kcg_buf *b);
 
+/* How the program's entry function is declared: decl is the text before its parameter
+ * list, e.g. "static int model_steps"; abi_symbol: also define kiln_abi_version; include:
+ * a line after the system includes, or NULL. */
+typedef struct kcg_c_entry {
+  const char *decl;
+  bool abi_symbol;
+  const char *include;
+} kcg_c_entry;
+
+/* kcg_c_generate with another entry declaration: the same kernels and the same step
+ * calls, so the artifact and the standalone output (kcg_c_standalone.c) share one
+ * emission. The entry returns 0, or step + 1 when a step fails (integer division by
+ * zero). Errors set on g. *src through kir_malloc. */
+KCG_HIDDEN kiln_status kcg_c_emit_program(kir_graph *g, const kps_memplan *plan,
+                                          const int32_t *outputs, int32_t n_outputs,
+                                          const kcg_c_entry *entry, char **src);
+
 /* Builds the kiln.rt.Plan for (g, plan, outputs), the weights blob, and writes the
  * artifact (PLAN, WEIGHTS, CODE_CPU = so, SOURCE_C = src) atomically to path. */
 KCG_HIDDEN kiln_status kcg_c_write_artifact(kir_graph *g, const kps_memplan *plan,

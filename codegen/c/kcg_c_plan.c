@@ -168,6 +168,72 @@ static void fill_steps(kir_graph *g, const kps_memplan *plan, plan_mem *m, int32
   p->steps = m->step_ptrs;
 }
 
+/* ---- FLOPs per run, recorded in the plan for `kiln bench` ----
+ * Counted over the steps that run: matmul and fused_matmul 2*M*N*K per product
+ * (batch dims included); 1 per output element per elementwise op or epilogue step
+ * (clamp counts once); add_n (inputs - 1) per element; a reduction 1 per element of its
+ * input (fused_reduce: of the chain's broadcast shape); softmax 5 per element (max,
+ * subtract, exp, sum, divide). Shape ops, copies and transfers count 0. Integer ops
+ * are counted the same way. Accumulated in double, so it saturates instead of wrapping. */
+static double numel_d(const kir_type *t) {
+  double n = 1;
+  for (int32_t d = 0; d < t->rank; d++) n *= (double)t->dims[d];
+  return n;
+}
+
+static double matmul_flops(const kir_graph *g, const kir_node *n) {
+  const kir_type *a = &g->nodes[n->inputs[0]]->type, *o = &n->type;
+  if (a->rank < 2 || o->rank < 2) return 0;
+  double k = (double)a->dims[a->rank - (kir_attr_int(n, "transpose_a", 0) ? 2 : 1)];
+  return 2.0 * numel_d(o) * k; /* numel(out) = batch * M * N */
+}
+
+static double epilogue_steps(const kir_node *n) {
+  int32_t cnt = 0;
+  kir_attr_ints(n, "epilogue", &cnt);
+  return (double)cnt;
+}
+
+/* Elements of the broadcast of all of n's inputs (a fused chain's shape). */
+static double chain_numel(const kir_graph *g, const kir_node *n) {
+  kir_type acc = g->nodes[n->inputs[0]]->type, next;
+  for (int32_t k = 1; k < n->n_inputs; k++)
+    if (kir_broadcast(&acc, &g->nodes[n->inputs[k]]->type, &next)) acc = next;
+  return numel_d(&acc);
+}
+
+static double node_flops(const kir_graph *g, const kir_node *n) {
+  double out = numel_d(&n->type);
+  switch (n->op) {
+  case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_MAXIMUM:
+  case KIR_OP_MINIMUM: case KIR_OP_NEG: case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT:
+  case KIR_OP_TANH: case KIR_OP_SIGMOID: case KIR_OP_RELU: case KIR_OP_CLAMP:
+    return out;
+  case KIR_OP_ADD_N: return out * (double)(n->n_inputs - 1);
+  case KIR_OP_MATMUL: return matmul_flops(g, n);
+  case KIR_OP_FUSED_MATMUL: return matmul_flops(g, n) + epilogue_steps(n) * out;
+  case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
+    return numel_d(&g->nodes[n->inputs[0]]->type);
+  case KIR_OP_FUSED_REDUCE: return (epilogue_steps(n) + 1) * chain_numel(g, n);
+  case KIR_OP_SOFTMAX: return 5 * out;
+  case KIR_OP_FUSED_SOFTMAX: return (epilogue_steps(n) + 5) * out;
+  case KIR_OP_FUSED_ELEMENTWISE: return epilogue_steps(n) * out;
+  case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
+  case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_RESHAPE:
+  case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY: case KIR_OP_ASSIGN: case KIR_OP_GROUP:
+  case KIR_OP_NO_OP: case KIR_OP_TRANSFER: case KIR_OP_INVALID: case KIR_OP_COUNT:
+    return 0;
+  }
+  return 0;
+}
+
+static uint64_t count_flops(const kir_graph *g, const kps_memplan *plan) {
+  double total = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    if (kcg_c_is_step(g->nodes[i], plan)) total += node_flops(g, g->nodes[i]);
+  return total >= 1.8e19 ? UINT64_MAX : (uint64_t)total;
+}
+
 /* Packs the plan into *out (kir_malloc). */
 static kiln_status pack_plan(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
                              int32_t n_outputs, const char *pipeline, uint8_t **out, size_t *len) {
@@ -187,6 +253,7 @@ static kiln_status pack_plan(kir_graph *g, const kps_memplan *plan, const int32_
     p.weights_bytes = (uint64_t)plan->weights_bytes;
     p.producer = PRODUCER;
     p.pipeline = (char *)(pipeline ? pipeline : "");
+    p.flops = count_flops(g, plan);
     fill_buffers(g, plan, &m, &c, &p);
     fill_outputs(g, &m, outputs, n_outputs, &p);
     fill_steps(g, plan, &m, n_outputs, &p, kernel_names);

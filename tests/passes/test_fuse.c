@@ -8,100 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kt.h"
+#include "../kt_graph.h"
 #include "../../passes/kps.h"
 
 /* ---------------------------------------------------------------- helpers ------- */
 
-#define OK(g, expr)                                                                       \
-  do {                                                                                    \
-    kiln_status s_ = (expr);                                                              \
-    if (s_ != KILN_OK) fail_msg("%s -> %s: %s", #expr, kiln_status_name(s_), (g)->error); \
-  } while (0)
-
-#define DIMS(...) (int32_t)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
-                  (const int64_t[]){__VA_ARGS__}
-
-static kir_node *infer(kir_graph *g, kir_node *n) {
-  assert_non_null(n);
-  OK(g, kir_infer_node(g, n));
-  return n;
-}
-
-static kir_node *ph(kir_graph *g, const char *name, kiln_dtype dt, int32_t rank, const int64_t *dims) {
-  kir_node *n = kir_node_add(g, KIR_OP_PLACEHOLDER, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_int(g, n, "dtype", dt));
-  OK(g, kir_attr_set_ints(g, n, "shape", dims, rank));
-  return infer(g, n);
-}
-
-static kir_node *op1(kir_graph *g, kir_op op, const char *name, const kir_node *a) {
-  int32_t in[1] = {a->id};
-  return infer(g, kir_node_add(g, op, name, in, 1));
-}
-
-static kir_node *op2(kir_graph *g, kir_op op, const char *name, const kir_node *a, const kir_node *b) {
-  int32_t in[2] = {a->id, b->id};
-  return infer(g, kir_node_add(g, op, name, in, 2));
-}
-
-static kir_node *clamp(kir_graph *g, const char *name, const kir_node *a, double lo, double hi) {
-  int32_t in[1] = {a->id};
-  kir_node *n = kir_node_add(g, KIR_OP_CLAMP, name, in, 1);
-  assert_non_null(n);
-  if (!isnan(lo)) OK(g, kir_attr_set_float(g, n, "min", lo));
-  if (!isnan(hi)) OK(g, kir_attr_set_float(g, n, "max", hi));
-  return infer(g, n);
-}
-
-/* reduce op over axes (NULL: all), keep_dims when keep. */
-static kir_node *reduce(kir_graph *g, kir_op op, const char *name, const kir_node *a,
-                        const int64_t *axes, int32_t n_axes, int keep) {
-  int32_t in[1] = {a->id};
-  kir_node *n = kir_node_add(g, op, name, in, 1);
-  assert_non_null(n);
-  if (axes) OK(g, kir_attr_set_ints(g, n, "axes", axes, n_axes));
-  if (keep) OK(g, kir_attr_set_int(g, n, "keep_dims", 1));
-  return infer(g, n);
-}
-
-static kir_node *softmax(kir_graph *g, const char *name, const kir_node *a, int64_t axis) {
-  int32_t in[1] = {a->id};
-  kir_node *n = kir_node_add(g, KIR_OP_SOFTMAX, name, in, 1);
-  assert_non_null(n);
-  OK(g, kir_attr_set_int(g, n, "axis", axis));
-  return infer(g, n);
-}
-
-static kir_node *find(const kir_graph *g, const char *name) {
-  kir_node *n = kir_graph_find(g, name);
-  if (!n) fail_msg("no node '%s'", name);
-  return n;
-}
-
-/* Runs `fetch` with every placeholder fed from kt_fill, seeded by its name. */
+/* Runs `fetch` with every placeholder fed from kt_fill, seeded by its name: [-2, 2),
+ * names starting "pos" [0.1, 2). */
 static kir_tensor *run_fetch(kir_graph *g, const char *fetch, uint64_t seed) {
-  kir_feed feeds[16];
-  kir_tensor *vals[16];
-  int32_t nf = 0;
-  for (int32_t i = 0; i < g->n_nodes; i++) {
-    if (g->nodes[i]->op != KIR_OP_PLACEHOLDER) continue;
-    assert_true(nf < 16);
-    vals[nf] = kir_tensor_new(&g->nodes[i]->type);
-    assert_non_null(vals[nf]);
-    uint64_t s = seed;
-    for (const char *c = g->nodes[i]->name; *c; c++) s = s * 131 + (unsigned char)*c;
-    kt_fill(vals[nf], s, strncmp(g->nodes[i]->name, "pos", 3) ? -2 : 0.1, 2);
-    feeds[nf] = (kir_feed){i, vals[nf]};
-    nf++;
-  }
-  int32_t id = find(g, fetch)->id;
-  kir_tensor *out = NULL;
-  kiln_status st = kir_interp_run(g, NULL, feeds, nf, &id, 1, NULL, 0, &out);
-  for (int32_t i = 0; i < nf; i++) kir_tensor_free(vals[i]);
-  if (st != KILN_OK) fail_msg("interp: %s", g->error);
-  return out;
+  return kt_run_fetch(g, fetch, seed, -2, 2, 0.1);
 }
 
 /* `after` computes exactly (bit for bit) the `fetch` of `before`. */
@@ -118,31 +33,6 @@ static void assert_identical(kir_graph *before, kir_graph *after, const char *fe
   kir_tensor_free(got);
 }
 
-typedef struct text {
-  char *buf;
-  size_t len;
-  FILE *f;
-} text;
-
-static void open_text(text *t) {
-  t->buf = NULL;
-  t->len = 0;
-  t->f = open_memstream(&t->buf, &t->len);
-  assert_non_null(t->f);
-}
-
-static char *close_text(text *t) {
-  fclose(t->f);
-  return t->buf;
-}
-
-static int64_t stat_of(const kps_result *r, const char *name) {
-  for (int32_t i = 0; i < r->n_stats; i++)
-    if (strcmp(r->stats[i].name, name) == 0) return r->stats[i].value;
-  fail_msg("no stat '%s'", name);
-  return -1;
-}
-
 static uint8_t *bytes_of(kir_graph *g, size_t *len) {
   uint8_t *b = NULL;
   OK(g, kir_graph_to_bytes(g, &b, len));
@@ -154,22 +44,22 @@ static uint8_t *bytes_of(kir_graph *g, size_t *len) {
  * that the result verifies, and that a second run changes nothing. */
 static kps_result fuse(kir_graph *g, const char *const *roots, int32_t n_roots, char **log) {
   kps_context ctx = {.roots = roots, .n_roots = n_roots};
-  text ex, lg;
+  kt_text ex, lg;
   size_t l0, l1;
   uint8_t *b0 = bytes_of(g, &l0);
-  open_text(&ex);
+  kt_text_open(&ex);
   OK(g, kps_explain_fusion(g, &ctx, ex.f));
-  char *explained = close_text(&ex);
+  char *explained = kt_text_close(&ex);
   uint8_t *b1 = bytes_of(g, &l1);
   assert_true(l0 == l1 && memcmp(b0, b1, l0) == 0); /* explain changes nothing */
   kir_free(b0);
   kir_free(b1);
-  open_text(&lg);
+  kt_text_open(&lg);
   ctx.log = lg.f;
   kps_result r;
   memset(&r, 0, sizeof r);
   OK(g, kps_fuse(g, &ctx, &r));
-  char *logged = close_text(&lg);
+  char *logged = kt_text_close(&lg);
   assert_string_equal(explained, logged);
   free(explained);
   OK(g, kir_verify(g));
@@ -222,23 +112,23 @@ static void test_chain_basic(void **state) {
   kiln_dtype dts[2] = {KILN_F32, KILN_F64};
   for (int k = 0; k < 2; k++) {
     kir_graph *g = kir_graph_create();
-    kir_node *x = ph(g, "x", dts[k], DIMS(4, 6));
-    kir_node *b = ph(g, "b", dts[k], DIMS(6));
-    kir_node *s = ph(g, "s", dts[k], 0, NULL);
-    kir_node *m = op2(g, KIR_OP_MUL, "m", x, b);
-    kir_node *t = op1(g, KIR_OP_TANH, "t", m);
-    kir_node *d = op2(g, KIR_OP_SUB, "d", s, t);
-    kir_node *m2 = op2(g, KIR_OP_MUL, "m2", d, b); /* b again: one input, two steps */
-    clamp(g, "out", m2, -0.5, 0.25);
+    kir_node *x = kt_ph(g, "x", dts[k], DIMS(4, 6));
+    kir_node *b = kt_ph(g, "b", dts[k], DIMS(6));
+    kir_node *s = kt_ph(g, "s", dts[k], 0, NULL);
+    kir_node *m = kt_op2(g, KIR_OP_MUL, "m", x, b);
+    kir_node *t = kt_op1(g, KIR_OP_TANH, "t", m);
+    kir_node *d = kt_op2(g, KIR_OP_SUB, "d", s, t);
+    kir_node *m2 = kt_op2(g, KIR_OP_MUL, "m2", d, b); /* b again: one input, two steps */
+    kt_clamp(g, "out", m2, -0.5, 0.25);
     kir_graph *orig = kir_graph_clone(g);
     const char *roots[] = {"out"};
     kps_result r = fuse(g, roots, 1, NULL);
     assert_true(r.changed);
-    assert_int_equal(stat_of(&r, "chains fused"), 1);
-    assert_int_equal(stat_of(&r, "ops absorbed"), 4);
-    assert_int_equal(stat_of(&r, "matmuls fused"), 0);
+    assert_int_equal(kt_stat_of(&r, "chains fused"), 1);
+    assert_int_equal(kt_stat_of(&r, "ops absorbed"), 4);
+    assert_int_equal(kt_stat_of(&r, "matmuls fused"), 0);
     assert_int_equal(g->n_nodes, 4);
-    kir_node *f = find(g, "out");
+    kir_node *f = kt_find(g, "out");
     assert_int_equal(f->op, KIR_OP_FUSED_ELEMENTWISE);
     const char *in[] = {"x", "b", "s"};
     assert_inputs(g, f, in, 3);
@@ -264,20 +154,20 @@ static void test_chain_basic(void **state) {
 static void test_chain_broadcast(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *col = ph(g, "col", KILN_F32, DIMS(4, 1));
-  kir_node *row = ph(g, "row", KILN_F32, DIMS(6));
-  kir_node *w = ph(g, "w", KILN_F32, DIMS(3, 4, 6));
-  kir_node *a = op2(g, KIR_OP_ADD, "a", row, col); /* [4,6] from [6] + [4,1] */
-  kir_node *n = op1(g, KIR_OP_NEG, "n", a);
-  kir_node *m = op2(g, KIR_OP_MAXIMUM, "m", w, n); /* grows to [3,4,6]: a, n are cheap */
-  op1(g, KIR_OP_RELU, "r", m);
+  kir_node *col = kt_ph(g, "col", KILN_F32, DIMS(4, 1));
+  kir_node *row = kt_ph(g, "row", KILN_F32, DIMS(6));
+  kir_node *w = kt_ph(g, "w", KILN_F32, DIMS(3, 4, 6));
+  kir_node *a = kt_op2(g, KIR_OP_ADD, "a", row, col); /* [4,6] from [6] + [4,1] */
+  kir_node *n = kt_op1(g, KIR_OP_NEG, "n", a);
+  kir_node *m = kt_op2(g, KIR_OP_MAXIMUM, "m", w, n); /* grows to [3,4,6]: a, n are cheap */
+  kt_op1(g, KIR_OP_RELU, "r", m);
   kir_graph *orig = kir_graph_clone(g);
   const char *roots[] = {"r"};
   char *log = NULL;
   fuse(g, roots, 1, &log);
   assert_string_equal(log, "");
   free(log);
-  kir_node *f = find(g, "r");
+  kir_node *f = kt_find(g, "r");
   assert_int_equal(f->op, KIR_OP_FUSED_ELEMENTWISE);
   const char *in[] = {"row", "col", "w"};
   assert_inputs(g, f, in, 3);
@@ -292,12 +182,12 @@ static void test_chain_broadcast(void **state) {
 static void test_chain_costly_broadcast(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *col = ph(g, "col", KILN_F32, DIMS(64, 1));
-  kir_node *b = ph(g, "b", KILN_F32, DIMS(64, 100));
-  kir_node *e = op1(g, KIR_OP_EXP, "e", col);
-  kir_node *n = op1(g, KIR_OP_NEG, "n", e);
-  kir_node *m = op2(g, KIR_OP_MUL, "m", n, b);
-  op1(g, KIR_OP_RELU, "r", m);
+  kir_node *col = kt_ph(g, "col", KILN_F32, DIMS(64, 1));
+  kir_node *b = kt_ph(g, "b", KILN_F32, DIMS(64, 100));
+  kir_node *e = kt_op1(g, KIR_OP_EXP, "e", col);
+  kir_node *n = kt_op1(g, KIR_OP_NEG, "n", e);
+  kir_node *m = kt_op2(g, KIR_OP_MUL, "m", n, b);
+  kt_op1(g, KIR_OP_RELU, "r", m);
   kir_graph *orig = kir_graph_clone(g);
   const char *roots[] = {"r"};
   char *log = NULL;
@@ -305,9 +195,9 @@ static void test_chain_costly_broadcast(void **state) {
   assert_string_equal(log, "fuse: stopped after 'n': 'b' would broadcast the chain from "
                            "f32[64,1] to f32[64,100], recomputing 'e' (exp) per element\n");
   free(log);
-  assert_int_equal(stat_of(&r, "chains fused"), 2);
-  assert_int_equal(find(g, "n")->op, KIR_OP_FUSED_ELEMENTWISE); /* e -> n, at [64,1] */
-  assert_int_equal(find(g, "r")->op, KIR_OP_FUSED_ELEMENTWISE); /* m -> r */
+  assert_int_equal(kt_stat_of(&r, "chains fused"), 2);
+  assert_int_equal(kt_find(g, "n")->op, KIR_OP_FUSED_ELEMENTWISE); /* e -> n, at [64,1] */
+  assert_int_equal(kt_find(g, "r")->op, KIR_OP_FUSED_ELEMENTWISE); /* m -> r */
   assert_identical(orig, g, "r");
   kir_graph_destroy(orig);
   kir_graph_destroy(g);
@@ -323,21 +213,21 @@ static void test_reduce_chains(void **state) {
   for (int k = 0; k < 3; k++)
     for (int v = 0; v < 3; v++) {
       kir_graph *g = kir_graph_create();
-      kir_node *x = ph(g, "x", KILN_F32, DIMS(3, 5, 4));
-      kir_node *sc = ph(g, "scale", KILN_F32, 0, NULL);
-      kir_node *bias = ph(g, "bias", KILN_F32, DIMS(4));
-      kir_node *m = op2(g, KIR_OP_MUL, "m", x, sc);
-      kir_node *a = op2(g, KIR_OP_ADD, "a", m, bias);
-      kir_node *s = op1(g, KIR_OP_SIGMOID, "s", a);
+      kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(3, 5, 4));
+      kir_node *sc = kt_ph(g, "scale", KILN_F32, 0, NULL);
+      kir_node *bias = kt_ph(g, "bias", KILN_F32, DIMS(4));
+      kir_node *m = kt_op2(g, KIR_OP_MUL, "m", x, sc);
+      kir_node *a = kt_op2(g, KIR_OP_ADD, "a", m, bias);
+      kir_node *s = kt_op1(g, KIR_OP_SIGMOID, "s", a);
       const int64_t *axes = v == 0 ? ax1 : v == 1 ? ax02 : NULL;
-      kir_node *red = reduce(g, kinds[k], "red", s, axes, v == 0 ? 1 : 2, v == 1);
+      kir_node *red = kt_reduce(g, kinds[k], "red", s, axes, v == 0 ? 1 : 2, v == 1);
       kir_type want = red->type;
       kir_graph *orig = kir_graph_clone(g);
       const char *roots[] = {"red"};
       kps_result r = fuse(g, roots, 1, NULL);
-      assert_int_equal(stat_of(&r, "reductions fused"), 1);
-      assert_int_equal(stat_of(&r, "ops absorbed"), 3);
-      kir_node *f = find(g, "red");
+      assert_int_equal(kt_stat_of(&r, "reductions fused"), 1);
+      assert_int_equal(kt_stat_of(&r, "ops absorbed"), 3);
+      kir_node *f = kt_find(g, "red");
       assert_int_equal(f->op, KIR_OP_FUSED_REDUCE);
       assert_true(kir_type_equal(&f->type, &want));
       assert_int_equal(kir_attr_int(f, "reduce", 0), kinds[k]);
@@ -357,14 +247,14 @@ static void test_reduce_chains(void **state) {
 static void test_reduce_single_producer(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F64, DIMS(7, 3));
-  kir_node *sq = op2(g, KIR_OP_MUL, "sq", x, x);
+  kir_node *x = kt_ph(g, "x", KILN_F64, DIMS(7, 3));
+  kir_node *sq = kt_op2(g, KIR_OP_MUL, "sq", x, x);
   int64_t ax[1] = {0};
-  reduce(g, KIR_OP_REDUCE_MEAN, "msq", sq, ax, 1, 0);
+  kt_reduce(g, KIR_OP_REDUCE_MEAN, "msq", sq, ax, 1, 0);
   kir_graph *orig = kir_graph_clone(g);
   const char *roots[] = {"msq"};
   fuse(g, roots, 1, NULL);
-  kir_node *f = find(g, "msq");
+  kir_node *f = kt_find(g, "msq");
   assert_int_equal(f->op, KIR_OP_FUSED_REDUCE);
   const char *in[] = {"x", "x"};
   assert_inputs(g, f, in, 2);
@@ -378,17 +268,17 @@ static void test_softmax_chain(void **state) {
   (void)state;
   for (int64_t axis = -1; axis <= 0; axis++) {
     kir_graph *g = kir_graph_create();
-    kir_node *x = ph(g, "x", KILN_F32, DIMS(5, 8));
-    kir_node *sc = ph(g, "scale", KILN_F32, 0, NULL);
-    kir_node *bias = ph(g, "bias", KILN_F32, DIMS(8));
-    kir_node *m = op2(g, KIR_OP_MUL, "m", x, sc);
-    kir_node *a = op2(g, KIR_OP_ADD, "a", m, bias);
-    softmax(g, "p", a, axis);
+    kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(5, 8));
+    kir_node *sc = kt_ph(g, "scale", KILN_F32, 0, NULL);
+    kir_node *bias = kt_ph(g, "bias", KILN_F32, DIMS(8));
+    kir_node *m = kt_op2(g, KIR_OP_MUL, "m", x, sc);
+    kir_node *a = kt_op2(g, KIR_OP_ADD, "a", m, bias);
+    kt_softmax(g, "p", a, axis);
     kir_graph *orig = kir_graph_clone(g);
     const char *roots[] = {"p"};
     kps_result r = fuse(g, roots, 1, NULL);
-    assert_int_equal(stat_of(&r, "reductions fused"), 1);
-    kir_node *f = find(g, "p");
+    assert_int_equal(kt_stat_of(&r, "reductions fused"), 1);
+    kir_node *f = kt_find(g, "p");
     assert_int_equal(f->op, KIR_OP_FUSED_SOFTMAX);
     assert_int_equal(kir_attr_int(f, "axis", 99), axis);
     const char *from[] = {"m", "a", "p"};
@@ -419,10 +309,10 @@ static void expect_unfused(kir_graph *g, const char *const *roots, int32_t n_roo
 static void test_why_second_consumer(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, DIMS(4));
-  kir_node *r = op1(g, KIR_OP_RELU, "relu_3", x);
-  op1(g, KIR_OP_NEG, "neg_5", r);
-  op1(g, KIR_OP_EXP, "add_7", r);
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(4));
+  kir_node *r = kt_op1(g, KIR_OP_RELU, "relu_3", x);
+  kt_op1(g, KIR_OP_NEG, "neg_5", r);
+  kt_op1(g, KIR_OP_EXP, "add_7", r);
   const char *roots[] = {"neg_5", "add_7"};
   expect_unfused(g, roots, 2, "fuse: stopped after 'relu_3': 'relu_3' has 2 consumers ('neg_5', 'add_7')\n");
   kir_graph_destroy(g);
@@ -431,9 +321,9 @@ static void test_why_second_consumer(void **state) {
 static void test_why_fetched(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, DIMS(4));
-  kir_node *h = op1(g, KIR_OP_TANH, "h", x);
-  op1(g, KIR_OP_NEG, "y", h);
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(4));
+  kir_node *h = kt_op1(g, KIR_OP_TANH, "h", x);
+  kt_op1(g, KIR_OP_NEG, "y", h);
   const char *roots[] = {"y", "h"};
   expect_unfused(g, roots, 2, "fuse: stopped after 'h': 'h' is fetched\n");
   kir_graph_destroy(g);
@@ -442,34 +332,34 @@ static void test_why_fetched(void **state) {
 static void test_why_device(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, DIMS(4));
-  kir_node *a = op1(g, KIR_OP_EXP, "a", x);
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(4));
+  kir_node *a = kt_op1(g, KIR_OP_EXP, "a", x);
   a->device = kir_graph_strdup(g, "cpu:0");
-  kir_node *b = op1(g, KIR_OP_NEG, "b", a);
+  kir_node *b = kt_op1(g, KIR_OP_NEG, "b", a);
   b->device = kir_graph_strdup(g, "cuda:0");
   const char *roots[] = {"b"};
   expect_unfused(g, roots, 1, "fuse: stopped after 'a': different device request (cpu:0 vs cuda:0)\n");
   kir_graph_destroy(g);
   /* the same device spelled two ways fuses */
   g = kir_graph_create();
-  x = ph(g, "x", KILN_F32, DIMS(4));
-  a = op1(g, KIR_OP_EXP, "a", x);
+  x = kt_ph(g, "x", KILN_F32, DIMS(4));
+  a = kt_op1(g, KIR_OP_EXP, "a", x);
   a->device = kir_graph_strdup(g, "/device:GPU:0");
-  b = op1(g, KIR_OP_NEG, "b", a);
+  b = kt_op1(g, KIR_OP_NEG, "b", a);
   b->device = kir_graph_strdup(g, "cuda:0");
   kps_result r = fuse(g, roots, 1, NULL);
-  assert_int_equal(stat_of(&r, "chains fused"), 1);
-  assert_string_equal(find(g, "b")->device, "/device:GPU:0");
+  assert_int_equal(kt_stat_of(&r, "chains fused"), 1);
+  assert_string_equal(kt_find(g, "b")->device, "/device:GPU:0");
   kir_graph_destroy(g);
 }
 
 static void test_why_int_chain(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_I32, DIMS(4));
-  kir_node *n = op1(g, KIR_OP_NEG, "n", x);
-  kir_node *r = op1(g, KIR_OP_RELU, "r", n);
-  op2(g, KIR_OP_ADD, "y", r, x);
+  kir_node *x = kt_ph(g, "x", KILN_I32, DIMS(4));
+  kir_node *n = kt_op1(g, KIR_OP_NEG, "n", x);
+  kir_node *r = kt_op1(g, KIR_OP_RELU, "r", n);
+  kt_op2(g, KIR_OP_ADD, "y", r, x);
   const char *roots[] = {"y"};
   char want[128];
   snprintf(want, sizeof want, "fuse: 'n' -> 'r' -> 'y' not fused: %s chain: fused_elementwise is float-only\n",
@@ -482,24 +372,24 @@ static void test_why_int_chain(void **state) {
 static void test_why_taken_by_matmul(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, DIMS(4, 8));
-  kir_node *w = ph(g, "w", KILN_F32, DIMS(8, 5));
-  kir_node *c = ph(g, "c", KILN_F32, DIMS(5));
-  kir_node *mm = op2(g, KIR_OP_MATMUL, "mm", x, w);
-  kir_node *e = op1(g, KIR_OP_EXP, "e", c);
-  kir_node *n = op1(g, KIR_OP_NEG, "n", e);
-  kir_node *a = op2(g, KIR_OP_ADD, "a", mm, n);
-  op1(g, KIR_OP_RELU, "y", a);
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(4, 8));
+  kir_node *w = kt_ph(g, "w", KILN_F32, DIMS(8, 5));
+  kir_node *c = kt_ph(g, "c", KILN_F32, DIMS(5));
+  kir_node *mm = kt_op2(g, KIR_OP_MATMUL, "mm", x, w);
+  kir_node *e = kt_op1(g, KIR_OP_EXP, "e", c);
+  kir_node *n = kt_op1(g, KIR_OP_NEG, "n", e);
+  kir_node *a = kt_op2(g, KIR_OP_ADD, "a", mm, n);
+  kt_op1(g, KIR_OP_RELU, "y", a);
   kir_graph *orig = kir_graph_clone(g);
   const char *roots[] = {"y"};
   char *log = NULL;
   kps_result r = fuse(g, roots, 1, &log);
   assert_string_equal(log, "fuse: stopped after 'n': 'a' is already in the group 'mm' .. 'y'\n");
   free(log);
-  assert_int_equal(stat_of(&r, "matmuls fused"), 1);
-  assert_int_equal(stat_of(&r, "chains fused"), 1);
-  assert_int_equal(find(g, "y")->op, KIR_OP_FUSED_MATMUL);
-  assert_int_equal(find(g, "n")->op, KIR_OP_FUSED_ELEMENTWISE);
+  assert_int_equal(kt_stat_of(&r, "matmuls fused"), 1);
+  assert_int_equal(kt_stat_of(&r, "chains fused"), 1);
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(kt_find(g, "n")->op, KIR_OP_FUSED_ELEMENTWISE);
   assert_identical(orig, g, "y");
   kir_graph_destroy(orig);
   kir_graph_destroy(g);
@@ -509,11 +399,11 @@ static void test_why_taken_by_matmul(void **state) {
 static void test_why_matmul_broadcast(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, DIMS(64, 8));
-  kir_node *w = ph(g, "w", KILN_F32, DIMS(8, 1));
-  kir_node *b = ph(g, "b", KILN_F32, DIMS(64, 100));
-  kir_node *mm = op2(g, KIR_OP_MATMUL, "mm", x, w);
-  op2(g, KIR_OP_ADD, "y", mm, b);
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(64, 8));
+  kir_node *w = kt_ph(g, "w", KILN_F32, DIMS(8, 1));
+  kir_node *b = kt_ph(g, "b", KILN_F32, DIMS(64, 100));
+  kir_node *mm = kt_op2(g, KIR_OP_MATMUL, "mm", x, w);
+  kt_op2(g, KIR_OP_ADD, "y", mm, b);
   const char *roots[] = {"y"};
   expect_unfused(g, roots, 1, "fuse: stopped after 'mm': 'b' broadcasts the product from f32[64,1] to f32[64,100]\n");
   kir_graph_destroy(g);
@@ -526,17 +416,17 @@ static void test_why_matmul_broadcast(void **state) {
 static void test_mixed_graph(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, DIMS(6, 10));
-  kir_node *w = ph(g, "w", KILN_F32, DIMS(10, 4));
-  kir_node *b = ph(g, "b", KILN_F32, DIMS(4));
-  kir_node *t = ph(g, "temp", KILN_F32, 0, NULL);
-  kir_node *mm = op2(g, KIR_OP_MATMUL, "mm", x, w);
-  kir_node *h = op2(g, KIR_OP_ADD, "h", mm, b);
-  kir_node *d = op2(g, KIR_OP_DIV, "d", h, t); /* h has two consumers: the epilogue stops */
-  kir_node *p = softmax(g, "probs", d, -1);
-  kir_node *sq = op2(g, KIR_OP_MUL, "sq", h, t);
-  kir_node *ab = op1(g, KIR_OP_RELU, "ab", sq);
-  reduce(g, KIR_OP_REDUCE_MEAN, "loss", ab, NULL, 0, 0);
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(6, 10));
+  kir_node *w = kt_ph(g, "w", KILN_F32, DIMS(10, 4));
+  kir_node *b = kt_ph(g, "b", KILN_F32, DIMS(4));
+  kir_node *t = kt_ph(g, "temp", KILN_F32, 0, NULL);
+  kir_node *mm = kt_op2(g, KIR_OP_MATMUL, "mm", x, w);
+  kir_node *h = kt_op2(g, KIR_OP_ADD, "h", mm, b);
+  kir_node *d = kt_op2(g, KIR_OP_DIV, "d", h, t); /* h has two consumers: the epilogue stops */
+  kir_node *p = kt_softmax(g, "probs", d, -1);
+  kir_node *sq = kt_op2(g, KIR_OP_MUL, "sq", h, t);
+  kir_node *ab = kt_op1(g, KIR_OP_RELU, "ab", sq);
+  kt_reduce(g, KIR_OP_REDUCE_MEAN, "loss", ab, NULL, 0, 0);
   (void)p;
   kir_graph *orig = kir_graph_clone(g);
   const char *roots[] = {"probs", "loss"};
@@ -544,11 +434,11 @@ static void test_mixed_graph(void **state) {
   kps_result r = fuse(g, roots, 2, &log);
   assert_string_equal(log, "fuse: stopped after 'h': 'h' has 2 consumers ('d', 'sq')\n");
   free(log);
-  assert_int_equal(stat_of(&r, "matmuls fused"), 1);
-  assert_int_equal(stat_of(&r, "reductions fused"), 2);
-  assert_int_equal(find(g, "h")->op, KIR_OP_FUSED_MATMUL);
-  assert_int_equal(find(g, "probs")->op, KIR_OP_FUSED_SOFTMAX);
-  assert_int_equal(find(g, "loss")->op, KIR_OP_FUSED_REDUCE);
+  assert_int_equal(kt_stat_of(&r, "matmuls fused"), 1);
+  assert_int_equal(kt_stat_of(&r, "reductions fused"), 2);
+  assert_int_equal(kt_find(g, "h")->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(kt_find(g, "probs")->op, KIR_OP_FUSED_SOFTMAX);
+  assert_int_equal(kt_find(g, "loss")->op, KIR_OP_FUSED_REDUCE);
   assert_identical(orig, g, "probs");
   assert_identical(orig, g, "loss");
   kir_graph_destroy(orig);
@@ -559,18 +449,18 @@ static void test_mixed_graph(void **state) {
 static void test_mlp_two_kernels(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, DIMS(64, 1000));
-  kir_node *w1 = ph(g, "w1", KILN_F32, DIMS(1000, 100));
-  kir_node *w2 = ph(g, "w2", KILN_F32, DIMS(100, 10));
-  kir_node *h = clamp(g, "h", op2(g, KIR_OP_MATMUL, "xw1", x, w1), 0.0, NAN);
-  op2(g, KIR_OP_MATMUL, "y", h, w2);
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(64, 1000));
+  kir_node *w1 = kt_ph(g, "w1", KILN_F32, DIMS(1000, 100));
+  kir_node *w2 = kt_ph(g, "w2", KILN_F32, DIMS(100, 10));
+  kir_node *h = kt_clamp(g, "h", kt_op2(g, KIR_OP_MATMUL, "xw1", x, w1), 0.0, NAN);
+  kt_op2(g, KIR_OP_MATMUL, "y", h, w2);
   const char *roots[] = {"y"};
   fuse(g, roots, 1, NULL);
   int computed = 0;
   for (int32_t i = 0; i < g->n_nodes; i++) computed += g->nodes[i]->op != KIR_OP_PLACEHOLDER;
   assert_int_equal(computed, 2);
-  assert_int_equal(find(g, "h")->op, KIR_OP_FUSED_MATMUL);
-  assert_int_equal(find(g, "y")->op, KIR_OP_MATMUL);
+  assert_int_equal(kt_find(g, "h")->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_MATMUL);
   kir_graph_destroy(g);
 }
 
@@ -597,10 +487,10 @@ static kiln_status hand_chain(kir_graph *g, kir_op op, const char *name, const i
 static void test_fused_op_checks(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *a = ph(g, "a", KILN_F32, DIMS(3, 4));
-  kir_node *r = ph(g, "r", KILN_F32, DIMS(4));
-  kir_node *bad = ph(g, "bad", KILN_F32, DIMS(5));
-  kir_node *i = ph(g, "i", KILN_I32, DIMS(4));
+  kir_node *a = kt_ph(g, "a", KILN_F32, DIMS(3, 4));
+  kir_node *r = kt_ph(g, "r", KILN_F32, DIMS(4));
+  kir_node *bad = kt_ph(g, "bad", KILN_F32, DIMS(5));
+  kir_node *i = kt_ph(g, "i", KILN_I32, DIMS(4));
   int64_t add[1] = {KIR_OP_ADD}, neg[1] = {KIR_OP_NEG};
   int32_t ar[2] = {a->id, r->id}, ra[2] = {r->id, a->id}, ab[2] = {a->id, bad->id};
   int32_t ii[2] = {i->id, i->id}, ai[2] = {a->id, i->id};
@@ -649,14 +539,14 @@ static void test_fused_op_checks(void **state) {
 static void test_fuse_out_of_memory(void **state) {
   (void)state;
   kir_graph *orig = kir_graph_create();
-  kir_node *x = ph(orig, "x", KILN_F32, DIMS(6, 10));
-  kir_node *w = ph(orig, "w", KILN_F32, DIMS(10, 4));
-  kir_node *t = ph(orig, "temp", KILN_F32, 0, NULL);
-  kir_node *h = op2(orig, KIR_OP_MUL, "h", op2(orig, KIR_OP_MATMUL, "mm", x, w), t);
-  softmax(orig, "probs", op2(orig, KIR_OP_DIV, "d", h, t), -1);
-  kir_node *ab = op1(orig, KIR_OP_RELU, "ab", op2(orig, KIR_OP_SUB, "sq", h, t));
-  kir_node *mean = reduce(orig, KIR_OP_REDUCE_MEAN, "loss", ab, NULL, 0, 0);
-  op1(orig, KIR_OP_EXP, "z", op1(orig, KIR_OP_NEG, "nz", mean));
+  kir_node *x = kt_ph(orig, "x", KILN_F32, DIMS(6, 10));
+  kir_node *w = kt_ph(orig, "w", KILN_F32, DIMS(10, 4));
+  kir_node *t = kt_ph(orig, "temp", KILN_F32, 0, NULL);
+  kir_node *h = kt_op2(orig, KIR_OP_MUL, "h", kt_op2(orig, KIR_OP_MATMUL, "mm", x, w), t);
+  kt_softmax(orig, "probs", kt_op2(orig, KIR_OP_DIV, "d", h, t), -1);
+  kir_node *ab = kt_op1(orig, KIR_OP_RELU, "ab", kt_op2(orig, KIR_OP_SUB, "sq", h, t));
+  kir_node *mean = kt_reduce(orig, KIR_OP_REDUCE_MEAN, "loss", ab, NULL, 0, 0);
+  kt_op1(orig, KIR_OP_EXP, "z", kt_op1(orig, KIR_OP_NEG, "nz", mean));
   const char *roots[] = {"probs", "z"};
   kps_context ctx = {.roots = roots, .n_roots = 2};
   kiln_status st = KILN_ERR_NOMEM;

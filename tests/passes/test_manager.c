@@ -9,63 +9,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../kt.h"
+#include "../kt_graph.h"
 #include "passes/kps.h"
 
 /* ---------------------------------------------------------------- helpers ------- */
 
-#define OK(g, expr)                                                       \
-  do {                                                                    \
-    kiln_status s_ = (expr);                                              \
-    if (s_ != KILN_OK) fail_msg("%s -> %s: %s", #expr, kiln_status_name(s_), (g)->error); \
-  } while (0)
-
-static kir_node *infer(kir_graph *g, kir_node *n) {
-  assert_non_null(n);
-  OK(g, kir_infer_node(g, n));
-  return n;
-}
-
+/* f32 placeholder / constant filled by kt_fill(seed) in [-1, 1). */
 static kir_node *ph(kir_graph *g, const char *name, int32_t rank, const int64_t *dims) {
-  kir_node *n = kir_node_add(g, KIR_OP_PLACEHOLDER, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_int(g, n, "dtype", KILN_F32));
-  OK(g, kir_attr_set_ints(g, n, "shape", dims, rank));
-  return infer(g, n);
+  return kt_ph(g, name, KILN_F32, rank, dims);
 }
 
 static kir_node *cst(kir_graph *g, const char *name, int32_t rank, const int64_t *dims,
                      uint64_t seed) {
-  kir_type t;
-  memset(&t, 0, sizeof t);
-  t.dtype = KILN_F32;
-  t.rank = rank;
-  for (int32_t i = 0; i < rank; i++) t.dims[i] = dims[i];
-  kir_tensor *v = kir_tensor_new(&t);
-  assert_non_null(v);
-  kt_fill(v, seed, -1, 1);
-  kir_node *n = kir_node_add(g, KIR_OP_CONSTANT, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_tensor(g, n, "value", v));
-  kir_tensor_free(v);
-  return infer(g, n);
-}
-
-static kir_node *op1(kir_graph *g, kir_op op, const char *name, const kir_node *a) {
-  int32_t in[1] = {a->id};
-  return infer(g, kir_node_add(g, op, name, in, 1));
-}
-
-static kir_node *op2(kir_graph *g, kir_op op, const char *name, const kir_node *a,
-                     const kir_node *b) {
-  int32_t in[2] = {a->id, b->id};
-  return infer(g, kir_node_add(g, op, name, in, 2));
-}
-
-static kir_node *find(const kir_graph *g, const char *name) {
-  kir_node *n = kir_graph_find(g, name);
-  if (!n) fail_msg("no node '%s'", name);
-  return n;
+  return kt_cst(g, name, KILN_F32, rank, dims, seed, -1, 1);
 }
 
 /* c1 + c2 -> a; a * c1 -> b; relu(b) -> r; r + p -> y. Folding turns a, b, r into
@@ -76,35 +32,16 @@ static kir_graph *small_fold_graph(void) {
   int64_t d2[2] = {2, 3};
   kir_node *c1 = cst(g, "c1", 2, d2, 1);
   kir_node *c2 = cst(g, "c2", 2, d2, 2);
-  kir_node *a = op2(g, KIR_OP_ADD, "a", c1, c2);
-  kir_node *b = op2(g, KIR_OP_MUL, "b", a, c1);
-  kir_node *r = op1(g, KIR_OP_RELU, "r", b);
+  kir_node *a = kt_op2(g, KIR_OP_ADD, "a", c1, c2);
+  kir_node *b = kt_op2(g, KIR_OP_MUL, "b", a, c1);
+  kir_node *r = kt_op1(g, KIR_OP_RELU, "r", b);
   kir_node *p = ph(g, "p", 2, d2);
-  op2(g, KIR_OP_ADD, "y", r, p);
+  kt_op2(g, KIR_OP_ADD, "y", r, p);
   return g;
 }
 
 static const char *const y_root[] = {"y"};
 static const kps_context y_ctx = {.roots = y_root, .n_roots = 1};
-
-/* A stream to a growing buffer; close_text returns its NUL-terminated contents. */
-typedef struct text {
-  char *buf;
-  size_t len;
-  FILE *f;
-} text;
-
-static void open_text(text *t) {
-  t->buf = NULL;
-  t->len = 0;
-  t->f = open_memstream(&t->buf, &t->len);
-  assert_non_null(t->f);
-}
-
-static char *close_text(text *t) {
-  fclose(t->f);
-  return t->buf;
-}
 
 /* true when some line of s holds both the quoted node name and `what`. */
 static bool line_has(const char *s, const char *name, const char *what) {
@@ -131,11 +68,11 @@ static int count_of(const char *s, const char *needle) {
 
 /* Runs the pipeline with opt (print_to and report_to captured) and returns the text. */
 static char *run_captured(kir_graph *g, kps_options opt, const kps_context *ctx) {
-  text out;
-  open_text(&out);
+  kt_text out;
+  kt_text_open(&out);
   opt.print_to = out.f;
   OK(g, kps_run(g, &opt, ctx));
-  return close_text(&out);
+  return kt_text_close(&out);
 }
 
 /* ---------------------------------------------------------------- registry ------ */
@@ -239,7 +176,7 @@ static void test_parse_errors(void **state) {
     if (strncmp(g->error, want, strlen(want)) != 0)
       fail_msg("pipeline '%s':\n got  %s\n want %s...", cases[i].pipeline, g->error, want);
     /* Parsed before anything ran: the foldable node is still an add. */
-    assert_int_equal(find(g, "a")->op, KIR_OP_ADD);
+    assert_int_equal(kt_find(g, "a")->op, KIR_OP_ADD);
     kir_graph_destroy(g);
   }
 }
@@ -279,16 +216,16 @@ static void test_fold_max_bytes(void **state) {
   /* 24-byte results: a cap of 23 folds nothing (a is skipped, so b and r never see
    * constant inputs), 24 folds all three. */
   kir_graph *g = small_fold_graph();
-  text log;
-  open_text(&log);
+  kt_text log;
+  kt_text_open(&log);
   kps_options opt = {.pipeline = "fold{max-bytes=23}", .log = log.f};
   OK(g, kps_run(g, &opt, &y_ctx));
   opt.pipeline = "fold{max-bytes=24}";
   OK(g, kps_run(g, &opt, &y_ctx));
-  char *s = close_text(&log);
+  char *s = kt_text_close(&log);
   assert_non_null(strstr(s, "pass fold: 1 skipped (too large) ["));
   assert_non_null(strstr(s, "pass fold: 3 nodes folded ["));
-  assert_int_equal(find(g, "r")->op, KIR_OP_CONSTANT);
+  assert_int_equal(kt_find(g, "r")->op, KIR_OP_CONSTANT);
   free(s);
   /* Called directly (no manager, no options): the default cap. */
   kir_graph *h = small_fold_graph();
@@ -322,7 +259,7 @@ static void test_place_strict(void **state) {
   /* A pin to a device the target lacks: soft by default, an error with place{strict}. */
   for (int strict = 0; strict < 2; strict++) {
     kir_graph *g = small_fold_graph();
-    kir_node *y = find(g, "y");
+    kir_node *y = kt_find(g, "y");
     y->device = kir_graph_strdup(g, "cuda:3");
     kps_options opt = {.pipeline = strict ? "place{strict}" : "place{strict=false}"};
     kiln_status st = kps_run(g, &opt, &y_ctx);
@@ -332,7 +269,7 @@ static void test_place_strict(void **state) {
       assert_non_null(strstr(g->error, "cuda:3"));
     } else {
       OK(g, st);
-      assert_string_equal(find(g, "y")->assigned_device, "cpu:0");
+      assert_string_equal(kt_find(g, "y")->assigned_device, "cpu:0");
     }
     kir_graph_destroy(g);
   }
@@ -423,7 +360,7 @@ static void test_unknown_in_lists(void **state) {
     char want[128];
     snprintf(want, sizeof want, "unknown pass 'nope' in %s (known: ", what[k]);
     assert_true(strncmp(g->error, want, strlen(want)) == 0);
-    assert_int_equal(find(g, "a")->op, KIR_OP_ADD);
+    assert_int_equal(kt_find(g, "a")->op, KIR_OP_ADD);
     kir_graph_destroy(g);
   }
 }
@@ -431,16 +368,16 @@ static void test_unknown_in_lists(void **state) {
 static void test_disable(void **state) {
   (void)state;
   kir_graph *g = small_fold_graph();
-  text log;
-  open_text(&log);
+  kt_text log;
+  kt_text_open(&log);
   kps_options opt = {.pipeline = "infer-shapes,fold,dce", .disable = "fold", .log = log.f,
                      .print_after_all = true, .print_to = log.f};
   OK(g, kps_run(g, &opt, &y_ctx));
-  char *s = close_text(&log);
+  char *s = kt_text_close(&log);
   assert_non_null(strstr(s, "pass fold: disabled\n"));
   assert_null(strstr(s, BANNER("After", "fold")));
   assert_non_null(strstr(s, BANNER("After", "dce")));
-  assert_int_equal(find(g, "a")->op, KIR_OP_ADD);
+  assert_int_equal(kt_find(g, "a")->op, KIR_OP_ADD);
   /* Nothing folded, so dce keeps every node y needs. */
   assert_int_equal(g->n_nodes, 7);
   free(s);
@@ -452,13 +389,13 @@ static void test_disable(void **state) {
 static void test_stats_table(void **state) {
   (void)state;
   kir_graph *g = small_fold_graph();
-  text rep, out;
-  open_text(&rep);
-  open_text(&out);
+  kt_text rep, out;
+  kt_text_open(&rep);
+  kt_text_open(&out);
   kps_options opt = {.pipeline = "infer-shapes,fold,dce", .stats = true, .report_to = rep.f,
                      .print_to = out.f};
   OK(g, kps_run(g, &opt, &y_ctx));
-  char *s = close_text(&rep), *o = close_text(&out);
+  char *s = kt_text_close(&rep), *o = kt_text_close(&out);
   assert_string_equal(o, ""); /* the table goes to report_to only */
   assert_non_null(strstr(s, "... Pass statistics ...\n"));
   assert_non_null(strstr(s, "\n      0 infer-shapes - types changed\n"
@@ -491,11 +428,11 @@ static void test_timing_table(void **state) {
 static void test_log_lines(void **state) {
   (void)state;
   kir_graph *g = small_fold_graph();
-  text log;
-  open_text(&log);
+  kt_text log;
+  kt_text_open(&log);
   kps_options opt = {.pipeline = "  fold ,\tdce ", .log = log.f};
   OK(g, kps_run(g, &opt, &y_ctx));
-  char *s = close_text(&log);
+  char *s = kt_text_close(&log);
   assert_non_null(strstr(s, "pass fold: 3 nodes folded ["));
   assert_non_null(strstr(s, " ms]\npass dce: 4 nodes removed ["));
   assert_int_equal(count_of(s, "\n"), 2);
@@ -509,7 +446,7 @@ static void test_verify_each(void **state) {
   kps_options opt = {.pipeline = "infer-shapes,fold,dce", .verify_each = true};
   OK(g, kps_run(g, &opt, NULL));
   /* A stored type that disagrees with inference: dce keeps it, verify-each notices. */
-  find(g, "y")->type.dims[0] = 7;
+  kt_find(g, "y")->type.dims[0] = 7;
   opt.pipeline = "dce";
   assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_INTERNAL);
   assert_true(strncmp(g->error, "pass dce broke the graph: ", 26) == 0);
@@ -533,18 +470,18 @@ static void test_error_names_pass(void **state) {
   *(int32_t *)x->data = 0;
   OK(g, kir_attr_set_tensor(g, zero, "value", x));
   kir_tensor_free(x);
-  infer(g, num);
-  infer(g, zero);
-  op2(g, KIR_OP_DIV, "quotient", num, zero);
+  kt_infer(g, num);
+  kt_infer(g, zero);
+  kt_op2(g, KIR_OP_DIV, "quotient", num, zero);
   kps_options opt = {.pipeline = "fold", .stats = true, .report_to = NULL};
-  text out;
-  open_text(&out);
+  kt_text out;
+  kt_text_open(&out);
   opt.print_to = out.f;
   assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_EXEC);
-  char *s = close_text(&out);
+  char *s = kt_text_close(&out);
   assert_true(strncmp(g->error, "pass fold: ", 11) == 0);
   assert_non_null(strstr(g->error, "'quotient'"));
-  assert_int_equal(find(g, "quotient")->op, KIR_OP_DIV);
+  assert_int_equal(kt_find(g, "quotient")->op, KIR_OP_DIV);
   /* The failed pass is still reported (it ran), with what it counted. */
   assert_non_null(strstr(s, "Pass statistics"));
   free(s);
@@ -666,11 +603,11 @@ static kir_graph *dump_graph(void) {
   kir_node *w = cst(g, "w", 2, dw, 3);
   kir_node *b1 = cst(g, "b1", 1, db, 4);
   kir_node *b2 = cst(g, "b2", 1, db, 5);
-  kir_node *b = op2(g, KIR_OP_ADD, "b", b1, b2);
-  kir_node *mm = op2(g, KIR_OP_MATMUL, "mm", x, w);
-  kir_node *h = op2(g, KIR_OP_ADD, "h", mm, b);
-  op1(g, KIR_OP_RELU, "y", h);
-  op1(g, KIR_OP_NEG, "dead", x);
+  kir_node *b = kt_op2(g, KIR_OP_ADD, "b", b1, b2);
+  kir_node *mm = kt_op2(g, KIR_OP_MATMUL, "mm", x, w);
+  kir_node *h = kt_op2(g, KIR_OP_ADD, "h", mm, b);
+  kt_op1(g, KIR_OP_RELU, "y", h);
+  kt_op1(g, KIR_OP_NEG, "dead", x);
   return g;
 }
 
@@ -706,7 +643,7 @@ static void test_dump_dir(void **state) {
   kps_options opt = {.pipeline = "infer-shapes,fold,dce,fuse", .dump_dir = dir,
                      .verify_each = true};
   OK(g, kps_run(g, &opt, &y_ctx));
-  assert_int_equal(find(g, "y")->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_FUSED_MATMUL);
   const char *stages[] = {"00-input", "01-infer-shapes", "02-fold", "03-dce", "04-fuse"};
   const char *ext[] = {"ktxt", "dot", "json"};
   bool dot = have_dot();
@@ -780,7 +717,7 @@ static void test_dump_dir_errors(void **state) {
   kps_options opt = {.pipeline = "fold", .dump_dir = "/nonexistent-kiln-dir/sub"};
   assert_int_equal(kps_run(g, &opt, NULL), KILN_ERR_IO);
   assert_non_null(strstr(g->error, "cannot create dump directory '/nonexistent-kiln-dir/sub'"));
-  assert_int_equal(find(g, "a")->op, KIR_OP_ADD); /* failed before the first pass */
+  assert_int_equal(kt_find(g, "a")->op, KIR_OP_ADD); /* failed before the first pass */
   const char *file = kt_path("dump-not-a-dir");
   FILE *f = fopen(file, "w");
   assert_non_null(f);
@@ -797,15 +734,15 @@ static void test_change_json_exact(void **state) {
   kir_graph *g = kir_graph_create();
   int64_t d[1] = {2};
   kir_node *c = cst(g, "c", 1, d, 1);
-  op1(g, KIR_OP_NEG, "n", c);
+  kt_op1(g, KIR_OP_NEG, "n", c);
   kir_graph *before = kir_graph_clone(g);
   kps_result res;
   memset(&res, 0, sizeof res);
   OK(g, kps_fold(g, NULL, &res));
-  text out;
-  open_text(&out);
+  kt_text out;
+  kt_text_open(&out);
   kps_write_change_json(before, g, 3, "fold", &res, out.f);
-  char *s = close_text(&out);
+  char *s = kt_text_close(&out);
   assert_string_equal(s, "{\n"
                          "  \"index\": 3,\n"
                          "  \"pass\": \"fold\",\n"
@@ -824,9 +761,9 @@ static void test_change_json_exact(void **state) {
   /* A device change alone. */
   kir_graph *after = kir_graph_clone(before);
   after->nodes[0]->assigned_device = kir_graph_strdup(after, "cpu:0");
-  open_text(&out);
+  kt_text_open(&out);
   kps_write_change_json(before, after, 1, "place", NULL, out.f);
-  s = close_text(&out);
+  s = kt_text_close(&out);
   assert_true(json_valid(s));
   assert_non_null(strstr(s, "\"changed\": [\n    {\"id\": 0, \"id_before\": 0, \"name\": \"c\", "
                             "\"what\": [\"device\"]}\n  ],\n  \"stats\": {}\n}\n"));
@@ -842,12 +779,12 @@ static void test_escaping(void **state) {
   kir_graph *g = kir_graph_create();
   int64_t d[1] = {2};
   kir_node *p = ph(g, "in\"put\\", 1, d);
-  kir_node *q = op1(g, KIR_OP_NEG, "line\nbreak \xc3\xa9 \xff {x} <y>", p);
-  op1(g, KIR_OP_RELU, "r", q);
-  text out;
-  open_text(&out);
+  kir_node *q = kt_op1(g, KIR_OP_NEG, "line\nbreak \xc3\xa9 \xff {x} <y>", p);
+  kt_op1(g, KIR_OP_RELU, "r", q);
+  kt_text out;
+  kt_text_open(&out);
   kps_write_dot(g, out.f);
-  char *s = close_text(&out);
+  char *s = kt_text_close(&out);
   assert_non_null(strstr(s, "n0 [label=\"in\\\"put\\\\\\nplaceholder : f32[2]\""));
   assert_non_null(strstr(s, "line\\\\x0abreak \\\\xc3\\\\xa9 \\\\xff {x} <y>"));
   assert_non_null(strstr(s, "  n0 -> n1;\n  n1 -> n2;\n}\n"));
@@ -861,9 +798,9 @@ static void test_escaping(void **state) {
   }
   free(s);
   kir_graph *empty = kir_graph_create();
-  open_text(&out);
+  kt_text_open(&out);
   kps_write_change_json(empty, g, 1, "x", NULL, out.f);
-  s = close_text(&out);
+  s = kt_text_close(&out);
   if (!json_valid(s)) fail_msg("invalid JSON:\n%s", s);
   assert_non_null(strstr(s, "\"name\": \"in\\\"put\\\\\""));
   assert_non_null(strstr(s, "\"line\\u000abreak \\u00c3\\u00a9 \\u00ff {x} <y>\""));

@@ -6,112 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kt.h"
+#include "../kt_graph.h"
 #include "passes/kps.h"
 
 /* ---------------------------------------------------------------- helpers ------- */
 
-#define OK(g, expr)                                                       \
-  do {                                                                    \
-    kiln_status s_ = (expr);                                              \
-    if (s_ != KILN_OK) fail_msg("%s -> %s: %s", #expr, kiln_status_name(s_), (g)->error); \
-  } while (0)
-
-static kir_node *infer(kir_graph *g, kir_node *n) {
-  assert_non_null(n);
-  OK(g, kir_infer_node(g, n));
-  return n;
-}
-
-static kir_type ty(kiln_dtype dt, int32_t rank, const int64_t *dims) {
-  kir_type t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int32_t i = 0; i < rank; i++) t.dims[i] = dims[i];
-  return t;
-}
-
-static kir_node *ph(kir_graph *g, const char *name, kiln_dtype dt, int32_t rank, const int64_t *dims) {
-  kir_node *n = kir_node_add(g, KIR_OP_PLACEHOLDER, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_int(g, n, "dtype", dt));
-  OK(g, kir_attr_set_ints(g, n, "shape", dims, rank));
-  return infer(g, n);
-}
-
-/* A constant of the given type filled by kt_fill(seed) in [lo, hi). */
-static kir_node *cst(kir_graph *g, const char *name, kiln_dtype dt, int32_t rank,
-                     const int64_t *dims, uint64_t seed, double lo, double hi) {
-  kir_type t = ty(dt, rank, dims);
-  kir_tensor *v = kir_tensor_new(&t);
-  assert_non_null(v);
-  kt_fill(v, seed, lo, hi);
-  kir_node *n = kir_node_add(g, KIR_OP_CONSTANT, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_tensor(g, n, "value", v));
-  kir_tensor_free(v);
-  return infer(g, n);
-}
-
-static kir_node *op1(kir_graph *g, kir_op op, const char *name, const kir_node *a) {
-  int32_t in[1] = {a->id};
-  return infer(g, kir_node_add(g, op, name, in, 1));
-}
-
-static kir_node *op2(kir_graph *g, kir_op op, const char *name, const kir_node *a, const kir_node *b) {
-  int32_t in[2] = {a->id, b->id};
-  return infer(g, kir_node_add(g, op, name, in, 2));
-}
-
-static kir_node *clamp(kir_graph *g, const char *name, const kir_node *a, double lo, double hi) {
-  int32_t in[1] = {a->id};
-  kir_node *n = kir_node_add(g, KIR_OP_CLAMP, name, in, 1);
-  assert_non_null(n);
-  if (!isnan(lo)) OK(g, kir_attr_set_float(g, n, "min", lo));
-  if (!isnan(hi)) OK(g, kir_attr_set_float(g, n, "max", hi));
-  return infer(g, n);
-}
-
-static kir_node *rnd(kir_graph *g, kir_op op, const char *name, kiln_dtype dt, int32_t rank,
-                     const int64_t *dims, int64_t seed) {
-  kir_node *n = kir_node_add(g, op, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_int(g, n, "dtype", dt));
-  OK(g, kir_attr_set_ints(g, n, "shape", dims, rank));
-  OK(g, kir_attr_set_int(g, n, "seed", seed));
-  return infer(g, n);
-}
-
-static kir_node *find(const kir_graph *g, const char *name) {
-  kir_node *n = kir_graph_find(g, name);
-  if (!n) fail_msg("no node '%s'", name);
-  return n;
-}
-
-/* Runs `fetch` on g with every placeholder fed from kt_fill(seed + node index). */
+/* Runs `fetch` on g with every placeholder fed from kt_fill(seed, name) in [-1, 1). */
 static kir_tensor *run_fetch(kir_graph *g, const char *fetch, uint64_t seed) {
-  kir_feed feeds[16];
-  kir_tensor *vals[16];
-  int32_t nf = 0;
-  for (int32_t i = 0; i < g->n_nodes; i++) {
-    if (g->nodes[i]->op != KIR_OP_PLACEHOLDER) continue;
-    assert_true(nf < 16);
-    vals[nf] = kir_tensor_new(&g->nodes[i]->type);
-    assert_non_null(vals[nf]);
-    /* Seed by name so both graphs (whatever their numbering) get the same feeds. */
-    uint64_t s = seed;
-    for (const char *c = g->nodes[i]->name; *c; c++) s = s * 131 + (unsigned char)*c;
-    kt_fill(vals[nf], s, -1, 1);
-    feeds[nf] = (kir_feed){i, vals[nf]};
-    nf++;
-  }
-  int32_t id = find(g, fetch)->id;
-  kir_tensor *out = NULL;
-  kiln_status st = kir_interp_run(g, NULL, feeds, nf, &id, 1, NULL, 0, &out);
-  for (int32_t i = 0; i < nf; i++) kir_tensor_free(vals[i]);
-  if (st != KILN_OK) fail_msg("interp: %s", g->error);
-  return out;
+  return kt_run_fetch(g, fetch, seed, -1, 1, -1);
 }
 
 /* Asserts that `after` computes the same `fetch` as `before`. */
@@ -123,25 +25,6 @@ static void assert_same(kir_graph *before, kir_graph *after, const char *fetch, 
   kir_tensor_free(got);
 }
 
-/* A stream to a growing buffer; close_text returns its NUL-terminated contents. */
-typedef struct text {
-  char *buf;
-  size_t len;
-  FILE *f;
-} text;
-
-static void open_text(text *t) {
-  t->buf = NULL;
-  t->len = 0;
-  t->f = open_memstream(&t->buf, &t->len);
-  assert_non_null(t->f);
-}
-
-static char *close_text(text *t) {
-  fclose(t->f);
-  return t->buf;
-}
-
 static kps_result run_pass(kir_graph *g, kps_pass_fn fn, const kps_context *ctx) {
   kps_result res;
   memset(&res, 0, sizeof res);
@@ -149,24 +32,17 @@ static kps_result run_pass(kir_graph *g, kps_pass_fn fn, const kps_context *ctx)
   return res;
 }
 
-static int64_t stat_of(const kps_result *r, const char *name) {
-  for (int32_t i = 0; i < r->n_stats; i++)
-    if (strcmp(r->stats[i].name, name) == 0) return r->stats[i].value;
-  fail_msg("no stat '%s'", name);
-  return -1;
-}
-
 /* x[4,8] -> mm = x @ w[8,5] -> add (+ b[5]) -> relu; plus a dead constant chain. */
 static kir_graph *small_fold_graph(void) {
   kir_graph *g = kir_graph_create();
   int64_t d2[2] = {2, 3};
-  kir_node *c1 = cst(g, "c1", KILN_F32, 2, d2, 1, -1, 1);
-  kir_node *c2 = cst(g, "c2", KILN_F32, 2, d2, 2, -1, 1);
-  kir_node *a = op2(g, KIR_OP_ADD, "a", c1, c2);
-  kir_node *b = op2(g, KIR_OP_MUL, "b", a, c1);
-  kir_node *r = op1(g, KIR_OP_RELU, "r", b);
-  kir_node *p = ph(g, "p", KILN_F32, 2, d2);
-  op2(g, KIR_OP_ADD, "y", r, p);
+  kir_node *c1 = kt_cst(g, "c1", KILN_F32, 2, d2, 1, -1, 1);
+  kir_node *c2 = kt_cst(g, "c2", KILN_F32, 2, d2, 2, -1, 1);
+  kir_node *a = kt_op2(g, KIR_OP_ADD, "a", c1, c2);
+  kir_node *b = kt_op2(g, KIR_OP_MUL, "b", a, c1);
+  kir_node *r = kt_op1(g, KIR_OP_RELU, "r", b);
+  kir_node *p = kt_ph(g, "p", KILN_F32, 2, d2);
+  kt_op2(g, KIR_OP_ADD, "y", r, p);
   return g;
 }
 
@@ -177,25 +53,25 @@ static void test_fold_chain(void **state) {
   kir_graph *g = small_fold_graph();
   kir_graph *orig = kir_graph_clone(g);
   kps_result r = run_pass(g, kps_fold, &(kps_context){0});
-  assert_int_equal(stat_of(&r, "nodes folded"), 3);
-  assert_int_equal(stat_of(&r, "skipped (too large)"), 0);
+  assert_int_equal(kt_stat_of(&r, "nodes folded"), 3);
+  assert_int_equal(kt_stat_of(&r, "skipped (too large)"), 0);
   assert_true(r.changed);
   const char *folded[] = {"a", "b", "r"};
   for (int i = 0; i < 3; i++) {
-    kir_node *n = find(g, folded[i]);
+    kir_node *n = kt_find(g, folded[i]);
     assert_int_equal(n->op, KIR_OP_CONSTANT);
     assert_int_equal(n->n_inputs, 0);
     assert_int_equal(n->n_attrs, 1);
     assert_non_null(kir_attr_tensor(n, "value"));
   }
-  assert_int_equal(find(g, "y")->op, KIR_OP_ADD);
-  assert_int_equal(find(g, "p")->op, KIR_OP_PLACEHOLDER);
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_ADD);
+  assert_int_equal(kt_find(g, "p")->op, KIR_OP_PLACEHOLDER);
   OK(g, kir_verify(g));
   assert_same(orig, g, "y", 5);
   assert_same(orig, g, "r", 5);
   /* A second run finds nothing more. */
   r = run_pass(g, kps_fold, &(kps_context){0});
-  assert_int_equal(stat_of(&r, "nodes folded"), 0);
+  assert_int_equal(kt_stat_of(&r, "nodes folded"), 0);
   assert_false(r.changed);
   kir_graph_destroy(orig);
   kir_graph_destroy(g);
@@ -205,16 +81,16 @@ static void test_fold_keeps_name_device_drops_attrs(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
   int64_t d[1] = {4};
-  kir_node *c = cst(g, "c", KILN_F64, 1, d, 3, -2, 2);
-  kir_node *k = clamp(g, "k", c, -0.5, 0.5);
+  kir_node *c = kt_cst(g, "c", KILN_F64, 1, d, 3, -2, 2);
+  kir_node *k = kt_clamp(g, "k", c, -0.5, 0.5);
   k->device = kir_graph_strdup(g, "cpu:0");
   run_pass(g, kps_fold, &(kps_context){0});
-  k = find(g, "k");
+  k = kt_find(g, "k");
   assert_int_equal(k->op, KIR_OP_CONSTANT);
   assert_string_equal(k->device, "cpu:0");
   assert_null(kir_attr_find(k, "min"));
   const kir_tensor *v = kir_attr_tensor(k, "value");
-  const kir_tensor *cv = kir_attr_tensor(find(g, "c"), "value");
+  const kir_tensor *cv = kir_attr_tensor(kt_find(g, "c"), "value");
   for (int i = 0; i < 4; i++) {
     double x = kir_tensor_get_f(cv, i);
     assert_true(kir_tensor_get_f(v, i) == (x < -0.5 ? -0.5 : x > 0.5 ? 0.5 : x));
@@ -227,16 +103,16 @@ static void test_fold_random_deterministic(void **state) {
   (void)state;
   int64_t d[2] = {3, 5};
   kir_graph *g1 = kir_graph_create(), *g2 = kir_graph_create();
-  kir_node *r1 = rnd(g1, KIR_OP_RANDOM_NORMAL, "rn", KILN_F32, 2, d, 42);
-  rnd(g2, KIR_OP_RANDOM_NORMAL, "rn", KILN_F32, 2, d, 42);
-  rnd(g1, KIR_OP_RANDOM_UNIFORM, "ru", KILN_F64, 2, d, 9);
+  kir_node *r1 = kt_random(g1, KIR_OP_RANDOM_NORMAL, "rn", KILN_F32, 2, d, 42);
+  kt_random(g2, KIR_OP_RANDOM_NORMAL, "rn", KILN_F32, 2, d, 42);
+  kt_random(g1, KIR_OP_RANDOM_UNIFORM, "ru", KILN_F64, 2, d, 9);
   kir_graph *orig = kir_graph_clone(g1);
-  op1(g1, KIR_OP_NEG, "neg", r1);
+  kt_op1(g1, KIR_OP_NEG, "neg", r1);
   kps_result r = run_pass(g1, kps_fold, &(kps_context){0});
-  assert_int_equal(stat_of(&r, "nodes folded"), 3);
+  assert_int_equal(kt_stat_of(&r, "nodes folded"), 3);
   run_pass(g2, kps_fold, &(kps_context){0});
-  const kir_tensor *a = kir_attr_tensor(find(g1, "rn"), "value");
-  const kir_tensor *b = kir_attr_tensor(find(g2, "rn"), "value");
+  const kir_tensor *a = kir_attr_tensor(kt_find(g1, "rn"), "value");
+  const kir_tensor *b = kir_attr_tensor(kt_find(g2, "rn"), "value");
   assert_non_null(a);
   assert_non_null(b);
   assert_memory_equal(a->data, b->data, 15 * sizeof(float));
@@ -257,20 +133,20 @@ static void test_fold_leaves_state_and_inputs(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
   int64_t d[1] = {3};
-  kir_node *init = cst(g, "init", KILN_F32, 1, d, 1, 0, 1);
-  kir_node *v = op1(g, KIR_OP_VARIABLE, "v", init);
-  kir_node *one = cst(g, "one", KILN_F32, 1, d, 2, 0, 1);
-  op2(g, KIR_OP_ASSIGN, "assign", v, one);
-  kir_node *x = ph(g, "x", KILN_F32, 1, d);
-  op2(g, KIR_OP_ADD, "xa", x, one);
-  op2(g, KIR_OP_ADD, "va", v, one);
+  kir_node *init = kt_cst(g, "init", KILN_F32, 1, d, 1, 0, 1);
+  kir_node *v = kt_op1(g, KIR_OP_VARIABLE, "v", init);
+  kir_node *one = kt_cst(g, "one", KILN_F32, 1, d, 2, 0, 1);
+  kt_op2(g, KIR_OP_ASSIGN, "assign", v, one);
+  kir_node *x = kt_ph(g, "x", KILN_F32, 1, d);
+  kt_op2(g, KIR_OP_ADD, "xa", x, one);
+  kt_op2(g, KIR_OP_ADD, "va", v, one);
   kps_result r = run_pass(g, kps_fold, &(kps_context){0});
-  assert_int_equal(stat_of(&r, "nodes folded"), 0);
-  assert_int_equal(find(g, "v")->op, KIR_OP_VARIABLE);
-  assert_int_equal(find(g, "assign")->op, KIR_OP_ASSIGN);
-  assert_int_equal(find(g, "x")->op, KIR_OP_PLACEHOLDER);
-  assert_int_equal(find(g, "xa")->op, KIR_OP_ADD);
-  assert_int_equal(find(g, "va")->op, KIR_OP_ADD);
+  assert_int_equal(kt_stat_of(&r, "nodes folded"), 0);
+  assert_int_equal(kt_find(g, "v")->op, KIR_OP_VARIABLE);
+  assert_int_equal(kt_find(g, "assign")->op, KIR_OP_ASSIGN);
+  assert_int_equal(kt_find(g, "x")->op, KIR_OP_PLACEHOLDER);
+  assert_int_equal(kt_find(g, "xa")->op, KIR_OP_ADD);
+  assert_int_equal(kt_find(g, "va")->op, KIR_OP_ADD);
   kir_graph_destroy(g);
 }
 
@@ -279,14 +155,14 @@ static void test_fold_size_cap(void **state) {
   kir_graph *g = kir_graph_create();
   int64_t big[2] = {4097, 4096}; /* f32: 64 MiB + 16 KiB */
   int64_t exact[2] = {4096, 4096}; /* f32: exactly 64 MiB, allowed */
-  rnd(g, KIR_OP_RANDOM_UNIFORM, "big", KILN_F32, 2, big, 1);
-  kir_node *e = rnd(g, KIR_OP_RANDOM_UNIFORM, "exact", KILN_F32, 2, exact, 1);
+  kt_random(g, KIR_OP_RANDOM_UNIFORM, "big", KILN_F32, 2, big, 1);
+  kir_node *e = kt_random(g, KIR_OP_RANDOM_UNIFORM, "exact", KILN_F32, 2, exact, 1);
   (void)e;
   kps_result r = run_pass(g, kps_fold, &(kps_context){0});
-  assert_int_equal(stat_of(&r, "skipped (too large)"), 1);
-  assert_int_equal(stat_of(&r, "nodes folded"), 1);
-  assert_int_equal(find(g, "big")->op, KIR_OP_RANDOM_UNIFORM);
-  assert_int_equal(find(g, "exact")->op, KIR_OP_CONSTANT);
+  assert_int_equal(kt_stat_of(&r, "skipped (too large)"), 1);
+  assert_int_equal(kt_stat_of(&r, "nodes folded"), 1);
+  assert_int_equal(kt_find(g, "big")->op, KIR_OP_RANDOM_UNIFORM);
+  assert_int_equal(kt_find(g, "exact")->op, KIR_OP_CONSTANT);
   kir_graph_destroy(g);
 }
 
@@ -296,20 +172,20 @@ static void test_dce(void **state) {
   (void)state;
   kir_graph *g = small_fold_graph();
   int64_t d[1] = {2};
-  ph(g, "unused_input", KILN_F32, 1, d);
-  kir_node *dead = cst(g, "dead", KILN_F32, 1, d, 4, 0, 1);
-  op1(g, KIR_OP_NEG, "dead2", dead);
+  kt_ph(g, "unused_input", KILN_F32, 1, d);
+  kir_node *dead = kt_cst(g, "dead", KILN_F32, 1, d, 4, 0, 1);
+  kt_op1(g, KIR_OP_NEG, "dead2", dead);
   kir_graph *orig = kir_graph_clone(g);
   const char *roots[] = {"r"};
   kps_result r = run_pass(g, kps_dce, &(kps_context){.roots = roots, .n_roots = 1});
   /* Kept: c1 c2 a b r (r's cone), p and unused_input (placeholders). */
-  assert_int_equal(stat_of(&r, "nodes removed"), 3);
+  assert_int_equal(kt_stat_of(&r, "nodes removed"), 3);
   assert_int_equal(g->n_nodes, 7);
   assert_null(kir_graph_find(g, "y"));
   assert_null(kir_graph_find(g, "dead"));
   assert_null(kir_graph_find(g, "dead2"));
-  find(g, "unused_input");
-  find(g, "p");
+  kt_find(g, "unused_input");
+  kt_find(g, "p");
   for (int32_t i = 0; i < g->n_nodes; i++) assert_int_equal(g->nodes[i]->id, i);
   OK(g, kir_verify(g));
   assert_same(orig, g, "r", 3);
@@ -326,11 +202,11 @@ static void test_dce_unknown_root_and_no_roots(void **state) {
   assert_int_equal(kps_dce(g, &(kps_context){.roots = roots, .n_roots = 2}, &res), KILN_ERR_ARGUMENT);
   assert_non_null(strstr(g->error, "'nope'"));
   assert_int_equal(g->n_nodes, 7);
-  text log;
-  open_text(&log);
+  kt_text log;
+  kt_text_open(&log);
   kps_result r = run_pass(g, kps_dce, &(kps_context){.log = log.f});
-  char *s = close_text(&log);
-  assert_int_equal(stat_of(&r, "nodes removed"), 0);
+  char *s = kt_text_close(&log);
+  assert_int_equal(kt_stat_of(&r, "nodes removed"), 0);
   assert_false(r.changed);
   assert_int_equal(g->n_nodes, 7);
   assert_non_null(strstr(s, "dce: no roots"));
@@ -344,18 +220,18 @@ static void test_dce_unknown_root_and_no_roots(void **state) {
 static kir_graph *mm_graph(kiln_dtype dt, kir_node **mm) {
   kir_graph *g = kir_graph_create();
   int64_t dx[2] = {4, 8}, dw[2] = {8, 5};
-  kir_node *x = ph(g, "x", dt, 2, dx);
-  kir_node *w = cst(g, "w", dt, 2, dw, 11, -1, 1);
-  *mm = op2(g, KIR_OP_MATMUL, "mm", x, w);
+  kir_node *x = kt_ph(g, "x", dt, 2, dx);
+  kir_node *w = kt_cst(g, "w", dt, 2, dw, 11, -1, 1);
+  *mm = kt_op2(g, KIR_OP_MATMUL, "mm", x, w);
   return g;
 }
 
 static kps_result fuse(kir_graph *g, const char *root, char **log_text) {
-  text log;
-  open_text(&log);
+  kt_text log;
+  kt_text_open(&log);
   const char *roots[] = {root};
   kps_result r = run_pass(g, kps_fuse, &(kps_context){.roots = roots, .n_roots = 1, .log = log.f});
-  char *s = close_text(&log);
+  char *s = kt_text_close(&log);
   if (log_text) *log_text = s;
   else free(s);
   return r;
@@ -382,21 +258,21 @@ static void test_fuse_bias_relu(void **state) {
   kir_node *mm;
   kir_graph *g = mm_graph(KILN_F32, &mm);
   int64_t db[1] = {5};
-  kir_node *b = cst(g, "b", KILN_F32, 1, db, 12, -1, 1);
-  kir_node *add = op2(g, KIR_OP_ADD, "add", mm, b);
-  op1(g, KIR_OP_RELU, "relu", add);
+  kir_node *b = kt_cst(g, "b", KILN_F32, 1, db, 12, -1, 1);
+  kir_node *add = kt_op2(g, KIR_OP_ADD, "add", mm, b);
+  kt_op1(g, KIR_OP_RELU, "relu", add);
   kir_graph *orig = kir_graph_clone(g);
   kps_result r = fuse(g, "relu", NULL);
-  assert_int_equal(stat_of(&r, "matmuls fused"), 1);
-  assert_int_equal(stat_of(&r, "ops absorbed"), 2);
+  assert_int_equal(kt_stat_of(&r, "matmuls fused"), 1);
+  assert_int_equal(kt_stat_of(&r, "ops absorbed"), 2);
   assert_int_equal(g->n_nodes, 4);
-  kir_node *f = find(g, "relu");
+  kir_node *f = kt_find(g, "relu");
   assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
   assert_int_equal(f->id, 3);
   assert_int_equal(f->n_inputs, 3);
-  assert_int_equal(f->inputs[0], find(g, "x")->id);
-  assert_int_equal(f->inputs[1], find(g, "w")->id);
-  assert_int_equal(f->inputs[2], find(g, "b")->id);
+  assert_int_equal(f->inputs[0], kt_find(g, "x")->id);
+  assert_int_equal(f->inputs[1], kt_find(g, "w")->id);
+  assert_int_equal(f->inputs[2], kt_find(g, "b")->id);
   const char *from[] = {"mm", "add", "relu"};
   assert_from(f, from, 3);
   int64_t ops[2] = {KIR_OP_ADD, KIR_OP_RELU}, operand[2] = {2, -1}, swap[2] = {0, 0};
@@ -416,12 +292,12 @@ static void test_fuse_bias_clamp(void **state) {
   kir_node *mm;
   kir_graph *g = mm_graph(KILN_F64, &mm);
   int64_t db[2] = {1, 5};
-  kir_node *b = cst(g, "b", KILN_F64, 2, db, 13, -1, 1);
-  kir_node *add = op2(g, KIR_OP_ADD, "add", b, mm); /* bias first: still add, swap 1 */
-  clamp(g, "out", add, -0.25, 0.5);
+  kir_node *b = kt_cst(g, "b", KILN_F64, 2, db, 13, -1, 1);
+  kir_node *add = kt_op2(g, KIR_OP_ADD, "add", b, mm); /* bias first: still add, swap 1 */
+  kt_clamp(g, "out", add, -0.25, 0.5);
   kir_graph *orig = kir_graph_clone(g);
   fuse(g, "out", NULL);
-  kir_node *f = find(g, "out");
+  kir_node *f = kt_find(g, "out");
   assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
   int32_t n = 0;
   const double *lo = kir_attr_floats(f, "clamp_min", &n);
@@ -441,10 +317,10 @@ static void test_fuse_clamp_min_only(void **state) {
   (void)state;
   kir_node *mm;
   kir_graph *g = mm_graph(KILN_F32, &mm);
-  clamp(g, "h", mm, 0.0, NAN);
+  kt_clamp(g, "h", mm, 0.0, NAN);
   kir_graph *orig = kir_graph_clone(g);
   fuse(g, "h", NULL);
-  kir_node *f = find(g, "h");
+  kir_node *f = kt_find(g, "h");
   assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
   int32_t n = 0;
   const double *lo = kir_attr_floats(f, "clamp_min", &n);
@@ -463,21 +339,21 @@ static void test_fuse_swapped_sub_and_transpose(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
   int64_t dx[2] = {8, 4}, dw[2] = {8, 5}, db[2] = {4, 5};
-  kir_node *x = ph(g, "x", KILN_F32, 2, dx);
-  kir_node *w = cst(g, "w", KILN_F32, 2, dw, 11, -1, 1);
+  kir_node *x = kt_ph(g, "x", KILN_F32, 2, dx);
+  kir_node *w = kt_cst(g, "w", KILN_F32, 2, dw, 11, -1, 1);
   int32_t in[2] = {x->id, w->id};
   kir_node *mm = kir_node_add(g, KIR_OP_MATMUL, "mm", in, 2);
   OK(g, kir_attr_set_int(g, mm, "transpose_a", 1));
-  infer(g, mm);
-  kir_node *b = ph(g, "b", KILN_F32, 2, db);
-  kir_node *sub = op2(g, KIR_OP_SUB, "sub", b, mm);
-  kir_node *t = op1(g, KIR_OP_TANH, "t", sub);
-  kir_node *m = op2(g, KIR_OP_MUL, "m", t, b);
+  kt_infer(g, mm);
+  kir_node *b = kt_ph(g, "b", KILN_F32, 2, db);
+  kir_node *sub = kt_op2(g, KIR_OP_SUB, "sub", b, mm);
+  kir_node *t = kt_op1(g, KIR_OP_TANH, "t", sub);
+  kir_node *m = kt_op2(g, KIR_OP_MUL, "m", t, b);
   (void)m;
   kir_graph *orig = kir_graph_clone(g);
   kps_result r = fuse(g, "m", NULL);
-  assert_int_equal(stat_of(&r, "ops absorbed"), 3);
-  kir_node *f = find(g, "m");
+  assert_int_equal(kt_stat_of(&r, "ops absorbed"), 3);
+  kir_node *f = kt_find(g, "m");
   assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
   assert_int_equal(kir_attr_int(f, "transpose_a", 0), 1);
   int64_t ops[3] = {KIR_OP_SUB, KIR_OP_TANH, KIR_OP_MUL}, operand[3] = {2, -1, 3}, swap[3] = {1, 0, 0};
@@ -500,10 +376,10 @@ static void expect_unfused(kir_graph *g, const char *root, const char *why) {
   kps_result r = fuse(g, root, &log);
   if (!strstr(log, why)) fail_msg("log '%s' lacks '%s'", log, why);
   free(log);
-  assert_int_equal(stat_of(&r, "matmuls fused"), 0);
+  assert_int_equal(kt_stat_of(&r, "matmuls fused"), 0);
   assert_false(r.changed);
   assert_int_equal(g->n_nodes, n);
-  assert_int_equal(find(g, "mm")->op, KIR_OP_MATMUL);
+  assert_int_equal(kt_find(g, "mm")->op, KIR_OP_MATMUL);
   OK(g, kir_verify(g));
   assert_same(orig, g, root, 25);
   kir_graph_destroy(orig);
@@ -514,42 +390,42 @@ static void test_fuse_refusals(void **state) {
   kir_node *mm;
   /* The product has a second consumer. */
   kir_graph *g = mm_graph(KILN_F32, &mm);
-  kir_node *r = op1(g, KIR_OP_RELU, "relu", mm);
-  kir_node *n2 = op1(g, KIR_OP_NEG, "neg", mm);
-  op2(g, KIR_OP_ADD_N, "y", r, n2); /* add_n: not an elementwise chain either */
+  kir_node *r = kt_op1(g, KIR_OP_RELU, "relu", mm);
+  kir_node *n2 = kt_op1(g, KIR_OP_NEG, "neg", mm);
+  kt_op2(g, KIR_OP_ADD_N, "y", r, n2); /* add_n: not an elementwise chain either */
   expect_unfused(g, "y", "fuse: stopped after 'mm': 'mm' has 2 consumers ('relu', 'neg')\n");
   kir_graph_destroy(g);
   /* The product is fetched. */
   g = mm_graph(KILN_F32, &mm);
-  op1(g, KIR_OP_RELU, "relu", mm);
+  kt_op1(g, KIR_OP_RELU, "relu", mm);
   expect_unfused(g, "mm", "'mm' is fetched");
   kir_graph_destroy(g);
   /* The bias would enlarge the product. */
   g = mm_graph(KILN_F32, &mm);
   int64_t db[3] = {3, 4, 5};
-  kir_node *b = ph(g, "bias3", KILN_F32, 3, db);
-  op2(g, KIR_OP_ADD, "y", mm, b);
+  kir_node *b = kt_ph(g, "bias3", KILN_F32, 3, db);
+  kt_op2(g, KIR_OP_ADD, "y", mm, b);
   expect_unfused(g, "y", "'bias3' broadcasts the product from f32[4,5] to f32[3,4,5]");
   kir_graph_destroy(g);
   /* x*x. */
   g = mm_graph(KILN_F32, &mm);
-  op2(g, KIR_OP_MUL, "sq", mm, mm);
+  kt_op2(g, KIR_OP_MUL, "sq", mm, mm);
   expect_unfused(g, "sq", "'mm' has 2 consumers");
   kir_graph_destroy(g);
   /* Not elementwise. */
   g = mm_graph(KILN_F32, &mm);
-  op1(g, KIR_OP_REDUCE_SUM, "s", mm);
+  kt_op1(g, KIR_OP_REDUCE_SUM, "s", mm);
   expect_unfused(g, "s", "not elementwise (reduce_sum)");
   kir_graph_destroy(g);
   /* Another device. */
   g = mm_graph(KILN_F32, &mm);
-  kir_node *e = op1(g, KIR_OP_RELU, "relu", mm);
+  kir_node *e = kt_op1(g, KIR_OP_RELU, "relu", mm);
   e->device = kir_graph_strdup(g, "cuda:0");
   expect_unfused(g, "relu", "different device");
   kir_graph_destroy(g);
   /* Integer matmuls are not candidates (fused_matmul is float-only): no log. */
   g = mm_graph(KILN_I32, &mm);
-  op1(g, KIR_OP_RELU, "relu", mm);
+  kt_op1(g, KIR_OP_RELU, "relu", mm);
   expect_unfused(g, "relu", "");
   kir_graph_destroy(g);
 }
@@ -559,19 +435,19 @@ static void test_fuse_stops_midway(void **state) {
   kir_node *mm;
   kir_graph *g = mm_graph(KILN_F32, &mm);
   int64_t db[1] = {5};
-  kir_node *b = cst(g, "b", KILN_F32, 1, db, 12, -1, 1);
-  kir_node *add = op2(g, KIR_OP_ADD, "h", mm, b);
-  kir_node *r = op1(g, KIR_OP_RELU, "relu", add);
-  op2(g, KIR_OP_ADD_N, "y", r, add); /* add_n: relu stays alone (no chain of one) */
+  kir_node *b = kt_cst(g, "b", KILN_F32, 1, db, 12, -1, 1);
+  kir_node *add = kt_op2(g, KIR_OP_ADD, "h", mm, b);
+  kir_node *r = kt_op1(g, KIR_OP_RELU, "relu", add);
+  kt_op2(g, KIR_OP_ADD_N, "y", r, add); /* add_n: relu stays alone (no chain of one) */
   kir_graph *orig = kir_graph_clone(g);
   char *log = NULL;
   kps_result res = fuse(g, "y", &log);
   assert_non_null(strstr(log, "fuse: stopped after 'h': 'h' has 2 consumers"));
   free(log);
-  assert_int_equal(stat_of(&res, "ops absorbed"), 1);
-  kir_node *f = find(g, "h");
+  assert_int_equal(kt_stat_of(&res, "ops absorbed"), 1);
+  kir_node *f = kt_find(g, "h");
   assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
-  assert_int_equal(find(g, "relu")->op, KIR_OP_RELU);
+  assert_int_equal(kt_find(g, "relu")->op, KIR_OP_RELU);
   OK(g, kir_verify(g));
   assert_same(orig, g, "y", 26);
   kir_graph_destroy(orig);
@@ -582,20 +458,20 @@ static void test_fuse_two_matmuls_share_add(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
   int64_t d[2] = {4, 4};
-  kir_node *x = ph(g, "x", KILN_F32, 2, d);
-  kir_node *w1 = cst(g, "w1", KILN_F32, 2, d, 1, -1, 1);
-  kir_node *w2 = cst(g, "w2", KILN_F32, 2, d, 2, -1, 1);
-  kir_node *m1 = op2(g, KIR_OP_MATMUL, "m1", x, w1);
-  kir_node *m2 = op2(g, KIR_OP_MATMUL, "m2", x, w2);
-  kir_node *s = op2(g, KIR_OP_ADD, "s", m1, m2);
-  op1(g, KIR_OP_SIGMOID, "y", s);
+  kir_node *x = kt_ph(g, "x", KILN_F32, 2, d);
+  kir_node *w1 = kt_cst(g, "w1", KILN_F32, 2, d, 1, -1, 1);
+  kir_node *w2 = kt_cst(g, "w2", KILN_F32, 2, d, 2, -1, 1);
+  kir_node *m1 = kt_op2(g, KIR_OP_MATMUL, "m1", x, w1);
+  kir_node *m2 = kt_op2(g, KIR_OP_MATMUL, "m2", x, w2);
+  kir_node *s = kt_op2(g, KIR_OP_ADD, "s", m1, m2);
+  kt_op1(g, KIR_OP_SIGMOID, "y", s);
   kir_graph *orig = kir_graph_clone(g);
   kps_result r = fuse(g, "y", NULL);
-  assert_int_equal(stat_of(&r, "matmuls fused"), 1);
-  kir_node *f = find(g, "y");
+  assert_int_equal(kt_stat_of(&r, "matmuls fused"), 1);
+  kir_node *f = kt_find(g, "y");
   assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
-  assert_int_equal(f->inputs[2], find(g, "m2")->id);
-  assert_int_equal(find(g, "m2")->op, KIR_OP_MATMUL);
+  assert_int_equal(f->inputs[2], kt_find(g, "m2")->id);
+  assert_int_equal(kt_find(g, "m2")->op, KIR_OP_MATMUL);
   OK(g, kir_verify(g));
   assert_same(orig, g, "y", 27);
   kir_graph_destroy(orig);
@@ -656,15 +532,15 @@ static void assert_plan_sound(const kir_graph *g, const kps_memplan *p, const in
 static kir_graph *mlp(void) {
   kir_graph *g = kir_graph_create();
   int64_t dx[2] = {8, 16}, dw1[2] = {16, 32}, db1[1] = {32}, dw2[2] = {32, 4};
-  kir_node *x = ph(g, "x", KILN_F32, 2, dx);
-  kir_node *w1 = rnd(g, KIR_OP_RANDOM_NORMAL, "w1", KILN_F32, 2, dw1, 7);
-  kir_node *b1 = cst(g, "b1", KILN_F32, 1, db1, 8, -0.5, 0.5);
-  kir_node *mm1 = op2(g, KIR_OP_MATMUL, "layer1/matmul", x, w1);
-  kir_node *add = op2(g, KIR_OP_ADD, "layer1/add", mm1, b1);
-  kir_node *h = op1(g, KIR_OP_RELU, "h", add);
-  kir_node *w2 = cst(g, "w2", KILN_F32, 2, dw2, 9, -1, 1);
-  op2(g, KIR_OP_MATMUL, "y", h, w2);
-  op1(g, KIR_OP_EXP, "unused", h);
+  kir_node *x = kt_ph(g, "x", KILN_F32, 2, dx);
+  kir_node *w1 = kt_random(g, KIR_OP_RANDOM_NORMAL, "w1", KILN_F32, 2, dw1, 7);
+  kir_node *b1 = kt_cst(g, "b1", KILN_F32, 1, db1, 8, -0.5, 0.5);
+  kir_node *mm1 = kt_op2(g, KIR_OP_MATMUL, "layer1/matmul", x, w1);
+  kir_node *add = kt_op2(g, KIR_OP_ADD, "layer1/add", mm1, b1);
+  kir_node *h = kt_op1(g, KIR_OP_RELU, "h", add);
+  kir_node *w2 = kt_cst(g, "w2", KILN_F32, 2, dw2, 9, -1, 1);
+  kt_op2(g, KIR_OP_MATMUL, "y", h, w2);
+  kt_op1(g, KIR_OP_EXP, "unused", h);
   return g;
 }
 
@@ -673,28 +549,28 @@ static void test_end_to_end_mlp(void **state) {
   kir_graph *g = mlp();
   kir_graph *orig = kir_graph_clone(g);
   const char *roots[] = {"y"};
-  text log;
-  open_text(&log);
+  kt_text log;
+  kt_text_open(&log);
   kps_options opt = {.verify_each = true, .log = log.f};
   kps_context ctx = {.roots = roots, .n_roots = 1, .log = log.f};
   OK(g, kps_run(g, &opt, &ctx));
-  char *s = close_text(&log);
+  char *s = kt_text_close(&log);
   assert_non_null(strstr(s, "pass infer-shapes: no change ["));
   assert_non_null(strstr(s, "pass fold: 1 nodes folded"));
   assert_non_null(strstr(s, "pass dce: 1 nodes removed"));
   assert_non_null(strstr(s, "pass fuse: 1 matmuls fused, 2 ops absorbed"));
   assert_non_null(strstr(s, "pass place: 6 nodes placed ["));
   free(s);
-  assert_int_equal(find(g, "w1")->op, KIR_OP_CONSTANT);
-  assert_int_equal(find(g, "h")->op, KIR_OP_FUSED_MATMUL);
-  assert_int_equal(find(g, "y")->op, KIR_OP_MATMUL);
+  assert_int_equal(kt_find(g, "w1")->op, KIR_OP_CONSTANT);
+  assert_int_equal(kt_find(g, "h")->op, KIR_OP_FUSED_MATMUL);
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_MATMUL);
   assert_null(kir_graph_find(g, "unused"));
   assert_same(orig, g, "y", 31);
-  int32_t out = find(g, "y")->id;
+  int32_t out = kt_find(g, "y")->id;
   kps_memplan p;
   OK(g, kps_plan_memory(g, &out, 1, &p));
   assert_plan_sound(g, &p, &out, 1);
-  assert_int_equal(p.loc[find(g, "h")->id], KPS_LOC_ARENA);
+  assert_int_equal(p.loc[kt_find(g, "h")->id], KPS_LOC_ARENA);
   assert_int_equal(p.loc[out], KPS_LOC_ARENA);
   kps_memplan_free(&p);
   kir_graph_destroy(orig);
@@ -733,7 +609,7 @@ static void test_out_of_memory(void **state) {
   /* The memory plan too. */
   kir_graph *g = kir_graph_clone(orig);
   OK(g, kps_run(g, &opt, &ctx));
-  int32_t out = find(g, "y")->id;
+  int32_t out = kt_find(g, "y")->id;
   st = KILN_ERR_NOMEM;
   for (long n = 0; st != KILN_OK; n++) {
     kps_memplan p;

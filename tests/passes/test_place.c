@@ -7,38 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kt.h"
+#include "../kt_graph.h"
 #include "kt_gen.h"
 #include "passes/kps.h"
 
-#define OK(g, expr)                                                                        \
-  do {                                                                                     \
-    kiln_status s_ = (expr);                                                               \
-    if (s_ != KILN_OK) fail_msg("%s -> %s: %s", #expr, kiln_status_name(s_), (g)->error); \
-  } while (0)
-
 static const char *const CPU_GPU[] = {"cpu:0", "cuda:0"};
 
-static kir_node *infer(kir_graph *g, kir_node *n) {
-  assert_non_null(n);
-  OK(g, kir_infer_node(g, n));
-  return n;
-}
-
+/* An f32 constant filled by kt_fill(seed) in [-1, 1). */
 static kir_node *cst(kir_graph *g, const char *name, int32_t rank, const int64_t *dims, uint64_t seed) {
-  kir_type t;
-  memset(&t, 0, sizeof t);
-  t.dtype = KILN_F32;
-  t.rank = rank;
-  for (int32_t i = 0; i < rank; i++) t.dims[i] = dims[i];
-  kir_tensor *v = kir_tensor_new(&t);
-  assert_non_null(v);
-  kt_fill(v, seed, -1, 1);
-  kir_node *n = kir_node_add(g, KIR_OP_CONSTANT, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_tensor(g, n, "value", v));
-  kir_tensor_free(v);
-  return infer(g, n);
+  return kt_cst(g, name, KILN_F32, rank, dims, seed, -1, 1);
 }
 
 static kir_node *opn(kir_graph *g, kir_op op, const char *name, const char *dev, int32_t n_in, ...) {
@@ -50,7 +27,7 @@ static kir_node *opn(kir_graph *g, kir_op op, const char *name, const char *dev,
   kir_node *n = kir_node_add(g, op, name, in, n_in);
   assert_non_null(n);
   n->device = kir_graph_strdup(g, dev);
-  return infer(g, n);
+  return kt_infer(g, n);
 }
 
 static kir_node *rnd(kir_graph *g, const char *name, const char *dev, int64_t d0, int64_t d1) {
@@ -61,20 +38,7 @@ static kir_node *rnd(kir_graph *g, const char *name, const char *dev, int64_t d0
   OK(g, kir_attr_set_ints(g, n, "shape", dims, 2));
   OK(g, kir_attr_set_int(g, n, "seed", 5));
   n->device = kir_graph_strdup(g, dev);
-  return infer(g, n);
-}
-
-static kir_node *find(const kir_graph *g, const char *name) {
-  kir_node *n = kir_graph_find(g, name);
-  if (!n) fail_msg("no node '%s'", name);
-  return n;
-}
-
-static int64_t stat_of(const kps_result *r, const char *name) {
-  for (int32_t i = 0; i < r->n_stats; i++)
-    if (strcmp(r->stats[i].name, name) == 0) return r->stats[i].value;
-  fail_msg("no stat '%s'", name);
-  return -1;
+  return kt_infer(g, n);
 }
 
 static kps_result place(kir_graph *g, const char *const *devs, int32_t n_devs, bool strict) {
@@ -114,7 +78,7 @@ static void assert_place_twice_same(kir_graph *g, const char *const *devs, int32
   kps_result r = place(g, devs, n_devs, false);
   OK(g, kir_graph_to_bytes(g, &b2, &n2));
   assert_false(r.changed);
-  assert_int_equal(stat_of(&r, "transfers inserted"), 0);
+  assert_int_equal(kt_stat_of(&r, "transfers inserted"), 0);
   assert_int_equal(n1, n2);
   assert_memory_equal(b1, b2, n1);
   kir_free(b1);
@@ -123,7 +87,7 @@ static void assert_place_twice_same(kir_graph *g, const char *const *devs, int32
 
 /* fetch's value under the interpreter is the same in both graphs (no feeds). */
 static void assert_same_value(kir_graph *a, kir_graph *b, const char *fetch) {
-  int32_t fa = find(a, fetch)->id, fb = find(b, fetch)->id;
+  int32_t fa = kt_find(a, fetch)->id, fb = kt_find(b, fetch)->id;
   kir_tensor *ta = NULL, *tb = NULL;
   OK(a, kir_interp_run(a, NULL, NULL, 0, &fa, 1, NULL, 0, &ta));
   OK(b, kir_interp_run(b, NULL, NULL, 0, &fb, 1, NULL, 0, &tb));
@@ -147,13 +111,13 @@ static void test_cpu_only_defaults_and_pins(void **state) {
   (void)state;
   kir_graph *g = mm_graph("/device:CPU:0", "");
   kps_result r = place(g, NULL, 0, false);
-  assert_int_equal(stat_of(&r, "nodes placed"), 4);
-  assert_int_equal(stat_of(&r, "soft placements"), 0);
+  assert_int_equal(kt_stat_of(&r, "nodes placed"), 4);
+  assert_int_equal(kt_stat_of(&r, "soft placements"), 0);
   assert_true(r.changed);
   for (int32_t i = 0; i < g->n_nodes; i++) assert_string_equal(g->nodes[i]->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "mm")->placement_reason, "pinned by device scope 'cpu:0'");
-  assert_string_equal(find(g, "mul")->placement_reason, "no device requested; default cpu:0");
-  assert_string_equal(find(g, "a")->placement_reason, "with its first consumer 'mm'");
+  assert_string_equal(kt_find(g, "mm")->placement_reason, "pinned by device scope 'cpu:0'");
+  assert_string_equal(kt_find(g, "mul")->placement_reason, "no device requested; default cpu:0");
+  assert_string_equal(kt_find(g, "a")->placement_reason, "with its first consumer 'mm'");
   assert_placed(g);
   assert_place_twice_same(g, NULL, 0);
   kir_graph_destroy(g);
@@ -170,24 +134,24 @@ static void test_defaults_with_cuda(void **state) {
   opn(g, KIR_OP_GROUP, "all", "", 2, r, w);
   kir_graph *orig = kir_graph_clone(g);
   kps_result res = place(g, CPU_GPU, 2, false);
-  assert_int_equal(stat_of(&res, "transfers inserted"), 1);
-  assert_int_equal(stat_of(&res, "nodes placed"), 6);
-  assert_string_equal(find(g, "mm")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "mm")->placement_reason, "default device cuda:0: has a kernel for 'matmul'");
-  assert_string_equal(find(g, "r")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "w")->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "w")->placement_reason, "no CUDA kernel for 'random_normal'; cpu:0");
-  assert_string_equal(find(g, "x")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "x")->placement_reason, "with its first consumer 'mm'");
-  assert_string_equal(find(g, "all")->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "all")->placement_reason, "control op; runs on the host cpu:0");
-  kir_node *t = find(g, "w/to_cuda:0");
+  assert_int_equal(kt_stat_of(&res, "transfers inserted"), 1);
+  assert_int_equal(kt_stat_of(&res, "nodes placed"), 6);
+  assert_string_equal(kt_find(g, "mm")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "mm")->placement_reason, "default device cuda:0: has a kernel for 'matmul'");
+  assert_string_equal(kt_find(g, "r")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "w")->assigned_device, "cpu:0");
+  assert_string_equal(kt_find(g, "w")->placement_reason, "no CUDA kernel for 'random_normal'; cpu:0");
+  assert_string_equal(kt_find(g, "x")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "x")->placement_reason, "with its first consumer 'mm'");
+  assert_string_equal(kt_find(g, "all")->assigned_device, "cpu:0");
+  assert_string_equal(kt_find(g, "all")->placement_reason, "control op; runs on the host cpu:0");
+  kir_node *t = kt_find(g, "w/to_cuda:0");
   assert_int_equal(t->op, KIR_OP_TRANSFER);
   assert_string_equal(t->assigned_device, "cuda:0");
   assert_string_equal(t->placement_reason, "transfer from cpu:0 to cuda:0 for 'mm'");
-  assert_int_equal(find(g, "mm")->inputs[1], t->id);
+  assert_int_equal(kt_find(g, "mm")->inputs[1], t->id);
   /* the group's control edge to w needs no transfer */
-  assert_int_equal(find(g, "all")->inputs[1], find(g, "w")->id);
+  assert_int_equal(kt_find(g, "all")->inputs[1], kt_find(g, "w")->id);
   assert_placed(g);
   assert_same_value(orig, g, "r");
   assert_place_twice_same(g, CPU_GPU, 2);
@@ -219,16 +183,16 @@ static void test_lecture_soft_placement(void **state) {
   (void)state;
   kir_graph *g = lecture_graph("/device:gpu:2", "/device:gpu:3");
   kps_result r = place(g, CPU_GPU, 2, false);
-  assert_int_equal(stat_of(&r, "soft placements"), 6);
-  assert_int_equal(stat_of(&r, "transfers inserted"), 0);
+  assert_int_equal(kt_stat_of(&r, "soft placements"), 6);
+  assert_int_equal(kt_stat_of(&r, "transfers inserted"), 0);
   for (int32_t i = 0; i < g->n_nodes; i++) assert_string_equal(g->nodes[i]->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "MatMul")->placement_reason,
+  assert_string_equal(kt_find(g, "MatMul")->placement_reason,
                       "requested 'cuda:2', which the target lacks; soft placement to cpu:0");
-  assert_string_equal(find(g, "MatMul_1")->placement_reason,
+  assert_string_equal(kt_find(g, "MatMul_1")->placement_reason,
                       "requested 'cuda:3', which the target lacks; soft placement to cpu:0");
-  assert_string_equal(find(g, "Const_2")->placement_reason,
+  assert_string_equal(kt_find(g, "Const_2")->placement_reason,
                       "requested 'cuda:3', which the target lacks; soft placement to cpu:0");
-  assert_string_equal(find(g, "AddN")->placement_reason, "pinned by device scope 'cpu:0'");
+  assert_string_equal(kt_find(g, "AddN")->placement_reason, "pinned by device scope 'cpu:0'");
   assert_placed(g);
   assert_place_twice_same(g, CPU_GPU, 2);
   kir_graph_destroy(g);
@@ -245,11 +209,11 @@ static void test_lecture_soft_placement(void **state) {
   g = lecture_graph("/device:GPU:0", "cuda:0");
   kir_graph *orig = kir_graph_clone(g);
   r = place(g, CPU_GPU, 2, false);
-  assert_int_equal(stat_of(&r, "transfers inserted"), 2);
-  assert_int_equal(stat_of(&r, "soft placements"), 0);
-  assert_string_equal(find(g, "MatMul")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "MatMul/to_cpu:0")->placement_reason, "transfer from cuda:0 to cpu:0 for 'AddN'");
-  assert_string_equal(find(g, "MatMul_1/to_cpu:0")->assigned_device, "cpu:0");
+  assert_int_equal(kt_stat_of(&r, "transfers inserted"), 2);
+  assert_int_equal(kt_stat_of(&r, "soft placements"), 0);
+  assert_string_equal(kt_find(g, "MatMul")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "MatMul/to_cpu:0")->placement_reason, "transfer from cuda:0 to cpu:0 for 'AddN'");
+  assert_string_equal(kt_find(g, "MatMul_1/to_cpu:0")->assigned_device, "cpu:0");
   assert_placed(g);
   assert_same_value(orig, g, "AddN");
   assert_place_twice_same(g, CPU_GPU, 2);
@@ -269,9 +233,9 @@ static void test_no_kernel_fallback(void **state) {
   kir_node *w = rnd(g, "w", "cuda:0", 2, 2);
   opn(g, KIR_OP_NEG, "n", "", 1, w);
   kps_result r = place(g, CPU_GPU, 2, false);
-  assert_int_equal(stat_of(&r, "soft placements"), 1);
-  assert_string_equal(find(g, "w")->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "w")->placement_reason,
+  assert_int_equal(kt_stat_of(&r, "soft placements"), 1);
+  assert_string_equal(kt_find(g, "w")->assigned_device, "cpu:0");
+  assert_string_equal(kt_find(g, "w")->placement_reason,
                       "requested 'cuda:0', which has no kernel for 'random_normal'; soft placement to cpu:0");
   assert_non_null(kir_graph_find(g, "w/to_cuda:0"));
   assert_placed(g);
@@ -326,37 +290,37 @@ static void test_colocation(void **state) {
   /* An assign's pin moves the variable and the other assign. */
   kir_graph *g = var_graph("", "", "cuda:0");
   place(g, CPU_GPU, 2, false);
-  assert_string_equal(find(g, "a2")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "a2")->placement_reason, "pinned by device scope 'cuda:0'");
-  assert_string_equal(find(g, "v")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "v")->placement_reason, "colocated with assign 'a2'");
-  assert_string_equal(find(g, "a1")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "a1")->placement_reason, "colocated with assign 'a2'");
+  assert_string_equal(kt_find(g, "a2")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "a2")->placement_reason, "pinned by device scope 'cuda:0'");
+  assert_string_equal(kt_find(g, "v")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "v")->placement_reason, "colocated with assign 'a2'");
+  assert_string_equal(kt_find(g, "a1")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "a1")->placement_reason, "colocated with assign 'a2'");
   assert_placed(g);
   assert_place_twice_same(g, CPU_GPU, 2);
   kir_graph_destroy(g);
   /* The variable's pin wins; its assigns follow it. */
   g = var_graph("cpu:0", "", "");
   place(g, CPU_GPU, 2, false);
-  assert_string_equal(find(g, "v")->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "a1")->assigned_device, "cpu:0");
-  assert_string_equal(find(g, "a1")->placement_reason, "colocated with variable 'v'");
-  assert_string_equal(find(g, "a2")->placement_reason, "colocated with variable 'v'");
+  assert_string_equal(kt_find(g, "v")->assigned_device, "cpu:0");
+  assert_string_equal(kt_find(g, "a1")->assigned_device, "cpu:0");
+  assert_string_equal(kt_find(g, "a1")->placement_reason, "colocated with variable 'v'");
+  assert_string_equal(kt_find(g, "a2")->placement_reason, "colocated with variable 'v'");
   assert_placed(g);
   kir_graph_destroy(g);
   /* Unpinned: the variable's default (the GPU), assigns with it. */
   g = var_graph("", "", "");
   place(g, CPU_GPU, 2, false);
-  assert_string_equal(find(g, "v")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "a2")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "a2")->placement_reason, "colocated with variable 'v'");
+  assert_string_equal(kt_find(g, "v")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "a2")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "a2")->placement_reason, "colocated with variable 'v'");
   kir_graph_destroy(g);
   /* Conflicting pins: soft overrides the assign, strict refuses. */
   g = var_graph("cuda:0", "cpu:0", "");
   kps_result r = place(g, CPU_GPU, 2, false);
-  assert_int_equal(stat_of(&r, "soft placements"), 1);
-  assert_string_equal(find(g, "a1")->assigned_device, "cuda:0");
-  assert_string_equal(find(g, "a1")->placement_reason, "colocated with variable 'v'");
+  assert_int_equal(kt_stat_of(&r, "soft placements"), 1);
+  assert_string_equal(kt_find(g, "a1")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "a1")->placement_reason, "colocated with variable 'v'");
   assert_placed(g);
   kir_graph_destroy(g);
   g = var_graph("cuda:0", "cpu:0", "");
@@ -390,13 +354,13 @@ static void test_transfers_once_and_unique(void **state) {
   const char *devs[] = {"cpu:0", "cuda:0", "cuda:1"};
   kps_result r = place(g, devs, 3, false);
   /* x -> cuda:0, x -> cuda:1, and each u back to cpu:0 */
-  assert_int_equal(stat_of(&r, "transfers inserted"), 2 + 5);
-  kir_node *t0 = find(g, "x/to_cuda:0_1"), *t1 = find(g, "x/to_cuda:1");
+  assert_int_equal(kt_stat_of(&r, "transfers inserted"), 2 + 5);
+  kir_node *t0 = kt_find(g, "x/to_cuda:0_1"), *t1 = kt_find(g, "x/to_cuda:1");
   assert_string_equal(t0->assigned_device, "cuda:0");
   assert_string_equal(t0->placement_reason, "transfer from cpu:0 to cuda:0 for 'u0'");
   assert_string_equal(t1->placement_reason, "transfer from cpu:0 to cuda:1 for 'u1'");
   for (int i = 0; i < 5; i++) {
-    const kir_node *n = find(g, i == 0 ? "u0" : i == 1 ? "u1" : i == 2 ? "u2" : i == 3 ? "u3" : "u4");
+    const kir_node *n = kt_find(g, i == 0 ? "u0" : i == 1 ? "u1" : i == 2 ? "u2" : i == 3 ? "u3" : "u4");
     for (int32_t k = 0; k < n->n_inputs; k++) assert_int_equal(n->inputs[k], i % 2 ? t1->id : t0->id);
   }
   int transfers = 0;
@@ -410,8 +374,8 @@ static void test_transfers_once_and_unique(void **state) {
   assert_place_twice_same(g, devs, 3);
   /* Placed again for a CPU-only target: everything moves to cpu:0, no new transfer. */
   r = place(g, NULL, 0, false);
-  assert_int_equal(stat_of(&r, "transfers inserted"), 0);
-  assert_int_equal(stat_of(&r, "soft placements"), 5 + 2); /* the pins and the two transfers to GPUs */
+  assert_int_equal(kt_stat_of(&r, "transfers inserted"), 0);
+  assert_int_equal(kt_stat_of(&r, "soft placements"), 5 + 2); /* the pins and the two transfers to GPUs */
   assert_placed(g);
   assert_same_value(orig, g, "s");
   kir_graph_destroy(orig);
@@ -434,12 +398,12 @@ static void test_random_graphs(void **state) {
       kir_feed feeds[64];
       int32_t fo[64], fp[64];
       assert_true(k.n_feeds <= 64 && k.n_fetches <= 64);
-      for (int32_t f = 0; f < k.n_feeds; f++) feeds[f] = (kir_feed){find(orig, k.feed_names[f])->id, k.feed_values[f]};
-      for (int32_t f = 0; f < k.n_fetches; f++) fo[f] = find(orig, k.roots[f])->id;
+      for (int32_t f = 0; f < k.n_feeds; f++) feeds[f] = (kir_feed){kt_find(orig, k.feed_names[f])->id, k.feed_values[f]};
+      for (int32_t f = 0; f < k.n_fetches; f++) fo[f] = kt_find(orig, k.roots[f])->id;
       kir_tensor *a[64], *b[64];
       OK(orig, kir_interp_run(orig, NULL, feeds, k.n_feeds, fo, k.n_fetches, NULL, 0, a));
-      for (int32_t f = 0; f < k.n_feeds; f++) feeds[f].node = find(k.g, k.feed_names[f])->id;
-      for (int32_t f = 0; f < k.n_fetches; f++) fp[f] = find(k.g, k.roots[f])->id;
+      for (int32_t f = 0; f < k.n_feeds; f++) feeds[f].node = kt_find(k.g, k.feed_names[f])->id;
+      for (int32_t f = 0; f < k.n_fetches; f++) fp[f] = kt_find(k.g, k.roots[f])->id;
       OK(k.g, kir_interp_run(k.g, NULL, feeds, k.n_feeds, fp, k.n_fetches, NULL, 0, b));
       for (int32_t f = 0; f < k.n_fetches; f++) {
         kt_assert_close(b[f], a[f], 0);

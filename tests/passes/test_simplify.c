@@ -7,53 +7,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kt.h"
+#include "../kt_graph.h"
 #include "passes/kps.h"
 
 /* ---------------------------------------------------------------- builders ------ */
 
-#define OK(g, expr)                                                                        \
-  do {                                                                                     \
-    kiln_status s_ = (expr);                                                               \
-    if (s_ != KILN_OK) fail_msg("%s -> %s: %s", #expr, kiln_status_name(s_), (g)->error); \
-  } while (0)
-
 static const int64_t D4[1] = {4}, D34[2] = {3, 4}, D1[1] = {1};
 
-static kir_node *infer(kir_graph *g, kir_node *n) {
-  assert_non_null(n);
-  OK(g, kir_infer_node(g, n));
-  return n;
+static kir_node *rsum(kir_graph *g, const char *name, const kir_node *a, const int64_t *axes,
+                      int32_t n_axes, int keep) {
+  return kt_reduce(g, KIR_OP_REDUCE_SUM, name, a, axes, n_axes, keep);
 }
 
-static kir_type ty(kiln_dtype dt, int32_t rank, const int64_t *dims) {
-  kir_type t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int32_t i = 0; i < rank; i++) t.dims[i] = dims[i];
-  return t;
+static kir_node *rnd(kir_graph *g, const char *name, int64_t seed) {
+  return kt_random(g, KIR_OP_RANDOM_NORMAL, name, KILN_F32, 1, D4, seed);
 }
 
-static kir_node *ph(kir_graph *g, const char *name, kiln_dtype dt, int32_t rank, const int64_t *dims) {
-  kir_node *n = kir_node_add(g, KIR_OP_PLACEHOLDER, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_int(g, n, "dtype", dt));
-  OK(g, kir_attr_set_ints(g, n, "shape", dims, rank));
-  return infer(g, n);
-}
-
-static kir_node *const_tensor(kir_graph *g, const char *name, const kir_tensor *v) {
-  kir_node *n = kir_node_add(g, KIR_OP_CONSTANT, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_tensor(g, n, "value", v));
-  return infer(g, n);
+/* Runs `fetch` with every placeholder fed from kt_fill, seeded by its name, in [-3, 3). */
+static kir_tensor *run_fetch(kir_graph *g, const char *fetch, uint64_t seed) {
+  return kt_run_fetch(g, fetch, seed, -3, 3, -3);
 }
 
 /* A constant whose every element is v. */
 static kir_node *fill(kir_graph *g, const char *name, kiln_dtype dt, int32_t rank,
                       const int64_t *dims, double v) {
-  kir_type t = ty(dt, rank, dims);
+  kir_type t = kt_type(dt, rank, dims);
   kir_tensor *x = kir_tensor_new(&t);
   assert_non_null(x);
   for (int64_t i = 0; i < kir_type_numel(&t); i++) {
@@ -62,103 +40,16 @@ static kir_node *fill(kir_graph *g, const char *name, kiln_dtype dt, int32_t ran
     else if (dt == KILN_I32) ((int32_t *)x->data)[i] = (int32_t)v;
     else ((int64_t *)x->data)[i] = (int64_t)v;
   }
-  kir_node *n = const_tensor(g, name, x);
+  kir_node *n = kt_const_tensor(g, name, x);
   kir_tensor_free(x);
   return n;
 }
 
-static kir_node *op1(kir_graph *g, kir_op op, const char *name, const kir_node *a) {
-  int32_t in[1] = {a->id};
-  return infer(g, kir_node_add(g, op, name, in, 1));
-}
-
-static kir_node *op2(kir_graph *g, kir_op op, const char *name, const kir_node *a, const kir_node *b) {
-  int32_t in[2] = {a->id, b->id};
-  return infer(g, kir_node_add(g, op, name, in, 2));
-}
-
-static kir_node *with_ints(kir_graph *g, kir_op op, const char *name, const kir_node *a,
-                           const char *attr, const int64_t *v, int32_t n) {
-  int32_t in[1] = {a->id};
-  kir_node *x = kir_node_add(g, op, name, in, 1);
-  assert_non_null(x);
-  if (v) OK(g, kir_attr_set_ints(g, x, attr, v, n));
-  return infer(g, x);
-}
-
-static kir_node *clamp(kir_graph *g, const char *name, const kir_node *a, double lo, double hi) {
-  int32_t in[1] = {a->id};
-  kir_node *n = kir_node_add(g, KIR_OP_CLAMP, name, in, 1);
-  assert_non_null(n);
-  if (!isnan(lo)) OK(g, kir_attr_set_float(g, n, "min", lo));
-  if (!isnan(hi)) OK(g, kir_attr_set_float(g, n, "max", hi));
-  return infer(g, n);
-}
-
-static kir_node *matmul(kir_graph *g, const char *name, const kir_node *a, const kir_node *b,
-                        int ta, int tb) {
-  int32_t in[2] = {a->id, b->id};
-  kir_node *n = kir_node_add(g, KIR_OP_MATMUL, name, in, 2);
-  assert_non_null(n);
-  if (ta) OK(g, kir_attr_set_int(g, n, "transpose_a", 1));
-  if (tb) OK(g, kir_attr_set_int(g, n, "transpose_b", 1));
-  return infer(g, n);
-}
-
-static kir_node *rsum(kir_graph *g, const char *name, const kir_node *a, const int64_t *axes,
-                      int32_t n_axes, int keep) {
-  int32_t in[1] = {a->id};
-  kir_node *n = kir_node_add(g, KIR_OP_REDUCE_SUM, name, in, 1);
-  assert_non_null(n);
-  if (axes) OK(g, kir_attr_set_ints(g, n, "axes", axes, n_axes));
-  if (keep) OK(g, kir_attr_set_int(g, n, "keep_dims", 1));
-  return infer(g, n);
-}
-
-static kir_node *rnd(kir_graph *g, const char *name, int64_t seed) {
-  kir_node *n = kir_node_add(g, KIR_OP_RANDOM_NORMAL, name, NULL, 0);
-  assert_non_null(n);
-  OK(g, kir_attr_set_int(g, n, "dtype", KILN_F32));
-  OK(g, kir_attr_set_ints(g, n, "shape", D4, 1));
-  OK(g, kir_attr_set_int(g, n, "seed", seed));
-  return infer(g, n);
-}
-
-static kir_node *find(const kir_graph *g, const char *name) {
-  kir_node *n = kir_graph_find(g, name);
-  if (!n) fail_msg("no node '%s'", name);
-  return n;
-}
-
 static const kir_node *in0(const kir_graph *g, const char *name) {
-  return g->nodes[find(g, name)->inputs[0]];
+  return g->nodes[kt_find(g, name)->inputs[0]];
 }
 
 /* ---------------------------------------------------------------- checking ------ */
-
-/* Runs `fetch` with every placeholder fed from kt_fill, seeded by its name. */
-static kir_tensor *run_fetch(kir_graph *g, const char *fetch, uint64_t seed) {
-  kir_feed feeds[16];
-  kir_tensor *vals[16];
-  int32_t nf = 0;
-  for (int32_t i = 0; i < g->n_nodes; i++) {
-    if (g->nodes[i]->op != KIR_OP_PLACEHOLDER) continue;
-    assert_true(nf < 16);
-    vals[nf] = kir_tensor_new(&g->nodes[i]->type);
-    assert_non_null(vals[nf]);
-    uint64_t s = seed;
-    for (const char *c = g->nodes[i]->name; *c; c++) s = s * 131 + (unsigned char)*c;
-    kt_fill(vals[nf], s, -3, 3);
-    feeds[nf] = (kir_feed){i, vals[nf]};
-    nf++;
-  }
-  int32_t id = find(g, fetch)->id;
-  kir_tensor *out = NULL;
-  kiln_status st = kir_interp_run(g, NULL, feeds, nf, &id, 1, NULL, 0, &out);
-  for (int32_t i = 0; i < nf; i++) kir_tensor_free(vals[i]);
-  if (st != KILN_OK) fail_msg("interp: %s", g->error);
-  return out;
-}
 
 static char *print_graph(const kir_graph *g) {
   char *buf = NULL;
@@ -176,13 +67,6 @@ static kps_result run_pass(kir_graph *g, kps_pass_fn fn, const char *const *root
   memset(&res, 0, sizeof res);
   OK(g, fn(g, &ctx, &res));
   return res;
-}
-
-static int64_t stat_of(const kps_result *r, const char *name) {
-  for (int32_t i = 0; i < r->n_stats; i++)
-    if (strcmp(r->stats[i].name, name) == 0) return r->stats[i].value;
-  fail_msg("no stat '%s'", name);
-  return -1;
 }
 
 /* Runs fn on g with `root` as the one root and checks the contract: the graph verifies,
@@ -228,10 +112,10 @@ static kir_graph *binary_graph(kir_op op, kiln_dtype dt, double c, int c_left,
                                int32_t c_rank, const int64_t *c_dims) {
   kir_graph *g = kir_graph_create();
   assert_non_null(g);
-  kir_node *x = ph(g, "x", dt, x_rank, x_dims);
+  kir_node *x = kt_ph(g, "x", dt, x_rank, x_dims);
   kir_node *k = fill(g, "c", dt, c_rank, c_dims, c);
-  kir_node *b = c_left ? op2(g, op, "b", k, x) : op2(g, op, "b", x, k);
-  op1(g, KIR_OP_NEG, "y", b);
+  kir_node *b = c_left ? kt_op2(g, op, "b", k, x) : kt_op2(g, op, "b", x, k);
+  kt_op1(g, KIR_OP_NEG, "y", b);
   return g;
 }
 
@@ -241,7 +125,7 @@ static bool binary_fires(kir_op op, kiln_dtype dt, double c, int c_left, int32_t
   kir_graph *g = binary_graph(op, dt, c, c_left, x_rank, x_dims, c_rank, c_dims);
   kps_result r = check_pass(g, kps_simplify, "y", 0);
   bool fired = kir_graph_find(g, "b") == NULL;
-  assert_int_equal(stat_of(&r, ARITH), fired ? 1 : 0);
+  assert_int_equal(kt_stat_of(&r, ARITH), fired ? 1 : 0);
   if (fired) assert_string_equal(in0(g, "y")->name, "x");
   kir_graph_destroy(g);
   return fired;
@@ -290,16 +174,16 @@ static void test_broadcast_near_miss(void **state) {
 static void test_not_constant(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, 1, D4), *p = ph(g, "p", KILN_F32, 1, D4);
-  kir_type t = ty(KILN_F32, 1, D4);
+  kir_node *x = kt_ph(g, "x", KILN_F32, 1, D4), *p = kt_ph(g, "p", KILN_F32, 1, D4);
+  kir_type t = kt_type(KILN_F32, 1, D4);
   kir_tensor *v = kir_tensor_new(&t);
   float ones[4] = {1, 1, 1, 1.0000001f};
   memcpy(v->data, ones, sizeof ones);
-  kir_node *c = const_tensor(g, "c", v);
+  kir_node *c = kt_const_tensor(g, "c", v);
   kir_tensor_free(v);
-  kir_node *a = op2(g, KIR_OP_MUL, "a", x, c);
-  kir_node *b = op2(g, KIR_OP_MUL, "b", a, p);
-  op1(g, KIR_OP_NEG, "y", b);
+  kir_node *a = kt_op2(g, KIR_OP_MUL, "a", x, c);
+  kir_node *b = kt_op2(g, KIR_OP_MUL, "b", a, p);
+  kt_op1(g, KIR_OP_NEG, "y", b);
   kps_result r = check_pass(g, kps_simplify, "y", 0);
   assert_false(r.changed);
   assert_int_equal(g->n_nodes, 6);
@@ -310,23 +194,23 @@ static void test_not_constant(void **state) {
 static void test_negative_zero_exact(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, 1, D4);
-  kir_node *a = op2(g, KIR_OP_ADD, "a", x, fill(g, "nz", KILN_F32, 1, D4, -0.0));
-  op2(g, KIR_OP_SUB, "y", a, fill(g, "pz", KILN_F32, 1, D4, 0.0));
+  kir_node *x = kt_ph(g, "x", KILN_F32, 1, D4);
+  kir_node *a = kt_op2(g, KIR_OP_ADD, "a", x, fill(g, "nz", KILN_F32, 1, D4, -0.0));
+  kt_op2(g, KIR_OP_SUB, "y", a, fill(g, "pz", KILN_F32, 1, D4, 0.0));
   kir_graph *orig = kir_graph_clone(g);
   const char *roots[1] = {"y"};
   kps_result r = run_pass(g, kps_simplify, roots, 1);
-  assert_int_equal(stat_of(&r, ARITH), 2);
-  assert_int_equal(stat_of(&r, "roots kept as identity"), 1);
-  assert_int_equal(find(g, "y")->op, KIR_OP_IDENTITY);
+  assert_int_equal(kt_stat_of(&r, ARITH), 2);
+  assert_int_equal(kt_stat_of(&r, "roots kept as identity"), 1);
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_IDENTITY);
   const float xs[4] = {-0.0f, 0.0f, -1.5f, INFINITY};
   kir_tensor *xv = kir_tensor_new(&x->type);
   memcpy(xv->data, xs, sizeof xs);
   kir_graph *gs[2] = {orig, g};
   kir_tensor *out[2];
   for (int i = 0; i < 2; i++) {
-    kir_feed f = {find(gs[i], "x")->id, xv};
-    int32_t y = find(gs[i], "y")->id;
+    kir_feed f = {kt_find(gs[i], "x")->id, xv};
+    int32_t y = kt_find(gs[i], "y")->id;
     OK(gs[i], kir_interp_run(gs[i], NULL, &f, 1, &y, 1, NULL, 0, &out[i]));
   }
   assert_memory_equal(out[0]->data, xs, sizeof xs);
@@ -342,15 +226,15 @@ static void test_negative_zero_exact(void **state) {
 static void test_root_becomes_identity(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_I64, 1, D4);
-  kir_node *y = op2(g, KIR_OP_MUL, "y", x, fill(g, "one", KILN_I64, 0, NULL, 1));
-  op1(g, KIR_OP_RELU, "z", y);
+  kir_node *x = kt_ph(g, "x", KILN_I64, 1, D4);
+  kir_node *y = kt_op2(g, KIR_OP_MUL, "y", x, fill(g, "one", KILN_I64, 0, NULL, 1));
+  kt_op1(g, KIR_OP_RELU, "z", y);
   const char *roots[2] = {"y", "z"};
   kps_result r = run_pass(g, kps_simplify, roots, 2);
   OK(g, kir_verify(g));
-  assert_int_equal(stat_of(&r, "roots kept as identity"), 1);
-  assert_int_equal(find(g, "y")->op, KIR_OP_IDENTITY);
-  assert_int_equal(find(g, "y")->n_attrs, 0);
+  assert_int_equal(kt_stat_of(&r, "roots kept as identity"), 1);
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_IDENTITY);
+  assert_int_equal(kt_find(g, "y")->n_attrs, 0);
   assert_string_equal(in0(g, "y")->name, "x");
   assert_string_equal(in0(g, "z")->name, "x"); /* users read the survivor */
   r = run_pass(g, kps_simplify, roots, 2);
@@ -361,14 +245,14 @@ static void test_root_becomes_identity(void **state) {
 static void test_identity_nodes(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, 1, D4);
-  kir_node *i1 = op1(g, KIR_OP_IDENTITY, "i1", x);
-  kir_node *i2 = op1(g, KIR_OP_IDENTITY, "i2", i1);
-  kir_node *pinned = op1(g, KIR_OP_IDENTITY, "pinned", i2);
+  kir_node *x = kt_ph(g, "x", KILN_F32, 1, D4);
+  kir_node *i1 = kt_op1(g, KIR_OP_IDENTITY, "i1", x);
+  kir_node *i2 = kt_op1(g, KIR_OP_IDENTITY, "i2", i1);
+  kir_node *pinned = kt_op1(g, KIR_OP_IDENTITY, "pinned", i2);
   pinned->device = kir_graph_strdup(g, "cuda:0"); /* an explicit copy: kept */
-  op1(g, KIR_OP_IDENTITY, "y", pinned);
+  kt_op1(g, KIR_OP_IDENTITY, "y", pinned);
   kps_result r = check_pass(g, kps_simplify, "y", 0);
-  assert_int_equal(stat_of(&r, "identity nodes removed"), 2);
+  assert_int_equal(kt_stat_of(&r, "identity nodes removed"), 2);
   assert_null(kir_graph_find(g, "i1"));
   assert_null(kir_graph_find(g, "i2"));
   assert_string_equal(in0(g, "pinned")->name, "x");
@@ -379,15 +263,15 @@ static void test_identity_nodes(void **state) {
 static void test_neg_relu_pairs(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_I32, 1, D4);
-  kir_node *n3 = op1(g, KIR_OP_NEG, "n3", op1(g, KIR_OP_NEG, "n2", op1(g, KIR_OP_NEG, "n1", x)));
-  kir_node *r2 = op1(g, KIR_OP_RELU, "r2", op1(g, KIR_OP_RELU, "r1", n3));
-  op1(g, KIR_OP_RELU, "y", op1(g, KIR_OP_NEG, "m2", op1(g, KIR_OP_NEG, "m1", r2)));
+  kir_node *x = kt_ph(g, "x", KILN_I32, 1, D4);
+  kir_node *n3 = kt_op1(g, KIR_OP_NEG, "n3", kt_op1(g, KIR_OP_NEG, "n2", kt_op1(g, KIR_OP_NEG, "n1", x)));
+  kir_node *r2 = kt_op1(g, KIR_OP_RELU, "r2", kt_op1(g, KIR_OP_RELU, "r1", n3));
+  kt_op1(g, KIR_OP_RELU, "y", kt_op1(g, KIR_OP_NEG, "m2", kt_op1(g, KIR_OP_NEG, "m1", r2)));
   kps_result r = check_pass(g, kps_simplify, "y", 0);
   /* n2 -> x, so n3 = neg(x); r2 -> r1; m2 -> r1; y = relu(r1) -> r1 is a root: identity. */
-  assert_int_equal(stat_of(&r, "neg/relu pairs removed"), 4);
+  assert_int_equal(kt_stat_of(&r, "neg/relu pairs removed"), 4);
   assert_string_equal(in0(g, "n3")->name, "x");
-  assert_int_equal(find(g, "y")->op, KIR_OP_IDENTITY);
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_IDENTITY);
   assert_string_equal(in0(g, "y")->name, "r1");
   kir_graph_destroy(g);
 }
@@ -396,17 +280,17 @@ static void test_transposes(void **state) {
   (void)state;
   const int64_t d[3] = {2, 3, 4}, p1[3] = {1, 2, 0}, p2[3] = {2, 0, 1}, p3[3] = {0, 2, 1};
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F64, 3, d);
-  kir_node *t1 = with_ints(g, KIR_OP_TRANSPOSE, "t1", x, "perm", p1, 3);
-  kir_node *t2 = with_ints(g, KIR_OP_TRANSPOSE, "t2", t1, "perm", p2, 3); /* = x */
-  kir_node *t3 = with_ints(g, KIR_OP_TRANSPOSE, "t3", t2, "perm", p3, 3);
-  kir_node *t4 = with_ints(g, KIR_OP_TRANSPOSE, "t4", t3, "perm", p1, 3);
-  kir_node *t5 = with_ints(g, KIR_OP_TRANSPOSE, "t5", t4, "perm", NULL, 0); /* reversed */
-  kir_node *t6 = with_ints(g, KIR_OP_TRANSPOSE, "t6", t5, "perm", NULL, 0);
-  op1(g, KIR_OP_NEG, "y", t6);
+  kir_node *x = kt_ph(g, "x", KILN_F64, 3, d);
+  kir_node *t1 = kt_with_ints(g, KIR_OP_TRANSPOSE, "t1", x, "perm", p1, 3);
+  kir_node *t2 = kt_with_ints(g, KIR_OP_TRANSPOSE, "t2", t1, "perm", p2, 3); /* = x */
+  kir_node *t3 = kt_with_ints(g, KIR_OP_TRANSPOSE, "t3", t2, "perm", p3, 3);
+  kir_node *t4 = kt_with_ints(g, KIR_OP_TRANSPOSE, "t4", t3, "perm", p1, 3);
+  kir_node *t5 = kt_with_ints(g, KIR_OP_TRANSPOSE, "t5", t4, "perm", NULL, 0); /* reversed */
+  kir_node *t6 = kt_with_ints(g, KIR_OP_TRANSPOSE, "t6", t5, "perm", NULL, 0);
+  kt_op1(g, KIR_OP_NEG, "y", t6);
   kps_result r = check_pass(g, kps_simplify, "y", 0);
   /* t2 = x; t4 = transpose(x, [2,1,0]) in place; t5 reverses that again: x. */
-  assert_int_equal(stat_of(&r, "transposes merged"), 3);
+  assert_int_equal(kt_stat_of(&r, "transposes merged"), 3);
   assert_null(kir_graph_find(g, "t2"));
   assert_null(kir_graph_find(g, "t5"));
   assert_string_equal(in0(g, "t3")->name, "x");
@@ -421,15 +305,15 @@ static void test_reshapes(void **state) {
   (void)state;
   const int64_t d[2] = {6, 4}, s1[2] = {4, -1}, s2[3] = {2, 3, 4}, s3[1] = {24}, s4[2] = {6, 4};
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, 2, d);
-  kir_node *r1 = with_ints(g, KIR_OP_RESHAPE, "r1", x, "shape", s1, 2);
-  kir_node *r2 = with_ints(g, KIR_OP_RESHAPE, "r2", r1, "shape", s2, 3);
-  kir_node *r3 = with_ints(g, KIR_OP_RESHAPE, "r3", r2, "shape", s3, 1);
-  kir_node *r4 = with_ints(g, KIR_OP_RESHAPE, "r4", r3, "shape", s4, 2); /* = x */
-  kir_node *same = with_ints(g, KIR_OP_RESHAPE, "same", r4, "shape", s4, 2);
-  op1(g, KIR_OP_NEG, "y", same);
+  kir_node *x = kt_ph(g, "x", KILN_F32, 2, d);
+  kir_node *r1 = kt_with_ints(g, KIR_OP_RESHAPE, "r1", x, "shape", s1, 2);
+  kir_node *r2 = kt_with_ints(g, KIR_OP_RESHAPE, "r2", r1, "shape", s2, 3);
+  kir_node *r3 = kt_with_ints(g, KIR_OP_RESHAPE, "r3", r2, "shape", s3, 1);
+  kir_node *r4 = kt_with_ints(g, KIR_OP_RESHAPE, "r4", r3, "shape", s4, 2); /* = x */
+  kir_node *same = kt_with_ints(g, KIR_OP_RESHAPE, "same", r4, "shape", s4, 2);
+  kt_op1(g, KIR_OP_NEG, "y", same);
   kps_result r = check_pass(g, kps_simplify, "y", 0);
-  assert_int_equal(stat_of(&r, "reshapes merged"), 4);
+  assert_int_equal(kt_stat_of(&r, "reshapes merged"), 4);
   assert_string_equal(in0(g, "r3")->name, "x");
   assert_string_equal(in0(g, "y")->name, "x");
   kir_graph_destroy(g);
@@ -438,10 +322,10 @@ static void test_reshapes(void **state) {
 /* clamp(clamp(x)) with intervals a then b merges when they intersect. */
 static bool clamp_merges(kiln_dtype dt, double lo1, double hi1, double lo2, double hi2) {
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", dt, 2, D34);
-  op1(g, KIR_OP_NEG, "y", clamp(g, "c2", clamp(g, "c1", x, lo1, hi1), lo2, hi2));
+  kir_node *x = kt_ph(g, "x", dt, 2, D34);
+  kt_op1(g, KIR_OP_NEG, "y", kt_clamp(g, "c2", kt_clamp(g, "c1", x, lo1, hi1), lo2, hi2));
   kps_result r = check_pass(g, kps_simplify, "y", 0);
-  bool merged = stat_of(&r, "clamps merged") == 1;
+  bool merged = kt_stat_of(&r, "clamps merged") == 1;
   if (merged) assert_string_equal(in0(g, "c2")->name, "x");
   kir_graph_destroy(g);
   return merged;
@@ -463,11 +347,11 @@ static void test_clamps(void **state) {
   assert_true(clamp_merges(KILN_F32, -5, 5, 0.2, 0.8));
   /* The merged clamp keeps the tighter bounds. */
   kir_graph *g = kir_graph_create();
-  kir_node *x = ph(g, "x", KILN_F32, 1, D4);
-  clamp(g, "y", clamp(g, "c1", x, -1, 2), 0, 5);
+  kir_node *x = kt_ph(g, "x", KILN_F32, 1, D4);
+  kt_clamp(g, "y", kt_clamp(g, "c1", x, -1, 2), 0, 5);
   check_pass(g, kps_simplify, "y", 0);
-  assert_true(kir_attr_float(find(g, "y"), "min", NAN) == 0.0);
-  assert_true(kir_attr_float(find(g, "y"), "max", NAN) == 2.0);
+  assert_true(kir_attr_float(kt_find(g, "y"), "min", NAN) == 0.0);
+  assert_true(kir_attr_float(kt_find(g, "y"), "max", NAN) == 2.0);
   kir_graph_destroy(g);
 }
 
@@ -478,8 +362,8 @@ static kir_graph *rsum_matmul_graph(kiln_dtype dt, int ta, int tb, const int64_t
   const int64_t m = 5, k = 7, n = 3;
   int64_t da[2] = {ta ? k : m, ta ? m : k}, db[2] = {tb ? n : k, tb ? k : n};
   kir_graph *g = kir_graph_create();
-  kir_node *a = ph(g, "A", dt, 2, da), *b = ph(g, "B", dt, 2, db);
-  rsum(g, "sum", matmul(g, "mm", a, b, ta, tb), axes, n_axes, keep);
+  kir_node *a = kt_ph(g, "A", dt, 2, da), *b = kt_ph(g, "B", dt, 2, db);
+  rsum(g, "sum", kt_matmul(g, "mm", a, b, ta, tb), axes, n_axes, keep);
   return g;
 }
 
@@ -492,10 +376,10 @@ static void test_reduce_sum_matmul(void **state) {
       for (int form = 0; form < 3; form++) {
         kir_graph *g = rsum_matmul_graph(all[d], t & 1, t >> 1, form == 1 ? both : NULL,
                                          form == 1 ? 2 : 0, form == 2);
-        kir_type want = find(g, "sum")->type;
+        kir_type want = kt_find(g, "sum")->type;
         kps_result r = check_pass(g, kps_simplify, "sum", kt_tolerance(all[d]));
-        assert_int_equal(stat_of(&r, "reduce_sum(matmul) rewritten"), 1);
-        assert_true(kir_type_equal(&find(g, "sum")->type, &want));
+        assert_int_equal(kt_stat_of(&r, "reduce_sum(matmul) rewritten"), 1);
+        assert_true(kir_type_equal(&kt_find(g, "sum")->type, &want));
         const char *roots[1] = {"sum"};
         run_pass(g, kps_dce, roots, 1);
         assert_int_equal(count_op(g, KIR_OP_MATMUL), 0);
@@ -516,21 +400,21 @@ static void test_reduce_sum_matmul_near_miss(void **state) {
   for (int variant = 0; variant < 2; variant++) {
     g = rsum_matmul_graph(KILN_F32, 0, 0, NULL, 0, 0);
     const char *roots2[2] = {"sum", variant ? "mm" : "other"};
-    if (!variant) op1(g, KIR_OP_NEG, "other", find(g, "mm"));
+    if (!variant) kt_op1(g, KIR_OP_NEG, "other", kt_find(g, "mm"));
     r = run_pass(g, kps_simplify, roots2, 2);
     assert_false(r.changed);
     kir_graph_destroy(g);
   }
   /* A dead second user does not count. */
   g = rsum_matmul_graph(KILN_F32, 0, 0, NULL, 0, 0);
-  op1(g, KIR_OP_NEG, "dead", find(g, "mm"));
+  kt_op1(g, KIR_OP_NEG, "dead", kt_find(g, "mm"));
   r = check_pass(g, kps_simplify, "sum", kt_tolerance(KILN_F32));
-  assert_int_equal(stat_of(&r, "reduce_sum(matmul) rewritten"), 1);
+  assert_int_equal(kt_stat_of(&r, "reduce_sum(matmul) rewritten"), 1);
   kir_graph_destroy(g);
   /* Batched matmul: skipped. */
   const int64_t d3[3] = {2, 3, 4}, e3[3] = {2, 4, 5};
   g = kir_graph_create();
-  rsum(g, "sum", matmul(g, "mm", ph(g, "A", KILN_F32, 3, d3), ph(g, "B", KILN_F32, 3, e3), 0, 0),
+  rsum(g, "sum", kt_matmul(g, "mm", kt_ph(g, "A", KILN_F32, 3, d3), kt_ph(g, "B", KILN_F32, 3, e3), 0, 0),
        NULL, 0, 0);
   r = check_pass(g, kps_simplify, "sum", 0);
   assert_false(r.changed);
@@ -543,8 +427,8 @@ static void test_seed_device_no_product_buffer(void **state) {
   (void)state;
   const int64_t d[2] = {500, 500};
   kir_graph *g = kir_graph_create();
-  kir_node *w = ph(g, "W", KILN_F32, 2, d), *x = ph(g, "X", KILN_F32, 2, d);
-  kir_node *s = rsum(g, "sum", matmul(g, "mul", w, x, 0, 0), NULL, 0, 0);
+  kir_node *w = kt_ph(g, "W", KILN_F32, 2, d), *x = kt_ph(g, "X", KILN_F32, 2, d);
+  kir_node *s = rsum(g, "sum", kt_matmul(g, "mul", w, x, 0, 0), NULL, 0, 0);
   s->device = kir_graph_strdup(g, "cpu:0");
   kir_graph *orig = kir_graph_clone(g);
   kps_options opt = {.pipeline = "simplify,dce", .verify_each = true};
@@ -557,7 +441,7 @@ static void test_seed_device_no_product_buffer(void **state) {
     assert_false(kir_type_equal(&n->type, &w->type));
     assert_string_equal(n->device, "cpu:0");
   }
-  int32_t out = find(g, "sum")->id;
+  int32_t out = kt_find(g, "sum")->id;
   kps_memplan p;
   OK(g, kps_plan_memory(g, &out, 1, &p));
   assert_true(p.arena_bytes < 500 * 500 * 4 / 50);
@@ -575,29 +459,29 @@ static void test_seed_device_no_product_buffer(void **state) {
 static void test_cse_merges(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *a = ph(g, "a", KILN_F32, 1, D4), *b = ph(g, "b", KILN_F32, 1, D4);
-  kir_node *s1 = op2(g, KIR_OP_ADD, "s1", a, b), *s2 = op2(g, KIR_OP_ADD, "s2", b, a);
-  kir_node *d1 = op2(g, KIR_OP_SUB, "d1", a, b), *d2 = op2(g, KIR_OP_SUB, "d2", b, a);
-  kir_node *r1 = op1(g, KIR_OP_RELU, "r1", s1), *r2 = op1(g, KIR_OP_RELU, "r2", s2);
+  kir_node *a = kt_ph(g, "a", KILN_F32, 1, D4), *b = kt_ph(g, "b", KILN_F32, 1, D4);
+  kir_node *s1 = kt_op2(g, KIR_OP_ADD, "s1", a, b), *s2 = kt_op2(g, KIR_OP_ADD, "s2", b, a);
+  kir_node *d1 = kt_op2(g, KIR_OP_SUB, "d1", a, b), *d2 = kt_op2(g, KIR_OP_SUB, "d2", b, a);
+  kir_node *r1 = kt_op1(g, KIR_OP_RELU, "r1", s1), *r2 = kt_op1(g, KIR_OP_RELU, "r2", s2);
   kir_node *c1 = fill(g, "c1", KILN_F32, 1, D4, 2.5), *c2 = fill(g, "c2", KILN_F32, 1, D4, 2.5);
   kir_node *z1 = fill(g, "z1", KILN_F32, 1, D4, 0.0), *z2 = fill(g, "z2", KILN_F32, 1, D4, -0.0);
   kir_node *c3 = fill(g, "c3", KILN_F64, 1, D4, 2.5);
   kir_node *q1 = rnd(g, "q1", 7), *q2 = rnd(g, "q2", 7), *q3 = rnd(g, "q3", 8);
-  kir_node *m1 = op2(g, KIR_OP_MUL, "m1", r1, c1), *m2 = op2(g, KIR_OP_MUL, "m2", r2, c2);
-  kir_node *t = op2(g, KIR_OP_ADD, "t", op2(g, KIR_OP_ADD, "t1", m1, m2), op2(g, KIR_OP_ADD, "t2", d1, d2));
-  t = op2(g, KIR_OP_ADD, "t3", t, op2(g, KIR_OP_ADD, "t4", z1, z2));
-  t = op2(g, KIR_OP_ADD, "t5", t, op2(g, KIR_OP_ADD, "t6", q1, q2));
-  t = op2(g, KIR_OP_ADD, "t7", t, q3);
+  kir_node *m1 = kt_op2(g, KIR_OP_MUL, "m1", r1, c1), *m2 = kt_op2(g, KIR_OP_MUL, "m2", r2, c2);
+  kir_node *t = kt_op2(g, KIR_OP_ADD, "t", kt_op2(g, KIR_OP_ADD, "t1", m1, m2), kt_op2(g, KIR_OP_ADD, "t2", d1, d2));
+  t = kt_op2(g, KIR_OP_ADD, "t3", t, kt_op2(g, KIR_OP_ADD, "t4", z1, z2));
+  t = kt_op2(g, KIR_OP_ADD, "t5", t, kt_op2(g, KIR_OP_ADD, "t6", q1, q2));
+  t = kt_op2(g, KIR_OP_ADD, "t7", t, q3);
   (void)c3;
-  op1(g, KIR_OP_NEG, "y", t);
+  kt_op1(g, KIR_OP_NEG, "y", t);
   kps_result r = check_pass(g, kps_cse, "y", 0);
   /* s2, r2, c2, m2 and q2 merge; sub, signed zeros, f64 constant, other seed do not. */
-  assert_int_equal(stat_of(&r, "nodes merged"), 5);
+  assert_int_equal(kt_stat_of(&r, "nodes merged"), 5);
   const char *gone[] = {"s2", "r2", "c2", "m2", "q2"};
   for (int i = 0; i < 5; i++) assert_null(kir_graph_find(g, gone[i]));
   const char *kept[] = {"d1", "d2", "z1", "z2", "c3", "q1", "q3"};
   for (int i = 0; i < 7; i++) assert_non_null(kir_graph_find(g, kept[i]));
-  const kir_node *t1 = find(g, "t1");
+  const kir_node *t1 = kt_find(g, "t1");
   assert_int_equal(t1->inputs[0], t1->inputs[1]);
   assert_string_equal(g->nodes[t1->inputs[0]]->name, "m1");
   kir_graph_destroy(g);
@@ -606,15 +490,15 @@ static void test_cse_merges(void **state) {
 static void test_cse_never_merges(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *p1 = ph(g, "p1", KILN_F32, 1, D4), *p2 = ph(g, "p2", KILN_F32, 1, D4);
+  kir_node *p1 = kt_ph(g, "p1", KILN_F32, 1, D4), *p2 = kt_ph(g, "p2", KILN_F32, 1, D4);
   kir_node *init = fill(g, "init", KILN_F32, 1, D4, 1);
-  kir_node *v1 = op1(g, KIR_OP_VARIABLE, "v1", init), *v2 = op1(g, KIR_OP_VARIABLE, "v2", init);
-  kir_node *a1 = op2(g, KIR_OP_ASSIGN, "a1", v1, p1), *a2 = op2(g, KIR_OP_ASSIGN, "a2", v1, p1);
-  kir_node *e1 = op1(g, KIR_OP_EXP, "e1", p1), *e2 = op1(g, KIR_OP_EXP, "e2", p1);
+  kir_node *v1 = kt_op1(g, KIR_OP_VARIABLE, "v1", init), *v2 = kt_op1(g, KIR_OP_VARIABLE, "v2", init);
+  kir_node *a1 = kt_op2(g, KIR_OP_ASSIGN, "a1", v1, p1), *a2 = kt_op2(g, KIR_OP_ASSIGN, "a2", v1, p1);
+  kir_node *e1 = kt_op1(g, KIR_OP_EXP, "e1", p1), *e2 = kt_op1(g, KIR_OP_EXP, "e2", p1);
   e2->device = kir_graph_strdup(g, "cuda:0"); /* another requested device */
   int32_t grp[4] = {a1->id, a2->id, v2->id, p2->id};
-  kir_node *g1 = infer(g, kir_node_add(g, KIR_OP_GROUP, "g1", grp, 4));
-  kir_node *g2 = infer(g, kir_node_add(g, KIR_OP_GROUP, "g2", grp, 4));
+  kir_node *g1 = kt_infer(g, kir_node_add(g, KIR_OP_GROUP, "g1", grp, 4));
+  kir_node *g2 = kt_infer(g, kir_node_add(g, KIR_OP_GROUP, "g2", grp, 4));
   (void)e1;
   (void)g1;
   (void)g2;
@@ -631,18 +515,18 @@ static void test_cse_never_merges(void **state) {
 static void test_cse_roots(void **state) {
   (void)state;
   kir_graph *g = kir_graph_create();
-  kir_node *a = ph(g, "a", KILN_I32, 1, D4);
+  kir_node *a = kt_ph(g, "a", KILN_I32, 1, D4);
   kir_node *k1 = fill(g, "k1", KILN_I32, 1, D4, 3), *k2 = fill(g, "k2", KILN_I32, 1, D4, 3);
-  kir_node *n1 = op2(g, KIR_OP_MUL, "n1", a, k1), *n2 = op2(g, KIR_OP_MUL, "n2", k2, a);
-  kir_node *u1 = op1(g, KIR_OP_NEG, "u1", n1), *u2 = op1(g, KIR_OP_NEG, "u2", n2);
-  op2(g, KIR_OP_ADD, "y", u1, u2);
+  kir_node *n1 = kt_op2(g, KIR_OP_MUL, "n1", a, k1), *n2 = kt_op2(g, KIR_OP_MUL, "n2", k2, a);
+  kir_node *u1 = kt_op1(g, KIR_OP_NEG, "u1", n1), *u2 = kt_op1(g, KIR_OP_NEG, "u2", n2);
+  kt_op2(g, KIR_OP_ADD, "y", u1, u2);
   const char *roots[3] = {"y", "n2", "k2"};
   kir_graph *orig = kir_graph_clone(g);
   kps_result r = run_pass(g, kps_cse, roots, 3);
   OK(g, kir_verify(g));
-  assert_int_equal(stat_of(&r, "nodes merged"), 3); /* k2, n2, u2 */
-  assert_int_equal(stat_of(&r, "roots kept as identity"), 2);
-  assert_int_equal(find(g, "k2")->op, KIR_OP_IDENTITY);
+  assert_int_equal(kt_stat_of(&r, "nodes merged"), 3); /* k2, n2, u2 */
+  assert_int_equal(kt_stat_of(&r, "roots kept as identity"), 2);
+  assert_int_equal(kt_find(g, "k2")->op, KIR_OP_IDENTITY);
   assert_string_equal(in0(g, "k2")->name, "k1");
   assert_string_equal(in0(g, "n2")->name, "n1");
   assert_null(kir_graph_find(g, "u2"));
@@ -673,7 +557,7 @@ static void test_errors(void **state) {
   assert_non_null(strstr(g->error, "'nope'"));
   assert_non_null(kir_graph_find(g, "mm"));
   /* An untyped node. */
-  int32_t in[1] = {find(g, "sum")->id};
+  int32_t in[1] = {kt_find(g, "sum")->id};
   assert_non_null(kir_node_add(g, KIR_OP_NEG, "raw", in, 1));
   ctx.n_roots = 0;
   assert_int_equal(kps_simplify(g, &ctx, &res), KILN_ERR_GRAPH);
@@ -685,16 +569,16 @@ static void test_errors(void **state) {
 static kir_graph *everything_graph(void) {
   kir_graph *g = kir_graph_create();
   const int64_t p[2] = {1, 0}, sh[2] = {4, 3};
-  kir_node *x = ph(g, "x", KILN_F32, 2, D34), *w = ph(g, "w", KILN_F32, 2, D34);
-  kir_node *a = op2(g, KIR_OP_MUL, "a", x, fill(g, "one", KILN_F32, 0, NULL, 1));
-  kir_node *b = op1(g, KIR_OP_NEG, "b", op1(g, KIR_OP_NEG, "nb", op1(g, KIR_OP_IDENTITY, "id", a)));
-  kir_node *t = with_ints(g, KIR_OP_TRANSPOSE, "t2",
-                          with_ints(g, KIR_OP_TRANSPOSE, "t1", b, "perm", p, 2), "perm", p, 2);
-  kir_node *r = with_ints(g, KIR_OP_RESHAPE, "r2", with_ints(g, KIR_OP_RESHAPE, "r1", t, "shape", sh, 2),
+  kir_node *x = kt_ph(g, "x", KILN_F32, 2, D34), *w = kt_ph(g, "w", KILN_F32, 2, D34);
+  kir_node *a = kt_op2(g, KIR_OP_MUL, "a", x, fill(g, "one", KILN_F32, 0, NULL, 1));
+  kir_node *b = kt_op1(g, KIR_OP_NEG, "b", kt_op1(g, KIR_OP_NEG, "nb", kt_op1(g, KIR_OP_IDENTITY, "id", a)));
+  kir_node *t = kt_with_ints(g, KIR_OP_TRANSPOSE, "t2",
+                          kt_with_ints(g, KIR_OP_TRANSPOSE, "t1", b, "perm", p, 2), "perm", p, 2);
+  kir_node *r = kt_with_ints(g, KIR_OP_RESHAPE, "r2", kt_with_ints(g, KIR_OP_RESHAPE, "r1", t, "shape", sh, 2),
                           "shape", D34, 2);
-  kir_node *c = clamp(g, "c2", clamp(g, "c1", r, -1, 1), 0, 2);
-  kir_node *c_dup = clamp(g, "c3", clamp(g, "c4", r, -1, 1), 0, 2);
-  kir_node *mm = matmul(g, "mm", op2(g, KIR_OP_ADD, "s", c, c_dup), w, 1, 0);
+  kir_node *c = kt_clamp(g, "c2", kt_clamp(g, "c1", r, -1, 1), 0, 2);
+  kir_node *c_dup = kt_clamp(g, "c3", kt_clamp(g, "c4", r, -1, 1), 0, 2);
+  kir_node *mm = kt_matmul(g, "mm", kt_op2(g, KIR_OP_ADD, "s", c, c_dup), w, 1, 0);
   rsum(g, "y", mm, NULL, 0, 0);
   return g;
 }

@@ -212,5 +212,124 @@ expect "bad --device" 2 "'floppy' is not a device name" \
 expect "--format without --log-placement" 2 "applies to --log-placement" \
   "$bin/kiln" compile "$work/mlp.kiln" -o "$work/f.kart" --format json
 
+# ---- kiln bench: timing fields, JSON, FLOPs from the plan, --cold, bad input ----
+expect "bench MODEL prints latency percentiles" 0 "^latency +median [0-9.]+ us, p10 [0-9.]+ us, p90 [0-9.]+ us" \
+  "$bin/kiln" bench "$work/mlp.kiln" --iterations 5 --warmup 1
+expect "bench ARTIFACT prints throughput with batch" 0 "^throughput +[0-9.]+ runs/s, [0-9.]+ samples/s \(batch 64\)" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 5 --warmup 0
+expect "bench counts FLOPs at compile time" 0 "^compute +12934400 FLOP per run, [0-9.]+ GFLOP/s" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 3
+expect "bench prints the arena peak" 0 "^memory +arena peak [1-9][0-9]* bytes" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 3
+expect "bench --threads sets OpenBLAS threads" 0 "OPENBLAS_NUM_THREADS=1 \(set by --threads" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 3 --threads 1
+expect "bench keeps the user's thread setting" 0 "OPENBLAS_NUM_THREADS=1 \(from the environment\)" \
+  env OPENBLAS_NUM_THREADS=1 "$bin/kiln" bench "$work/mlp.kart" --iterations 3
+expect "bench rotates input sets" 0 "3 input sets of 256000 random bytes" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 4 --inputs 3
+expect "bench on real data" 0 "1 input set of 0 random bytes.*--input files shared" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 3 --input x="$work/x.npy"
+expect "bench --cold: open + first run in fresh processes" 0 "^cold +open [0-9.]+ ms \+ context and first run [0-9.]+ ms = [0-9.]+ ms \(median of 11" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 2 --cold
+expect "bench --cold: libkiln_rt size" 0 "^library +.*libkiln_rt[^ ]*: [0-9]+ bytes" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 2 --cold
+cat > "$work/check_bench.py" <<'PY'
+import json, sys
+d = json.load(sys.stdin)
+l = d["latency_ns"]
+assert 0 < l["min"] <= l["p10"] <= l["median"] <= l["p90"], l
+assert d["iterations"] == 7 and d["warmup"] == 2 and d["batch"] == 64, d
+assert abs(d["samples_per_s"] - 64 * d["runs_per_s"]) <= 1e-6 * d["samples_per_s"] + 1e-3, d
+assert d["flops"] == 2 * 64 * 1000 * 100 + 64 * 100 + 2 * 64 * 100 * 10, d["flops"]
+assert abs(d["gflops_per_s"] - d["flops"] / l["median"]) < 1e-3 * d["gflops_per_s"] + 1e-4, d
+assert 0 < d["arena_peak_bytes"] <= d["intermediates_bytes"], d
+assert d["weights_bytes"] == 4 * (1000 * 100 + 100 * 10), d
+c = d["cold"]
+assert 0 < c["open_ns"] and 0 < c["first_run_ns"] and c["runs"] == 11, c
+assert d["library"]["unstripped_bytes"] > 0, d["library"]
+s = d["library"]["stripped_bytes"]
+assert s is None or 0 < s <= d["library"]["unstripped_bytes"], d["library"]
+print("bench json ok")
+PY
+if command -v python3 >/dev/null; then
+  expect "bench --format json parses and adds up" 0 "^bench json ok$" sh -c \
+    "'$bin/kiln' bench '$work/mlp.kart' --iterations 7 --warmup 2 --cold --format json | python3 '$work/check_bench.py'"
+else ok "python3 absent: bench JSON check skipped"; fi
+printf '%s\n' 'kiln.graph 1.0' '%0 "x" = placeholder() {dtype = f32, shape = [64,999]}' '%1 "y" = neg(%0)' > "$work/bshape.ktxt"
+printf '%s\n' 'kiln.graph 1.0' '%0 "x" = placeholder() {dtype = f64, shape = [64,1000]}' '%1 "y" = neg(%0)' > "$work/btype.ktxt"
+mkdir -p "$work/bshape" "$work/btype"
+"$bin/kiln" run "$work/bshape.ktxt" --random-inputs 1 --save-inputs "$work/bshape" >/dev/null 2>&1
+"$bin/kiln" run "$work/btype.ktxt" --random-inputs 1 --save-inputs "$work/btype" >/dev/null 2>&1
+expect "bench refuses an input of the wrong shape" 1 "input 'x': the model expects f32\[64,1000\], .*holds f32\[64,999\]" \
+  "$bin/kiln" bench "$work/mlp.kiln" --iterations 2 --input x="$work/bshape/x.npy"
+expect "bench refuses an input of the wrong dtype" 1 "input 'x': the model expects f32\[64,1000\], .*holds f64\[64,1000\]" \
+  "$bin/kiln" bench "$work/mlp.kart" --iterations 2 --input x="$work/btype/x.npy"
+expect "bench refuses an unknown input name" 1 "--input 'nope': the model has no input of that name" \
+  "$bin/kiln" bench "$work/mlp.kart" --input nope="$work/x.npy"
+expect "bench: unknown model file" 1 "nope.kiln: cannot open" "$bin/kiln" bench "$work/nope.kiln"
+expect "bench --iterations 0" 2 "--iterations wants a whole number from 1" "$bin/kiln" bench "$work/mlp.kart" --iterations 0
+expect "bench garbage --iterations" 2 "not '12abc'" "$bin/kiln" bench "$work/mlp.kart" --iterations 12abc
+expect "bench garbage --warmup" 2 "--warmup wants a whole number" "$bin/kiln" bench "$work/mlp.kart" --warmup -3
+expect "bench garbage --threads" 2 "--threads wants a whole number" "$bin/kiln" bench "$work/mlp.kart" --threads two
+expect "bench --inputs 0" 2 "--inputs wants a whole number" "$bin/kiln" bench "$work/mlp.kart" --inputs 0
+expect "bench bad --format" 2 "--format must be text or json" "$bin/kiln" bench "$work/mlp.kart" --format xml
+expect "bench bad --target" 2 "target 'cuda' is not supported" "$bin/kiln" bench "$work/mlp.kart" --target cuda
+expect "bench without a model" 2 "which model" "$bin/kiln" bench
+
+# ---- kiln compile --emit-c: standalone C, built with cc alone, matches the interpreter ----
+mkdir -p "$work/sa" "$work/saw" "$work/sab"
+expect "emit-c writes the C files" 0 "wrote .*/sa/model.c .*/sa/model.h" "$bin/kiln" compile "$work/mlp.kiln" --emit-c "$work/sa"
+expect "emit-c writes exactly model.c and model.h" 0 "^model.c model.h $" sh -c "ls '$work/sa' | tr '\n' ' '"
+cat > "$work/sa/app.c" <<'APP'
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+int main(int argc, char **argv) { /* app X.npy OUT.raw: the data is the file's tail */
+  size_t ib = MODEL_INPUT_0_BYTES, ob = MODEL_OUTPUT_0_BYTES, ab = (MODEL_ARENA_BYTES + 63) / 64 * 64;
+  void *x = aligned_alloc(64, (ib + 63) / 64 * 64), *y = aligned_alloc(64, (ob + 63) / 64 * 64);
+  void *arena = aligned_alloc(64, ab ? ab : 64);
+  FILE *f = argc == 3 ? fopen(argv[1], "rb") : NULL;
+  if (!x || !y || !arena || !f || fseek(f, -(long)ib, SEEK_END) || fread(x, 1, ib, f) != ib) return 10;
+  fclose(f);
+  const void *in[1] = {x};
+  void *out[1] = {y};
+  int rc = model_run(in, &ib, out, &ob, arena, ab);
+  if (rc) { printf("status %d\n", rc); return rc; }
+  f = fopen(argv[2], "wb");
+  if (!f || fwrite(y, 1, ob, f) != ob || fclose(f)) return 11;
+  printf("ok\n");
+  return 0;
+}
+APP
+expect "standalone C builds with cc, no Kiln library" 0 "" \
+  cc -std=c11 -O2 -Wall -Wextra -Werror -pedantic -I"$work/sa" "$work/sa/app.c" "$work/sa/model.c" -o "$work/sa/app" -lopenblas -lm
+expect "standalone app runs" 0 "^ok$" "$work/sa/app" "$work/x.npy" "$work/sa/y.raw"
+n=$(( $(stat -c %s "$work/y_ref.npy") - $(stat -c %s "$work/sa/y.raw") ))
+{ head -c "$n" "$work/y_ref.npy"; cat "$work/sa/y.raw"; } > "$work/y_sa.npy"
+expect "standalone output == ref within 1e-5" 0 "ok" "$bin/kiln" compare "$work/y_sa.npy" "$work/y_ref.npy" --tol 1e-5
+expect "emit-c with -o, a weights file and a prefix" 0 "wrote .*saw/net.c .*saw/net.h .*saw/net.weights" \
+  "$bin/kiln" compile "$work/mlp.kiln" -o "$work/sa.kart" --emit-c "$work/saw" --weights file --prefix net
+expect "... writes exactly net.c, net.h, net.weights" 0 "^net.c net.h net.weights $" sh -c "ls '$work/saw' | tr '\n' ' '"
+expect "... and the artifact" 0 "fused_matmul" "$bin/kiln" show "$work/sa.kart"
+expect "weights file holds both matrices" 0 "^404000$" stat -c %s "$work/saw/net.weights"
+expect "net.c compiles" 0 "" cc -std=c11 -Wall -Wextra -Werror -pedantic -c "$work/saw/net.c" -o "$work/saw.o"
+rm -f "$work/saw.o"
+expect "emit-c refuses a missing directory" 1 "output directory .*nope.*No such file" \
+  "$bin/kiln" compile "$work/mlp.kiln" --emit-c "$work/nope"
+nofile "$work/nope" "no directory made"
+expect "emit-c refuses a file as directory" 1 "is not a directory" \
+  "$bin/kiln" compile "$work/mlp.kiln" --emit-c "$work/mlp.kiln"
+expect "emit-c refuses a bad --prefix" 2 "--prefix '1x' is not a C identifier" \
+  "$bin/kiln" compile "$work/mlp.kiln" --emit-c "$work/sab" --prefix 1x
+expect "emit-c refuses a prefix with a path" 2 "not a C identifier" \
+  "$bin/kiln" compile "$work/mlp.kiln" --emit-c "$work/sab" --prefix ../evil
+expect "bad --weights" 2 "--weights 'blob' is not c-array or file" \
+  "$bin/kiln" compile "$work/mlp.kiln" --emit-c "$work/sab" --weights blob
+expect "--prefix without --emit-c" 2 "apply to --emit-c" "$bin/kiln" compile "$work/mlp.kiln" -o "$work/p.kart" --prefix m
+nofile "$work/p.kart" "no artifact after a usage error"
+mkdir -p "$work/sab/model.h"  # renaming onto a directory fails after model.c is in place
+expect "emit-c failing late" 1 "cannot write .*model.h" "$bin/kiln" compile "$work/mlp.kiln" --emit-c "$work/sab"
+expect "... leaves nothing behind" 0 "^model.h $" sh -c "ls '$work/sab' | tr '\n' ' '"
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
