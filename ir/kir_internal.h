@@ -21,7 +21,7 @@ KIR_HIDDEN kiln_status kir_check_arity(kir_graph *g, const kir_node *n);
 KIR_HIDDEN kiln_status kir_check_schema(kir_graph *g, const kir_node *n);
 
 /* The kind of attribute `name` in op's ops.def schema, 0 when the schema has none
- * (kir_print.c; shared with the text parser). */
+ * (kir_ops.c, from the parsed schemas; used by the text printer and parser). */
 KIR_HIDDEN int kir_schema_kind(kir_op op, const char *name);
 
 /* A binary min-heap of ids in h[0..*n): Kahn's algorithm takes the smallest ready id,

@@ -3,6 +3,7 @@
  * the schema strings come from ops.def, which is trusted compile-time data. */
 #include "kir_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -143,12 +144,38 @@ static kiln_status check_node_attrs(kir_graph *g, const kir_node *n, const schem
   return KILN_OK;
 }
 
-kiln_status kir_check_schema(kir_graph *g, const kir_node *n) {
-  const kir_op_info *info = kir_op_get((int32_t)n->op);
-  if (!info) return kir_node_err(g, n, KILN_ERR_GRAPH, "invalid op number %d", (int)n->op);
+/* Every op's schema parsed once: inference checks a node's attributes on every call, and
+ * re-parsing the schema text each time showed up in profiles of big graphs. */
+typedef struct parsed_schema {
+  int count; /* -1: malformed schema text (a Kiln bug) */
   schema_entry e[SCHEMA_MAX];
-  int count = parse_schema(info->schema, e);
-  if (count < 0)
-    return kir_node_err(g, n, KILN_ERR_INTERNAL, "malformed schema for %s", info->name);
-  return check_node_attrs(g, n, e, count);
+} parsed_schema;
+
+static parsed_schema schemas[KIR_OP_COUNT];
+static pthread_once_t schemas_once = PTHREAD_ONCE_INIT;
+
+static void parse_all_schemas(void) {
+  for (int op = 1; op < KIR_OP_COUNT; op++)
+    schemas[op].count = parse_schema(kir_op_table[op].schema, schemas[op].e);
+}
+
+static const parsed_schema *schema_of(int32_t op) {
+  if (!kir_op_get(op)) return NULL;
+  pthread_once(&schemas_once, parse_all_schemas);
+  return &schemas[op];
+}
+
+kiln_status kir_check_schema(kir_graph *g, const kir_node *n) {
+  const parsed_schema *ps = schema_of((int32_t)n->op);
+  if (!ps) return kir_node_err(g, n, KILN_ERR_GRAPH, "invalid op number %d", (int)n->op);
+  if (ps->count < 0)
+    return kir_node_err(g, n, KILN_ERR_INTERNAL, "malformed schema for %s",
+                        kir_op_table[n->op].name);
+  return check_node_attrs(g, n, ps->e, ps->count);
+}
+
+int kir_schema_kind(kir_op op, const char *name) {
+  const parsed_schema *ps = schema_of((int32_t)op);
+  const schema_entry *e = ps && ps->count > 0 && name ? schema_find(ps->e, ps->count, name) : NULL;
+  return e ? (int)e->kind : 0;
 }

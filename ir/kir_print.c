@@ -168,28 +168,6 @@ static void sb_tensor(sbuf *b, const kir_tensor *t, bool full) {
 
 /* ---------------------------------------------------------------- attributes ---- */
 
-/* An empty list of the schema's kind prints as "[]"; others need "ints[]" etc. */
-int kir_schema_kind(kir_op op, const char *name) {
-  const kir_op_info *info = kir_op_get((int32_t)op);
-  const char *s = info ? info->schema : "";
-  size_t nl = strlen(name);
-  while (*s) {
-    while (*s == ' ') s++;
-    const char *colon = strchr(s, ':'), *end = s + strcspn(s, " ");
-    if (!colon || colon > end) return 0;
-    if ((size_t)(colon - s) == nl && !memcmp(s, name, nl)) {
-      const char *k = colon + 1;
-      size_t kl = (size_t)(end - k) - (end[-1] == '?');
-      for (int kind = KIR_ATTR_INT; kind <= KIR_ATTR_TENSOR; kind++)
-        if (strlen(kir_attr_kind_name((kir_attr_kind)kind)) == kl &&
-            !memcmp(kir_attr_kind_name((kir_attr_kind)kind), k, kl))
-          return kind;
-      return 0;
-    }
-    s = end;
-  }
-  return 0;
-}
 
 static void sb_list_open(sbuf *b, const kir_node *n, const kir_attr *a, int32_t count) {
   if (count == 0 && kir_schema_kind(n->op, a->name) != (int)a->kind)
