@@ -159,8 +159,10 @@ static kiln_rt_status run_fail(kiln_rt_context *c, kiln_rt_status st, const char
   return st;
 }
 
-static kiln_rt_status check_buffer(kiln_rt_context *c, const char *what, const rt_tensor *t,
-                                   const kiln_rt_buffer *b) {
+/* The run's hot path: the checks are three compares; the message (escaping, shape text)
+ * is built only when one fails, since small models run in well under a microsecond. */
+static kiln_rt_status buffer_fail(kiln_rt_context *c, const char *what, const rt_tensor *t,
+                                  const kiln_rt_buffer *b, size_t align) {
   char esc[RT_ESC_BYTES], shape[256];
   rt_escape(t->name, esc);
   rt_shape_str(t->dtype, t->rank, t->dims, shape, sizeof shape);
@@ -168,10 +170,15 @@ static kiln_rt_status check_buffer(kiln_rt_context *c, const char *what, const r
   if (b->nbytes != t->nbytes)
     return run_fail(c, KILN_RT_ERR_FEED, "%s '%s': expected %zu bytes (%s), got %zu", what, esc,
                     t->nbytes, shape, b->nbytes);
+  return run_fail(c, KILN_RT_ERR_FEED, "%s '%s' (%s): data %p is not aligned to %zu bytes",
+                  what, esc, shape, b->data, align);
+}
+
+static kiln_rt_status check_buffer(kiln_rt_context *c, const char *what, const rt_tensor *t,
+                                   const kiln_rt_buffer *b) {
   size_t align = kiln_rt_dtype_size(t->dtype);
-  if ((uintptr_t)b->data % align != 0)
-    return run_fail(c, KILN_RT_ERR_FEED, "%s '%s' (%s): data %p is not aligned to %zu bytes",
-                    what, esc, shape, b->data, align);
+  if (!b->data || b->nbytes != t->nbytes || (uintptr_t)b->data % align != 0)
+    return buffer_fail(c, what, t, b, align);
   return KILN_RT_OK;
 }
 
