@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <cblas.h>
 #include <errno.h>
+#include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -265,39 +266,34 @@ static int bench(model *m, const char *dir, int iters, int warmup, int sets,
 
 /* ---- FP32 FMA peak -------------------------------------------------------------------- */
 
-typedef float v8f __attribute__((vector_size(32)));
-typedef float v16f __attribute__((vector_size(64)));
+#define ACC 12 /* independent FMA chains: more than FMA latency x FMA ports */
 #define PEAK_ITERS 20000000L
-#define ACC 12 /* independent FMA chains: more than latency x ports */
+#define FMA12(F, acc, m, c)                                                              \
+  acc##0 = F(acc##0, m, c), acc##1 = F(acc##1, m, c), acc##2 = F(acc##2, m, c),          \
+  acc##3 = F(acc##3, m, c), acc##4 = F(acc##4, m, c), acc##5 = F(acc##5, m, c),          \
+  acc##6 = F(acc##6, m, c), acc##7 = F(acc##7, m, c), acc##8 = F(acc##8, m, c),          \
+  acc##9 = F(acc##9, m, c), acc##10 = F(acc##10, m, c), acc##11 = F(acc##11, m, c)
 
 __attribute__((target("avx2,fma"))) static double peak_avx2(long iters) {
-  v8f acc[ACC], m = {1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f,
-                     1.0000001f, 1.0000001f};
-  v8f add = m - 1.0f;
-  for (int k = 0; k < ACC; k++) acc[k] = m * (float)k;
-  for (long i = 0; i < iters; i++)
-    for (int k = 0; k < ACC; k++) {
-      acc[k] = acc[k] * m + add;
-      __asm__ volatile("" : "+x"(acc[k]));
-    }
-  float s = 0;
-  for (int k = 0; k < ACC; k++) s += acc[k][0];
-  return s; /* keeps the chains live; the caller counts the FLOPs */
+  __m256 m = _mm256_set1_ps(1.0000001f), c = _mm256_set1_ps(1e-7f);
+  __m256 a0 = m, a1 = m, a2 = m, a3 = m, a4 = m, a5 = m, a6 = m, a7 = m, a8 = m, a9 = m,
+         a10 = m, a11 = m;
+  for (long i = 0; i < iters; i++) FMA12(_mm256_fmadd_ps, a, m, c);
+  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+  return _mm256_cvtss_f32(s);
 }
 
 __attribute__((target("avx512f"))) static double peak_avx512(long iters) {
-  v16f acc[ACC], m, add;
-  for (int j = 0; j < 16; j++) m[j] = 1.0000001f;
-  add = m - 1.0f;
-  for (int k = 0; k < ACC; k++) acc[k] = m * (float)k;
-  for (long i = 0; i < iters; i++)
-    for (int k = 0; k < ACC; k++) {
-      acc[k] = acc[k] * m + add;
-      __asm__ volatile("" : "+v"(acc[k]));
-    }
-  float s = 0;
-  for (int k = 0; k < ACC; k++) s += acc[k][0];
-  return s;
+  __m512 m = _mm512_set1_ps(1.0000001f), c = _mm512_set1_ps(1e-7f);
+  __m512 a0 = m, a1 = m, a2 = m, a3 = m, a4 = m, a5 = m, a6 = m, a7 = m, a8 = m, a9 = m,
+         a10 = m, a11 = m;
+  for (long i = 0; i < iters; i++) FMA12(_mm512_fmadd_ps, a, m, c);
+  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                           _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+  return _mm512_reduce_add_ps(s);
 }
 
 static int peak_width;
@@ -318,7 +314,7 @@ static int peak(int threads) {
   if (threads < 1 || threads > 64) return die("%s", "--peak T: 1..64"), 1;
   pthread_t th[64];
   double best = 0;
-  for (int rep = 0; rep < 3; rep++) {
+  for (int rep = 0; rep < 5; rep++) {
     double t0 = now_ns();
     for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, peak_thread, NULL);
     for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);

@@ -3,7 +3,7 @@
  * the fusing pipeline, compiles them with kcg_compile_cpu and times kiln_rt_run (median
  * and p10/p90 per run). Not a test; bench/run.sh and docs/PERFORMANCE.md report the
  * side-by-side numbers. Usage: bench_kcg_perf [--flags "CFLAGS"] [--cpu host|generic]
- *                                             [--only NAME] [--ms TARGET_MS]. */
+ *                                             [--only NAME] [--ms TARGET_MS] [--dump DIR]. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,11 +125,29 @@ static int cmp_d(const void *a, const void *b) {
 
 static char blas[160] = "(no model loaded)";
 
+static const char *dump_dir;
+
+/* The generated C of the case (before kcg_compile_cpu's own rewrites) into DIR/NAME.c. */
+static void dump_source(const char *name, kir_graph *g) {
+  int32_t y = kir_graph_find(g, "y")->id;
+  kps_memplan plan;
+  char *src = NULL, path[512];
+  if (kps_plan_memory(g, &y, 1, &plan) || kcg_c_generate(g, &plan, &y, 1, &src)) die(name, g->error);
+  kps_memplan_free(&plan);
+  snprintf(path, sizeof path, "%s/%s.c", dump_dir, name);
+  FILE *f = fopen(path, "w");
+  if (!f) die(path, "cannot write");
+  fputs(src, f);
+  fclose(f);
+  kir_free(src);
+}
+
 static void bench(const char *name, kir_graph *g, const kcg_options *co, double target_ms) {
   const char *outs[1] = {"y"};
   kps_options po = {"infer-shapes,fold,dce,fuse,place", true, false, NULL, NULL};
   kps_context ctx = {outs, 1, NULL, 0, false, NULL, NULL};
   if (kps_run(g, &po, &ctx) != KILN_OK) die(name, g->error);
+  if (dump_dir) dump_source(name, g);
   char path[64];
   snprintf(path, sizeof path, "/tmp/kcg_perf_%d.kart", (int)getpid());
   double t0 = now_s();
@@ -185,9 +203,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--flags")) co.opt_flags = argv[i + 1];
     else if (!strcmp(argv[i], "--cpu")) co.cpu = argv[i + 1];
+    else if (!strcmp(argv[i], "--dump")) dump_dir = argv[i + 1];
     else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
     else if (!strcmp(argv[i], "--ms")) ms = atof(argv[i + 1]);
-    else die("usage", "bench_kcg_perf [--flags CFLAGS] [--cpu host|generic] [--only NAME] [--ms MS]");
+    else die("usage", "bench_kcg_perf [--flags CFLAGS] [--cpu host|generic] [--only NAME] [--ms MS] [--dump DIR]");
   }
   struct { const char *name; kir_graph *(*mk)(int64_t); int64_t arg; } cases[] = {
       {"lecture", NULL, 0}, {"mlp_b1", mlp, 1}, {"mlp_b32", mlp, 32}, {"mlp_b256", mlp, 256},

@@ -327,11 +327,13 @@ def goals(res, peaks, threads):
     line("MLP batch 256 faster than ORT", None if not (k and o) else k < o,
          "Kiln/ORT = %.3g" % (k / o) if k and o else "")
     kr = res.get(("mlp_b256", t), {}).get("kiln")
-    if kr and kr.get("flops") and peaks.get(t):
+    # A busy second core makes the T-thread peak read low: judge against the larger of it
+    # and T x the one-thread peak (the stricter goal).
+    peak = max([v for v in (peaks.get(t), (peaks.get(1) or 0) * t) if v] or [0])
+    if kr and kr.get("flops") and peak:
         g = kr["flops"] / kr["median_ns"]
-        line(">= 60%% of FP32 peak at batch 256 (peak %.1f GFLOP/s measured, T=%d)" % (
-            peaks[t], t), g >= 0.6 * peaks[t], "%.1f GFLOP/s = %.0f%% of peak" % (
-            g, 100 * g / peaks[t]))
+        line(">= 60%% of FP32 peak at batch 256 (peak %.1f GFLOP/s, T=%d)" % (peak, t),
+             g >= 0.6 * peak, "%.1f GFLOP/s = %.0f%% of peak" % (g, 100 * g / peak))
     k, o = med("chain50", "kiln"), med("chain50", "ort")
     line("50-op chain >= 100x faster than ORT", None if not (k and o) else o >= 100 * k,
          "ORT/Kiln = %.1fx" % (o / k) if k and o else "")

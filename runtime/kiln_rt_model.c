@@ -353,6 +353,14 @@ static void report_blas_core(void) {
   pthread_mutex_unlock(&blas_lock);
 }
 
+/* Code with parallel loops pulls in libgomp, whose worker threads outlive the loops
+ * and have no way to be stopped: unloading libgomp with the model's dlclose would pull
+ * the code from under them (SIGSEGV). Once loaded it stays (RTLD_NODELETE). */
+static void keep_openmp_loaded(void) {
+  void *h = dlopen("libgomp.so.1", RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+  if (h) dlclose(h);
+}
+
 static kiln_rt_status load_code(kiln_rt_model *m, const kart_section *code) {
   m->memfd = memfd_create("kiln-code", MFD_CLOEXEC);
   if (m->memfd < 0) return model_fail(m, KILN_RT_ERR_IO, "memfd_create failed");
@@ -377,6 +385,7 @@ static kiln_rt_status load_code(kiln_rt_model *m, const kart_section *code) {
   if (!entry) return model_fail(m, KILN_RT_ERR_FORMAT, "code section has no kiln_entry");
   /* POSIX dlsym returns an object pointer; converting it is how functions are found. */
   memcpy(&m->entry, &entry, sizeof entry);
+  keep_openmp_loaded();
   report_blas_core();
   return KILN_RT_OK;
 }

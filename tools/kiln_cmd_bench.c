@@ -434,6 +434,7 @@ typedef struct report {
   plan_facts pf;
   size_t arena;
   const char *threads_env; /* OPENBLAS_NUM_THREADS as the run saw it, or NULL */
+  char blas[160];          /* kiln_rt_model_blas_core: the kernels OpenBLAS runs */
   bool have_cold;
   cold_figures cold;
   lib_size lib;
@@ -459,6 +460,7 @@ static void print_text(const report *r) {
          r->threads_env ? r->threads_env : "",
          a->threads ? " (set by --threads before the model was opened)"
                     : r->threads_env ? " (from the environment)" : "");
+  printf("blas        %s\n", r->blas[0] ? r->blas : "(not loaded)");
   printf("iterations  %lld timed after %lld warm-up, %d input set%s of %lld random bytes "
          "(L2 %lld bytes)%s\n", a->iterations, a->warmup, r->x->k, r->x->k == 1 ? "" : "s",
          r->x->random_bytes_per_set, l2_bytes(), a->n_inputs ? ", --input files shared" : "");
@@ -494,6 +496,8 @@ static void print_json(const report *r) {
   printf(", \"target\": \"cpu\", \"threads\": ");
   if (r->threads_env) json_string(r->threads_env);
   else printf("null");
+  printf(", \"blas_core\": ");
+  json_string(r->blas);
   printf(", \"iterations\": %lld, \"warmup\": %lld, \"input_sets\": %d, \"input_bytes_per_set\": %lld,"
          " \"l2_bytes\": %lld,\n \"latency_ns\": {\"median\": %.0f, \"p10\": %.0f, \"p90\": %.0f, "
          "\"min\": %.0f, \"mean\": %.1f},\n \"runs_per_s\": %.3f, \"batch\": ",
@@ -553,6 +557,7 @@ static int bench_artifact(const bench_args *a, const char *path, report *r) {
   if (rc == KTOOL_OK) {
     r->st = summarize(samples, a->iterations);
     r->arena = kiln_rt_model_arena_bytes(m);
+    snprintf(r->blas, sizeof r->blas, "%s", kiln_rt_model_blas_core(m));
     r->x = &x;
   }
   kiln_rt_context_destroy(c);

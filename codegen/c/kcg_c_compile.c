@@ -148,8 +148,8 @@ static kiln_status march_flags(kir_graph *g, const kcg_options *opt, const char 
   return KILN_OK;
 }
 
-/* cc -std=c11 MARCH FLAGS -fPIC -shared -fvisibility=hidden [-fopenmp] -o SO C -lopenblas -lm:
- * -std=c11 and -march first, so the caller's flags may override them. */
+/* cc -std=c11 -ffp-contract=off MARCH FLAGS -fPIC -shared -fvisibility=hidden [-fopenmp] -o SO C -lopenblas -lm:
+ * these three first, so the caller's flags may override them. */
 static kiln_status cmdline_build(kir_graph *g, const kcg_options *opt, const workdir *w, bool omp,
                                  cmdline *c) {
   const char *cc = opt && opt->cc ? opt->cc : getenv("CC");
@@ -162,7 +162,7 @@ static kiln_status cmdline_build(kir_graph *g, const kcg_options *opt, const wor
                          w->so_path, w->c_path, "-lopenblas", "-lm"};
   size_t nfixed = sizeof fixed / sizeof fixed[0];
   c->text = kir_malloc(lc + lm + lf + 3);
-  c->argv = kir_calloc(lc / 2 + lm / 2 + lf / 2 + nfixed + 6, sizeof(char *));
+  c->argv = kir_calloc(lc / 2 + lm / 2 + lf / 2 + nfixed + 8, sizeof(char *));
   if (!c->text || !c->argv) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory for the compiler command");
   memcpy(c->text, cc, lc + 1);
   memcpy(c->text + lc + 1, march, lm + 1);
@@ -170,6 +170,7 @@ static kiln_status cmdline_build(kir_graph *g, const kcg_options *opt, const wor
   split_into(c, c->text);
   if (c->argc == 0) return kir_seterr(g, KILN_ERR_ARGUMENT, "the C compiler command is empty");
   c->argv[c->argc++] = "-std=c11";
+  c->argv[c->argc++] = "-ffp-contract=off"; /* no FMA across steps: see kcg_c_kernels.c */
   split_into(c, c->text + lc + 1);
   split_into(c, c->text + lc + lm + 2);
   for (size_t i = 0; i < nfixed; i++)

@@ -92,7 +92,61 @@ static void put_index(kcg_buf *b, int32_t rank, const int64_t *st) {
   if (!any) kcg_printf(b, "0");
 }
 
+/* ---------------------------------------------------------------- threads ------- */
+
+/* Loops over at least this many elements are split over the cores with OpenMP; below it
+ * the fork/join (a few microseconds) costs more than it saves. */
+#define PAR_MIN_ELEMS 65536
+
+/* Before a nest of perfectly nested loops with trip counts dims[0..n): an OpenMP
+ * "parallel for" over the fewest leading loops that give every core work (collapse(c));
+ * nothing when the work is small. Guarded by _OPENMP: without -fopenmp (a standalone
+ * build) it is plain serial C.
+ * simd: the body is an elementwise loop nest that must stay vectorized. GCC outlines a
+ * parallel loop into a function where the kernel's restrict qualifiers no longer hold,
+ * and then does not vectorize it; "parallel for simd" over the whole nest (c == n) says
+ * the iterations are independent (they are: each reads its inputs at its own index, and
+ * an output that shares memory with an input is exactly over it, read before written),
+ * and such a nest is collapsed whole.
+ * No oversubscription: the steps run one after another and a parallel loop ends (joins)
+ * before its step returns, so these threads never run while OpenBLAS's do (a GEMM is a
+ * step of its own); both pools default to one thread per core. */
+static void put_par(kcg_buf *b, int64_t work, const int64_t *dims, int32_t n, bool simd) {
+  if (work < PAR_MIN_ELEMS) return;
+  int64_t trips = 1;
+  for (int32_t c = 1; c <= n; c++) {
+    trips *= dims[c - 1];
+    if (trips < 4) continue;
+    if (simd) c = n;
+    kcg_printf(b, "#ifdef _OPENMP\n#pragma omp parallel for%s schedule(static)", simd ? " simd" : "");
+    if (c > 1) kcg_printf(b, " collapse(%d)", (int)c);
+    kcg_printf(b, "\n#endif\n");
+    return;
+  }
+}
+
+/* put_par for the loops over the dims of t where keep[d] == keep_value (keep NULL: all). */
+static void put_par_dims(kcg_buf *b, const kir_type *t, const bool *keep, bool keep_value,
+                         bool simd) {
+  int64_t dims[KILN_MAX_RANK];
+  int32_t n = 0;
+  for (int32_t d = 0; d < t->rank; d++)
+    if (!keep || keep[d] == keep_value) dims[n++] = t->dims[d];
+  put_par(b, kir_type_numel(t), dims, n, simd);
+}
+
 /* ---------------------------------------------------------------- expressions --- */
+
+/* "x < BOUND ? (T)BOUND : " for one clamp bound (none when NaN). */
+static void put_clamp_side(kcg_buf *b, kiln_dtype c, const char *xa, double bound, char cmp) {
+  if (isnan(bound)) return;
+  bool in_dtype = c == KILN_F64 || (double)(float)bound == bound;
+  kcg_printf(b, in_dtype ? "%s %c (%s)" : "(double)%s %c ", xa, cmp, kcg_ctype(c));
+  kcg_put_double(b, bound);
+  kcg_printf(b, " ? (%s)", kcg_ctype(c));
+  kcg_put_double(b, bound);
+  kcg_printf(b, " : ");
+}
 
 /* Float expression of an elementwise op on operands xa (and xb), computed in dtype c
  * (f32 or f64). lo/hi: clamp bounds, NaN = none. false: not an elementwise op. */
@@ -119,21 +173,11 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
     return true;
   case KIR_OP_RELU: kcg_printf(b, "%s < 0 ? (%s)0 : %s", xa, T, xa); return true;
   case KIR_OP_CLAMP:
-    /* Compared in double against the exact bound, as the interpreter does. */
-    if (!isnan(lo)) {
-      kcg_printf(b, "(double)%s < ", xa);
-      kcg_put_double(b, lo);
-      kcg_printf(b, " ? (%s)", T);
-      kcg_put_double(b, lo);
-      kcg_printf(b, " : ");
-    }
-    if (!isnan(hi)) {
-      kcg_printf(b, "(double)%s > ", xa);
-      kcg_put_double(b, hi);
-      kcg_printf(b, " ? (%s)", T);
-      kcg_put_double(b, hi);
-      kcg_printf(b, " : ");
-    }
+    /* Compared against the exact bound, as the interpreter does (in double); a bound
+     * that the dtype holds exactly gives the same answer compared in the dtype, which
+     * vectorizes at full width. */
+    put_clamp_side(b, c, xa, lo, '<');
+    put_clamp_side(b, c, xa, hi, '>');
     kcg_printf(b, "%s", xa);
     return true;
   case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
@@ -280,13 +324,17 @@ static kiln_status emit_elementwise(kir_graph *g, const kir_node *n, kcg_buf *b)
     bcast_strides(in, out, st[i]);
     flat = flat && same_shape(in, out);
   }
+  bool par = is_float(out->dtype); /* an integer division returns from inside the loop */
   if (flat) {
-    kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)kir_type_numel(out));
+    int64_t numel = kir_type_numel(out);
+    if (par) put_par(b, numel, &numel, 1, true);
+    kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)numel);
     kiln_status s = put_ew_body(g, n, (const int64_t(*)[KILN_MAX_RANK])st, true, "i", b);
     kcg_printf(b, "  }\n");
     return s;
   }
   contiguous_strides(out, ost);
+  if (par) put_par_dims(b, out, NULL, false, true);
   kcg_printf(b, "  ");
   for (int32_t d = 0; d < out->rank; d++) put_loop(b, d, out->dims[d]);
   kcg_printf(b, "{\n    const int64_t o = ");
@@ -429,11 +477,61 @@ static kiln_status emit_matmul(kir_graph *g, const kir_node *n, kcg_buf *b) {
   return KILN_OK;
 }
 
-/* One epilogue step on `v` (a T local), computed in double and rounded to T after the
- * step, as the interpreter does. */
+/* Whether op computed in f32 gives bit for bit what the interpreter gives (the op in
+ * double, rounded to f32). add, sub, mul, div and sqrt: yes, because double has at
+ * least 2*24+2 significand bits, so rounding the correctly rounded double result to
+ * float equals the correctly rounded float result (double rounding is innocuous:
+ * Figueroa, "When is double rounding innocuous?", SIGNUM 1995); IEEE 754 requires all
+ * five correctly rounded, and the compiler is run with -ffp-contract=off so no FMA
+ * merges two steps. neg, relu, maximum, minimum and clamp select or negate a value, so
+ * they are exact in any precision (clamp compares in double unless the bound is a
+ * float, see put_clamp_side). exp, log, tanh and sigmoid: no (libm's float versions
+ * are not the rounded double ones), so those stay in double. */
+static bool exact_in_f32(kir_op op) {
+  switch (op) {
+  case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_SQRT:
+  case KIR_OP_NEG: case KIR_OP_RELU: case KIR_OP_MAXIMUM: case KIR_OP_MINIMUM: case KIR_OP_CLAMP:
+    return true;
+  case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_TANH: case KIR_OP_SIGMOID:
+  case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
+  case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_MATMUL:
+  case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
+  case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
+  case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
+  case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT:
+    break;
+  }
+  return false;
+}
+
+/* "IND v = EXPR;\n" for epilogue step s on the T local v with operand xb (a T local, or
+ * NULL): in T itself for f64 and for the ops exact_in_f32 lists, else in double and
+ * rounded to T after the step, as the interpreter does. */
+static kiln_status put_step(kir_graph *g, const kir_node *n, const kir_epilogue *e, int32_t s,
+                            const char *xb, const char *ind, kcg_buf *b) {
+  kir_op op = (kir_op)e->op[s];
+  kiln_dtype t = n->type.dtype;
+  const char *T = kcg_ctype(t);
+  bool native = t == KILN_F64 || exact_in_f32(op), ok;
+  char xbd[40];
+  if (xb) snprintf(xbd, sizeof xbd, "(double)%s", xb);
+  kcg_printf(b, "%sv = (%s)(", ind, T);
+  if (native)
+    ok = xb && e->swap[s] ? put_fexpr(b, op, t, xb, "v", NAN, NAN)
+         : put_fexpr(b, op, t, "v", xb, e->clamp_min[s], e->clamp_max[s]);
+  else
+    ok = xb && e->swap[s] ? put_fexpr(b, op, KILN_F64, xbd, "(double)v", NAN, NAN)
+         : put_fexpr(b, op, KILN_F64, "(double)v", xb ? xbd : NULL, e->clamp_min[s],
+                     e->clamp_max[s]);
+  if (!ok) return node_err(g, n, KILN_ERR_GRAPH, "epilogue step %d is not elementwise", (int)s);
+  kcg_printf(b, ");\n");
+  return KILN_OK;
+}
+
+/* One epilogue step on `v` (a T local); see put_step. */
 static kiln_status put_epilogue_step(kir_graph *g, const kir_node *n, const kir_epilogue *e,
                                      int32_t s, const int64_t *ost, kcg_buf *b) {
-  kir_op op = (kir_op)e->op[s];
   const char *T = kcg_ctype(n->type.dtype);
   char xb[32] = "";
   if (e->operand[s] >= 0) {
@@ -444,19 +542,13 @@ static kiln_status put_epilogue_step(kir_graph *g, const kir_node *n, const kir_
       return node_err(g, n, KILN_ERR_SHAPE, "epilogue operand %d does not broadcast to the product",
                       (int)oi);
     bcast_strides(ct, &n->type, st);
-    kcg_printf(b, "    const double c%d = (double)a%d[", (int)s, (int)oi);
+    kcg_printf(b, "    const %s c%d = a%d[", T, (int)s, (int)oi);
     if (same_shape(ct, &n->type)) put_index(b, n->type.rank, ost);
     else put_index(b, n->type.rank, st);
     kcg_printf(b, "];\n");
     snprintf(xb, sizeof xb, "c%d", (int)s);
   }
-  kcg_printf(b, "    v = (%s)(", T);
-  bool ok = xb[0] && e->swap[s] ? put_fexpr(b, op, KILN_F64, xb, "(double)v", NAN, NAN)
-            : put_fexpr(b, op, KILN_F64, "(double)v", xb[0] ? xb : NULL, e->clamp_min[s],
-                        e->clamp_max[s]);
-  if (!ok) return node_err(g, n, KILN_ERR_GRAPH, "epilogue step %d is not elementwise", (int)s);
-  kcg_printf(b, ");\n");
-  return KILN_OK;
+  return put_step(g, n, e, s, xb[0] ? xb : NULL, "    ", b);
 }
 
 static kiln_status emit_fused_matmul(kir_graph *g, const kir_node *n, kcg_buf *b) {
@@ -529,6 +621,7 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
   if (count == 0 && n->op == KIR_OP_REDUCE_MAX)
     return node_err(g, n, KILN_ERR_SHAPE, "reduce_max over an empty axis");
   const char *T = kcg_ctype(n->type.dtype);
+  put_par_dims(b, in, red, false, false);
   kcg_printf(b, "  ");
   for (int32_t d = 0; d < in->rank; d++) if (!red[d]) put_loop(b, d, in->dims[d]);
   kcg_printf(b, "{\n    ");
@@ -571,6 +664,7 @@ static void put_softmax_lines(const kir_node *n, int64_t ax, const char *src, kc
   for (int32_t d = (int32_t)ax + 1; d < t->rank; d++) inner *= t->dims[d];
   const char *T = kcg_ctype(t->dtype);
   long long L = len, I = inner;
+  put_par(b, outer * len * inner, (const int64_t[]){outer, inner}, 2, false);
   kcg_printf(b, "  for (int64_t o = 0; o < %lld; o++)\n    for (int64_t i = 0; i < %lld; i++) {\n",
              (long long)outer, I);
   kcg_printf(b, "      const %s *x = %s + o * %lld + i;\n      %s *z = y + o * %lld + i;\n", T, src,
@@ -602,7 +696,7 @@ static void put_operand(const kir_graph *g, const kir_node *n, int32_t k, const 
 }
 
 /* Declares `T v`, the chain's value at the current element: x0, then every epilogue step
- * computed in double and rounded to T after the step, as the interpreter does. */
+ * (put_step: each rounded to T after the step, as the interpreter does). */
 static kiln_status put_chain_value(kir_graph *g, const kir_node *n, const kir_epilogue *e,
                                    const kir_type *t, bool flat, const char *ind, kcg_buf *b) {
   const char *T = kcg_ctype(n->type.dtype);
@@ -614,17 +708,12 @@ static kiln_status put_chain_value(kir_graph *g, const kir_node *n, const kir_ep
     char xb[32];
     snprintf(xb, sizeof xb, "c%d", (int)s);
     if (bin) {
-      kcg_printf(b, "%sconst double %s = (double)", ind, xb);
+      kcg_printf(b, "%sconst %s %s = ", ind, T, xb);
       put_operand(g, n, (int32_t)e->operand[s], t, flat, b);
       kcg_printf(b, ";\n");
     }
-    kcg_printf(b, "%sv = (%s)(", ind, T);
-    kir_op op = (kir_op)e->op[s];
-    bool ok = bin && e->swap[s] ? put_fexpr(b, op, KILN_F64, xb, "(double)v", NAN, NAN)
-              : put_fexpr(b, op, KILN_F64, "(double)v", bin ? xb : NULL, e->clamp_min[s],
-                          e->clamp_max[s]);
-    if (!ok) return node_err(g, n, KILN_ERR_GRAPH, "epilogue step %d is not elementwise", (int)s);
-    kcg_printf(b, ");\n");
+    kiln_status st = put_step(g, n, e, s, bin ? xb : NULL, ind, b);
+    if (st) return st;
   }
   return KILN_OK;
 }
@@ -665,11 +754,14 @@ static kiln_status emit_fused_chain(kir_graph *g, const kir_node *n, kcg_buf *b)
     return node_err(g, n, KILN_ERR_SHAPE, "softmax axis %lld for rank %d",
                     (long long)kir_attr_int(n, "axis", -1), (int)t.rank);
   if (flat) {
-    kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)kir_type_numel(&t));
+    int64_t numel = kir_type_numel(&t);
+    put_par(b, numel, &numel, 1, true);
+    kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)numel);
     s = put_chain_value(g, n, &e, &t, true, "    ", b);
     kcg_printf(b, "    y[i] = v;\n  }\n");
   } else {
     contiguous_strides(&t, ost);
+    put_par_dims(b, &t, NULL, false, true);
     kcg_printf(b, "  ");
     for (int32_t d = 0; d < t.rank; d++) put_loop(b, d, t.dims[d]);
     kcg_printf(b, "{\n    const int64_t o = ");
@@ -703,6 +795,7 @@ static kiln_status emit_fused_reduce(kir_graph *g, const kir_node *n, kcg_buf *b
   if (sz != kir_type_numel(&n->type))
     return node_err(g, n, KILN_ERR_SHAPE, "the reduction's size is not the node's");
   const char *T = kcg_ctype(n->type.dtype);
+  put_par_dims(b, &t, red, false, false);
   kcg_printf(b, "  ");
   for (int32_t d = 0; d < t.rank; d++) if (!red[d]) put_loop(b, d, t.dims[d]);
   kcg_printf(b, "{\n    ");
@@ -740,6 +833,7 @@ static kiln_status emit_transpose(kir_graph *g, const kir_node *n, kcg_buf *b) {
     seen[p] = true;
     pst[d] = in->dims[p] == 1 ? 0 : ist[p];
   }
+  put_par_dims(b, &n->type, NULL, false, true);
   kcg_printf(b, "  ");
   for (int32_t d = 0; d < n->type.rank; d++) put_loop(b, d, n->type.dims[d]);
   kcg_printf(b, "{\n    y[");
@@ -767,7 +861,9 @@ static kiln_status emit_add_n(kir_graph *g, const kir_node *n, kcg_buf *b) {
       return node_err(g, n, KILN_ERR_SHAPE, "add_n input %d differs in shape", (int)i);
   if (!is_float(t) && !is_int(t))
     return node_err(g, n, KILN_ERR_UNSUPPORTED, "add_n on %s", kiln_dtype_name(t));
-  kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)kir_type_numel(&n->type));
+  int64_t numel = kir_type_numel(&n->type);
+  put_par(b, numel * n->n_inputs, &numel, 1, false);
+  kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)numel);
   kcg_printf(b, is_float(t) ? "    double acc = 0.0;\n" : "    uint64_t acc = 0;\n");
   kcg_printf(b, "    for (int j = 0; j < %d; j++) acc += %sa[j][i];\n", (int)n->n_inputs,
              is_float(t) ? "(double)" : "(uint64_t)(int64_t)");

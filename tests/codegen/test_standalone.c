@@ -103,9 +103,11 @@ static int sh(const char *cmd) {
   return WEXITSTATUS(st);
 }
 
-/* A fresh empty directory under the test's temp dir. */
-static const char *mkdir_fresh(const char *name) {
-  const char *d = kt_path(name);
+/* A fresh empty directory under the test's temp dir; its path in out (kt_path's buffer is
+ * shared by every call). */
+static const char *mkdir_fresh(const char *name, char *out, size_t n) {
+  snprintf(out, n, "%s", kt_path(name));
+  const char *d = out;
   char cmd[1200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
   sh(cmd);
@@ -250,7 +252,8 @@ static void check_clean(const char *dir, const char *prefix) {
 /* emit, build, run against the reference, compare. */
 static void run_case(kir_graph *g, const char *const *outs, int32_t n_out, const char *prefix,
                      kcg_weights_mode mode, const char *dirname) {
-  const char *dir = mkdir_fresh(dirname);
+  char dbuf[1024];
+  const char *dir = mkdir_fresh(dirname, dbuf, sizeof dbuf);
   emit(g, outs, n_out, prefix, mode, dir);
   if (strcmp(dirname, "hostile")) check_clean(dir, prefix); /* its names mention stdio */
   build(dir, prefix);
@@ -378,7 +381,9 @@ static void test_deterministic(void **st) {
   (void)st;
   kir_graph *g = mlp("x", "y");
   const char *outs[] = {"y"};
-  const char *d1 = mkdir_fresh("det1"), *d2 = mkdir_fresh("det2");
+  char b1[1024], b2[1024];
+  const char *d1 = mkdir_fresh("det1", b1, sizeof b1), *d2 = mkdir_fresh("det2", b2, sizeof b2);
+  assert_string_not_equal(d1, d2);
   emit(g, outs, 1, "model", KCG_WEIGHTS_FILE, d1);
   emit(g, outs, 1, "model", KCG_WEIGHTS_FILE, d2);
   char cmd[2600];
@@ -396,7 +401,8 @@ static void test_bad_args(void **st) {
   (void)st;
   kir_graph *g = mlp("x", "y");
   const char *outs[] = {"y"};
-  const char *dir = mkdir_fresh("bad");
+  char dbuf[1024];
+  const char *dir = mkdir_fresh("bad", dbuf, sizeof dbuf);
   static const char *const prefixes[] = {"", "1abc", "_m", "a-b", "a b", "m.c", "x/y",
                                          "abcdefghijklmnopqrstuvwxyz0123456789"};
   for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -426,5 +432,14 @@ int main(void) {
       cmocka_unit_test(test_hostile_names), cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_bad_args),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  if (!failed) { /* the generated files and drivers are a few MB: keep them only to debug */
+    char cmd[1200];
+    static const char *const dirs[] = {"mlp_c", "mlp_w", "fused", "ints", "hostile", "det1", "det2", "bad"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+      snprintf(cmd, sizeof cmd, "rm -rf '%s'", kt_path(dirs[i]));
+      if (system(cmd) != 0) return 1;
+    }
+  }
+  return failed;
 }
