@@ -294,7 +294,7 @@ static kiln_status compile_so(kir_graph *g, const kcg_options *opt, const char *
 
 /* ---------------------------------------------------------------- driver -------- */
 
-static kiln_status resolve_outputs(kir_graph *g, const char *const *names, int32_t n, int32_t *ids) {
+kiln_status kcg_c_resolve_outputs(kir_graph *g, const char *const *names, int32_t n, int32_t *ids) {
   char esc[KCG_ESC_BUF];
   for (int32_t j = 0; j < n; j++) {
     const kir_node *node = names[j] ? kir_graph_find(g, names[j]) : NULL;
@@ -313,9 +313,7 @@ static kiln_status resolve_outputs(kir_graph *g, const char *const *names, int32
   return KILN_OK;
 }
 
-/* Variables need session state, and a node placed on another device needs that
- * device's target: neither can be lowered here. */
-static kiln_status refuse_unlowerable(kir_graph *g) {
+kiln_status kcg_c_refuse_unlowerable(kir_graph *g, const char *what) {
   char esc[KCG_ESC_BUF], dev[KCG_ESC_BUF];
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *n = g->nodes[i];
@@ -324,16 +322,16 @@ static kiln_status refuse_unlowerable(kir_graph *g) {
                         "the graph first", kir_escape(n->name, esc, sizeof esc));
     const char *d = n->assigned_device;
     if (d && d[0] && strcmp(d, "cpu:0") != 0) /* one arena: cpu:0's (kps_memplan.arena_bytes) */
-      return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s' is placed on '%s'; the CPU target runs "
-                        "on cpu:0 only", kir_escape(n->name, esc, sizeof esc),
-                        kir_escape(d, dev, sizeof dev));
+      return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s' is placed on '%s'; %s runs on cpu:0 "
+                        "only", kir_escape(n->name, esc, sizeof esc), kir_escape(d, dev, sizeof dev),
+                        what);
   }
   return KILN_OK;
 }
 
 /* random_normal/random_uniform are deterministic: evaluate them now and make them
  * constants (weights), as the interpreter would compute them. */
-static kiln_status freeze_random(kir_graph *g) {
+kiln_status kcg_c_freeze_random(kir_graph *g) {
   for (int32_t i = 0; i < g->n_nodes; i++) {
     kir_node *n = g->nodes[i];
     if (n->op != KIR_OP_RANDOM_NORMAL && n->op != KIR_OP_RANDOM_UNIFORM) continue;
@@ -439,7 +437,7 @@ static kiln_status lower(kir_graph *c, const int32_t *ids, int32_t n_outputs, co
   char *src = NULL, *pipeline = NULL;
   uint8_t *so = NULL;
   size_t so_len = 0;
-  kiln_status s = freeze_random(c);
+  kiln_status s = kcg_c_freeze_random(c);
   if (!s) s = pretranspose_gemv_weights(c, ids, n_outputs);
   if (!s) s = kir_verify(c);
   if (!s) s = kps_plan_memory(c, ids, n_outputs, &plan);
@@ -461,8 +459,8 @@ kiln_status kcg_compile_cpu(kir_graph *g, const char *const *outputs, int32_t n_
     return kir_seterr(g, KILN_ERR_ARGUMENT, "kcg_compile_cpu: no outputs or no artifact path");
   int32_t *ids = kir_calloc((size_t)n_outputs, sizeof *ids);
   if (!ids) return kir_seterr(g, KILN_ERR_NOMEM, "kcg_compile_cpu: out of memory");
-  kiln_status s = resolve_outputs(g, outputs, n_outputs, ids);
-  if (!s) s = refuse_unlowerable(g);
+  kiln_status s = kcg_c_resolve_outputs(g, outputs, n_outputs, ids);
+  if (!s) s = kcg_c_refuse_unlowerable(g, "the CPU target");
   if (!s) {
     kir_graph *c = kir_graph_clone(g);
     if (!c) s = kir_seterr(g, KILN_ERR_NOMEM, "kcg_compile_cpu: out of memory copying the graph");

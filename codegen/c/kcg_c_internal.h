@@ -65,4 +65,16 @@ KCG_HIDDEN kiln_status kcg_c_write_artifact(kir_graph *g, const kps_memplan *pla
                                             const char *pipeline, const char *src,
                                             const uint8_t *so, size_t so_len, const char *path);
 
+/* Shared by the artifact and the standalone output (kcg_c_compile.c, kcg_c_plan.c). */
+/* Output names -> node ids; unknown, value-less or repeated outputs are refused. */
+KCG_HIDDEN kiln_status kcg_c_resolve_outputs(kir_graph *g, const char *const *names, int32_t n,
+                                             int32_t *ids);
+/* Variables (session state) and nodes placed off cpu:0 cannot be lowered to C; `what`
+ * names the output in the message ("the CPU target", "standalone C"). */
+KCG_HIDDEN kiln_status kcg_c_refuse_unlowerable(kir_graph *g, const char *what);
+/* random_normal/random_uniform evaluated now and turned into constants (weights). */
+KCG_HIDDEN kiln_status kcg_c_freeze_random(kir_graph *g);
+/* Every constant's bytes at its planned offset in one zero-padded blob (kir_malloc). */
+KCG_HIDDEN kiln_status kcg_c_weights_blob(kir_graph *g, const kps_memplan *plan, uint8_t **out);
+
 #endif

@@ -267,8 +267,7 @@ static kiln_status pack_plan(kir_graph *g, const kps_memplan *plan, const int32_
   return s;
 }
 
-/* Every constant's bytes at its planned offset in one zero-padded blob. */
-static kiln_status make_weights(kir_graph *g, const kps_memplan *plan, uint8_t **out) {
+kiln_status kcg_c_weights_blob(kir_graph *g, const kps_memplan *plan, uint8_t **out) {
   char esc[KCG_ESC_BUF];
   *out = kir_calloc((size_t)plan->weights_bytes + 1, 1);
   if (!*out) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory for %lld bytes of weights",
@@ -296,7 +295,7 @@ kiln_status kcg_c_write_artifact(kir_graph *g, const kps_memplan *plan, const in
   uint8_t *pb = NULL, *weights = NULL;
   size_t pb_len = 0;
   kiln_status s = pack_plan(g, plan, outputs, n_outputs, pipeline, &pb, &pb_len);
-  if (!s) s = make_weights(g, plan, &weights);
+  if (!s) s = kcg_c_weights_blob(g, plan, &weights);
   if (!s) {
     kart_section sec[4];
     memset(sec, 0, sizeof sec);

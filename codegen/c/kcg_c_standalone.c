@@ -261,70 +261,12 @@ static kiln_status put_source(sa *S, const uint8_t *weights, kcg_buf *b) {
 
 /* ---------------------------------------------------------------- lowering ------ */
 
-static kiln_status resolve_outputs(kir_graph *g, const char *const *names, int32_t n, int32_t *ids) {
-  char esc[KCG_ESC_BUF];
-  for (int32_t j = 0; j < n; j++) {
-    const kir_node *node = names[j] ? kir_graph_find(g, names[j]) : NULL;
-    if (!node)
-      return kir_seterr(g, KILN_ERR_ARGUMENT, "output '%s': no such node in the graph",
-                        kir_escape(names[j], esc, sizeof esc));
-    if (kir_op_has(node->op, KIR_F_NO_OUTPUT))
-      return kir_seterr(g, KILN_ERR_ARGUMENT, "output '%s': %s produces no value",
-                        kir_escape(names[j], esc, sizeof esc), kir_op_get(node->op)->name);
-    ids[j] = node->id;
-    for (int32_t k = 0; k < j; k++)
-      if (ids[k] == ids[j])
-        return kir_seterr(g, KILN_ERR_ARGUMENT, "output '%s' is requested twice",
-                          kir_escape(names[j], esc, sizeof esc));
-  }
-  return KILN_OK;
-}
-
-/* Variables need session state; a node on another device needs another target; random
- * sources become constants (deterministic, as the interpreter computes them). */
+/* Variables need session state and other devices another target; random sources
+ * become constants, as the interpreter computes them (shared with the artifact path). */
 static kiln_status prepare(kir_graph *g) {
-  char esc[KCG_ESC_BUF], dev[KCG_ESC_BUF];
-  for (int32_t i = 0; i < g->n_nodes; i++) {
-    kir_node *n = g->nodes[i];
-    if (n->op == KIR_OP_VARIABLE || n->op == KIR_OP_ASSIGN)
-      return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s': variables cannot be compiled; freeze "
-                        "the graph first", kir_escape(n->name, esc, sizeof esc));
-    const char *d = n->assigned_device;
-    if (d && d[0] && strcmp(d, "cpu:0") != 0)
-      return kir_seterr(g, KILN_ERR_UNSUPPORTED, "node '%s' is placed on '%s'; standalone C runs "
-                        "on cpu:0 only", kir_escape(n->name, esc, sizeof esc), kir_escape(d, dev, sizeof dev));
-    if (n->op != KIR_OP_RANDOM_NORMAL && n->op != KIR_OP_RANDOM_UNIFORM) continue;
-    kir_tensor *t = NULL;
-    kiln_status s = kir_eval_node(g, n, NULL, &t);
-    if (s) return s;
-    n->op = KIR_OP_CONSTANT;
-    n->n_attrs = 0;
-    n->attrs = NULL;
-    s = kir_attr_set_tensor(g, n, "value", t);
-    kir_tensor_free(t);
-    if (s) return s;
-  }
-  return kir_verify(g);
-}
-
-/* Every constant's bytes at its planned offset in one zero-padded blob. */
-static kiln_status weights_blob(kir_graph *g, const kps_memplan *plan, uint8_t **out) {
-  char esc[KCG_ESC_BUF];
-  *out = kir_calloc((size_t)plan->weights_bytes + 1, 1);
-  if (!*out) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory for %lld bytes of weights",
-                               (long long)plan->weights_bytes);
-  for (int32_t i = 0; i < g->n_nodes; i++) {
-    const kir_node *n = g->nodes[i];
-    if (plan->loc[i] != KPS_LOC_WEIGHTS) continue;
-    const kir_tensor *t = n->op == KIR_OP_CONSTANT ? kir_attr_tensor(n, "value") : NULL;
-    int64_t nb = t ? kir_type_nbytes(&t->type) : -1;
-    if (nb < 0 || !kir_type_equal(&t->type, &n->type) || plan->offset[i] < 0 ||
-        plan->offset[i] > plan->weights_bytes - nb)
-      return kir_seterr(g, KILN_ERR_INTERNAL, "node '%s': weights entry has no constant value of "
-                        "its type inside the weights block", kir_escape(n->name, esc, sizeof esc));
-    if (nb > 0) memcpy(*out + plan->offset[i], t->data, (size_t)nb);
-  }
-  return KILN_OK;
+  kiln_status s = kcg_c_refuse_unlowerable(g, "standalone C");
+  if (!s) s = kcg_c_freeze_random(g);
+  return s ? s : kir_verify(g);
 }
 
 /* ---------------------------------------------------------------- files --------- */
@@ -417,7 +359,7 @@ static kiln_status emit_planned(sa *S, const char *dir) {
   uint8_t *weights = NULL;
   kcg_buf src = {0}, hdr = {0};
   kiln_status s = check_dir(g, dir, S->p, f);
-  if (!s) s = weights_blob(g, S->plan, &weights);
+  if (!s) s = kcg_c_weights_blob(g, S->plan, &weights);
   if (!s) s = put_source(S, weights, &src);
   if (!s) put_header(S, &hdr);
   if (!s && (src.oom || hdr.oom || !src.p || !hdr.p))
@@ -467,7 +409,7 @@ kiln_status kcg_emit_c(kir_graph *g, const char *const *outputs, int32_t n_outpu
     return kir_seterr(g, KILN_ERR_ARGUMENT, "kcg_emit_c: unknown weights mode %d", (int)weights);
   int32_t *ids = kir_calloc((size_t)n_outputs, sizeof *ids);
   if (!ids) return kir_seterr(g, KILN_ERR_NOMEM, "kcg_emit_c: out of memory");
-  kiln_status s = resolve_outputs(g, outputs, n_outputs, ids);
+  kiln_status s = kcg_c_resolve_outputs(g, outputs, n_outputs, ids);
   if (!s) {
     kir_graph *c = kir_graph_clone(g);
     if (!c) s = kir_seterr(g, KILN_ERR_NOMEM, "kcg_emit_c: out of memory copying the graph");
