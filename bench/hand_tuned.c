@@ -275,9 +275,14 @@ static int bench(model *m, const char *dir, int iters, int warmup, int sets,
   acc##9 = F(acc##9, m, c), acc##10 = F(acc##10, m, c), acc##11 = F(acc##11, m, c)
 
 __attribute__((target("avx2,fma"))) static double peak_avx2(long iters) {
+  /* Distinct starting values: twelve identical chains would be one chain to the
+   * compiler (it may compute it once), and the count would be 12x the work done. */
   __m256 m = _mm256_set1_ps(1.0000001f), c = _mm256_set1_ps(1e-7f);
-  __m256 a0 = m, a1 = m, a2 = m, a3 = m, a4 = m, a5 = m, a6 = m, a7 = m, a8 = m, a9 = m,
-         a10 = m, a11 = m;
+#define START(i) _mm256_set1_ps(1.0f + (float)(i) / 64)
+  __m256 a0 = START(0), a1 = START(1), a2 = START(2), a3 = START(3), a4 = START(4),
+         a5 = START(5), a6 = START(6), a7 = START(7), a8 = START(8), a9 = START(9),
+         a10 = START(10), a11 = START(11);
+#undef START
   for (long i = 0; i < iters; i++) FMA12(_mm256_fmadd_ps, a, m, c);
   __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
                            _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
@@ -287,8 +292,11 @@ __attribute__((target("avx2,fma"))) static double peak_avx2(long iters) {
 
 __attribute__((target("avx512f"))) static double peak_avx512(long iters) {
   __m512 m = _mm512_set1_ps(1.0000001f), c = _mm512_set1_ps(1e-7f);
-  __m512 a0 = m, a1 = m, a2 = m, a3 = m, a4 = m, a5 = m, a6 = m, a7 = m, a8 = m, a9 = m,
-         a10 = m, a11 = m;
+#define START(i) _mm512_set1_ps(1.0f + (float)(i) / 64)
+  __m512 a0 = START(0), a1 = START(1), a2 = START(2), a3 = START(3), a4 = START(4),
+         a5 = START(5), a6 = START(6), a7 = START(7), a8 = START(8), a9 = START(9),
+         a10 = START(10), a11 = START(11);
+#undef START
   for (long i = 0; i < iters; i++) FMA12(_mm512_fmadd_ps, a, m, c);
   __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
                            _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
