@@ -19,6 +19,7 @@
 
 #include "ir/kiln_types.h"
 #include "kiln_artifact.pb-c.h"
+#include "rt_fixture.h"
 #include "runtime/kiln_artifact.h"
 #include "runtime/kiln_runtime.h"
 
@@ -43,59 +44,8 @@ _Static_assert(KILN_RT_F32 == (int)KILN_F32 && KILN_RT_F64 == (int)KILN_F64 &&
                    KILN_RT_BOOL == (int)KILN_BOOL && KILN_RT_MAX_RANK == KILN_MAX_RANK,
                "dtypes");
 
-/* ---- fixtures: a temp dir and shared objects compiled once ---- */
+/* ---- fixtures: tests/runtime/rt_fixture.h (temp dir, scale artifact, plans) ---- */
 
-static char g_dir[256];
-
-static const char *tpath(const char *name) {
-  static char buf[8][512];
-  static int k;
-  char *p = buf[k++ % 8];
-  snprintf(p, 512, "%s/%s", g_dir, name);
-  return p;
-}
-
-static void write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(data, 1, n, f), n);
-  fclose(f);
-}
-
-static uint8_t *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *b = malloc((size_t)len + 1);
-  assert_non_null(b);
-  assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
-  fclose(f);
-  *n = (size_t)len;
-  return b;
-}
-
-/* y = 2 * x + w, through a temporary in the arena. */
-static const char SRC_SCALE[] =
-    "const unsigned kiln_abi_version = 1;\n"
-    "int kiln_entry(const void *const *in, void *const *out, unsigned char *arena,\n"
-    "               const unsigned char *weights) {\n"
-    "  const float *x = in[0], *w = (const float *)weights;\n"
-    "  float *t = (float *)arena, *y = out[0];\n"
-    "  for (int i = 0; i < 4; i++) t[i] = x[i] * 2.0f;\n"
-    "  for (int i = 0; i < 4; i++) y[i] = t[i] + w[i];\n"
-    "  return 0;\n"
-    "}\n";
-
-/* o = a / b (i32); a zero divisor fails step 1. */
 static const char SRC_DIV[] =
     "const unsigned kiln_abi_version = 1;\n"
     "int kiln_entry(const void *const *in, void *const *out, unsigned char *arena,\n"
@@ -117,172 +67,30 @@ static const char SRC_ABI2[] =
     "               const unsigned char *weights) {\n"
     "  (void)in; (void)out; (void)arena; (void)weights; return 0; }\n";
 
-static void compile_so(const char *name, const char *src) {
-  char c[600], so[600], cmd[1400];
-  snprintf(c, sizeof c, "%s/%s.c", g_dir, name);
-  snprintf(so, sizeof so, "%s/%s.so", g_dir, name);
-  write_text(c, src);
-  snprintf(cmd, sizeof cmd, "cc -shared -fPIC -O1 -o '%s' '%s'", so, c);
-  if (system(cmd) != 0) fail_msg("could not compile %s with the system cc", c);
-}
-
 static int group_setup(void **state) {
   (void)state;
   const char *tmp = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/kiln-rt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(g_dir)) return -1;
-  compile_so("scale", SRC_SCALE);
-  compile_so("div", SRC_DIV);
-  compile_so("noabi", SRC_NOABI);
-  compile_so("abi2", SRC_ABI2);
+  snprintf(rtf_dir, sizeof rtf_dir, "%s/kiln-rt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(rtf_dir)) return -1;
+  rtf_compile_so("scale", RTF_SRC_SCALE);
+  rtf_compile_so("div", SRC_DIV);
+  rtf_compile_so("noabi", SRC_NOABI);
+  rtf_compile_so("abi2", SRC_ABI2);
   return 0;
 }
 
 static int group_teardown(void **state) {
   (void)state;
   char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", rtf_dir);
   return system(cmd) == 0 ? 0 : -1;
 }
 
-/* ---- plans made with protobuf-c directly ---- */
-
-typedef struct tplan {
-  Kiln__Rt__Plan plan;
-  Kiln__Rt__TensorSpec specs[8];
-  Kiln__Rt__TensorSpec *ins[2], *outs[1];
-  Kiln__Rt__Buffer bufs[5];
-  Kiln__Rt__Buffer *bufp[5];
-  Kiln__Rt__Step steps[2];
-  Kiln__Rt__Step *stepp[2];
-  int32_t out_bufs[1];
-  int64_t dims[8][9];
-  int32_t s0_in[2], s1_in[2];
-  char *nodes0[1], *nodes1[1];
-} tplan;
-
-static Kiln__Rt__TensorSpec *spec(tplan *t, int i, const char *name, int dtype, int rank,
-                                  int64_t d0) {
-  Kiln__Rt__TensorSpec *s = &t->specs[i];
-  kiln__rt__tensor_spec__init(s);
-  s->name = (char *)name;
-  s->dtype = dtype;
-  s->n_dims = (size_t)rank;
-  s->dims = t->dims[i];
-  for (int k = 0; k < 9; k++) t->dims[i][k] = d0;
-  return s;
-}
-
-static void buffer(tplan *t, int i, Kiln__Rt__TensorSpec *s, Kiln__Rt__Location loc,
-                   uint64_t off, uint64_t size) {
-  Kiln__Rt__Buffer *b = &t->bufs[i];
-  kiln__rt__buffer__init(b);
-  b->tensor = s;
-  b->loc = loc;
-  b->offset = off;
-  b->size = size;
-  t->bufp[i] = b;
-}
-
-static void step(tplan *t, int i, const char *kernel, char **nodes, int32_t *in, int n_in,
-                 int out) {
-  Kiln__Rt__Step *s = &t->steps[i];
-  kiln__rt__step__init(s);
-  s->kernel = (char *)kernel;
-  s->n_nodes = 1;
-  s->nodes = nodes;
-  s->inputs = in;
-  s->n_inputs = (size_t)n_in;
-  s->output = out;
-  t->stepp[i] = s;
-}
-
-static void plan_common(tplan *t, int n_in, int n_buf, uint64_t arena, uint64_t weights) {
-  kiln__rt__plan__init(&t->plan);
-  t->plan.abi = KART_ABI;
-  t->plan.target = "cpu";
-  t->plan.entry = "kiln_entry";
-  t->plan.n_inputs = (size_t)n_in;
-  t->plan.inputs = t->ins;
-  t->plan.n_outputs = 1;
-  t->plan.outputs = t->outs;
-  t->plan.n_output_buffers = 1;
-  t->plan.output_buffers = t->out_bufs;
-  t->plan.n_buffers = (size_t)n_buf;
-  t->plan.buffers = t->bufp;
-  t->plan.n_steps = 2;
-  t->plan.steps = t->stepp;
-  t->plan.arena_bytes = arena;
-  t->plan.weights_bytes = weights;
-  t->plan.producer = "test_runtime";
-}
-
-/* x f32[4] -> t = 2x (arena 0) -> y = t + w (arena 16), w f32[4] in weights. */
-static void plan_scale(tplan *t) {
-  memset(t, 0, sizeof *t);
-  t->ins[0] = spec(t, 0, "x", KILN_RT_F32, 1, 4);
-  t->outs[0] = spec(t, 1, "y", KILN_RT_F32, 1, 4);
-  buffer(t, 0, spec(t, 2, "x", KILN_RT_F32, 1, 4), KILN__RT__LOCATION__LOC_INPUT, 0, 16);
-  buffer(t, 1, spec(t, 3, "w", KILN_RT_F32, 1, 4), KILN__RT__LOCATION__LOC_WEIGHTS, 0, 16);
-  buffer(t, 2, spec(t, 4, "x2", KILN_RT_F32, 1, 4), KILN__RT__LOCATION__LOC_ARENA, 0, 16);
-  buffer(t, 3, spec(t, 5, "y", KILN_RT_F32, 1, 4), KILN__RT__LOCATION__LOC_ARENA, 16, 16);
-  t->nodes0[0] = "x2";
-  t->nodes1[0] = "y";
-  t->s0_in[0] = 0;
-  t->s1_in[0] = 2, t->s1_in[1] = 1;
-  step(t, 0, "k0_mul", t->nodes0, t->s0_in, 1, 2);
-  step(t, 1, "k1_add", t->nodes1, t->s1_in, 2, 3);
-  t->out_bufs[0] = 3;
-  plan_common(t, 1, 4, 32, 16);
-}
-
-/* a, b i32[3] -> o = a / b (arena 0). Step 1 is the division. */
-static void plan_div(tplan *t) {
-  memset(t, 0, sizeof *t);
-  t->ins[0] = spec(t, 0, "a", KILN_RT_I32, 1, 3);
-  t->ins[1] = spec(t, 1, "b", KILN_RT_I32, 1, 3);
-  t->outs[0] = spec(t, 2, "o", KILN_RT_I32, 1, 3);
-  buffer(t, 0, spec(t, 3, "a", KILN_RT_I32, 1, 3), KILN__RT__LOCATION__LOC_INPUT, 0, 12);
-  buffer(t, 1, spec(t, 4, "b", KILN_RT_I32, 1, 3), KILN__RT__LOCATION__LOC_INPUT, 0, 12);
-  t->bufs[1].index = 1;
-  buffer(t, 2, spec(t, 5, "o", KILN_RT_I32, 1, 3), KILN__RT__LOCATION__LOC_ARENA, 0, 12);
-  t->nodes0[0] = "a/copy";
-  t->nodes1[0] = "a/div";
-  t->s0_in[0] = 0;
-  t->s1_in[0] = 0, t->s1_in[1] = 1;
-  step(t, 0, "k0_copy", t->nodes0, t->s0_in, 1, -1);
-  step(t, 1, "k1_div", t->nodes1, t->s1_in, 2, 2);
-  t->out_bufs[0] = 2;
-  plan_common(t, 2, 3, 64, 0);
-}
-
-static const float SCALE_W[4] = {0.5f, 1.0f, 1.5f, 2.0f};
-
-/* Packs plan + weights + the named .so (+ a source section) into path. */
-static int pack_artifact(const char *path, const Kiln__Rt__Plan *plan, const void *w, size_t wn,
-                         const char *so) {
-  size_t pn = kiln__rt__plan__get_packed_size(plan);
-  uint8_t *pb = malloc(pn + 1);
-  assert_non_null(pb);
-  kiln__rt__plan__pack(plan, pb);
-  size_t cn;
-  uint8_t *code = slurp(tpath(so), &cn);
-  kart_section s[4] = {{.kind = KART_SEC_PLAN, .data = pb, .size = pn},
-                       {.kind = KART_SEC_WEIGHTS, .data = w, .size = wn},
-                       {.kind = KART_SEC_CODE_CPU, .data = code, .size = cn},
-                       {.kind = KART_SEC_SOURCE_C, .data = (const uint8_t *)"int x;", .size = 6}};
-  char err[512];
-  int st = kart_write(path, s, 4, err, sizeof err);
-  free(pb);
-  free(code);
-  return st;
-}
-
 static const char *scale_artifact(void) {
-  tplan t;
-  plan_scale(&t);
-  const char *p = tpath("scale.kart");
-  assert_int_equal(pack_artifact(p, &t.plan, SCALE_W, sizeof SCALE_W, "scale.so"), KILN_RT_OK);
+  rtf_plan t;
+  rtf_plan_scale(&t);
+  const char *p = rtf_path("scale.kart");
+  assert_int_equal(rtf_pack_artifact(p, &t.plan, RTF_SCALE_W, sizeof RTF_SCALE_W, "scale.so"), KILN_RT_OK);
   return p;
 }
 
@@ -306,9 +114,9 @@ static void expect_open(const char *path, kiln_rt_status st, const char *want) {
 }
 
 /* Packs plan t with the scale weights and code so, then expects st. */
-static void expect_plan(tplan *t, const char *so, kiln_rt_status st, const char *want) {
-  const char *p = tpath("plan.kart");
-  assert_int_equal(pack_artifact(p, &t->plan, SCALE_W, sizeof SCALE_W, so), KILN_RT_OK);
+static void expect_plan(rtf_plan *t, const char *so, kiln_rt_status st, const char *want) {
+  const char *p = rtf_path("plan.kart");
+  assert_int_equal(rtf_pack_artifact(p, &t->plan, RTF_SCALE_W, sizeof RTF_SCALE_W, so), KILN_RT_OK);
   expect_open(p, st, want);
 }
 
@@ -366,8 +174,8 @@ static uint8_t *small_container(size_t *n) {
                        {.kind = KART_SEC_CODE_CPU, .data = g_code, .size = 70},
                        {.kind = KART_SEC_SOURCE_C, .data = NULL, .size = 0}};
   char err[256];
-  assert_int_equal(kart_write(tpath("small.kart"), s, 4, err, sizeof err), KILN_RT_OK);
-  return slurp(tpath("small.kart"), n);
+  assert_int_equal(kart_write(rtf_path("small.kart"), s, 4, err, sizeof err), KILN_RT_OK);
+  return rtf_slurp(rtf_path("small.kart"), n);
 }
 
 static void expect_parse(const uint8_t *b, size_t n, int st, const char *want) {
@@ -502,21 +310,21 @@ static void test_container_write_errors(void **state) {
   char err[512];
   kart_section s[2] = {{.kind = KART_SEC_PLAN, .data = (const uint8_t *)"x", .size = 1},
                        {.kind = KART_SEC_PLAN, .data = (const uint8_t *)"y", .size = 1}};
-  assert_int_equal(kart_write(tpath("w.kart"), s, 2, err, sizeof err), KILN_RT_ERR_ARGUMENT);
-  assert_int_equal(kart_write(tpath("w.kart"), s, 0, err, sizeof err), KILN_RT_ERR_ARGUMENT);
+  assert_int_equal(kart_write(rtf_path("w.kart"), s, 2, err, sizeof err), KILN_RT_ERR_ARGUMENT);
+  assert_int_equal(kart_write(rtf_path("w.kart"), s, 0, err, sizeof err), KILN_RT_ERR_ARGUMENT);
   s[1].kind = 77;
-  assert_int_equal(kart_write(tpath("w.kart"), s, 2, err, sizeof err), KILN_RT_ERR_ARGUMENT);
+  assert_int_equal(kart_write(rtf_path("w.kart"), s, 2, err, sizeof err), KILN_RT_ERR_ARGUMENT);
   s[1].kind = KART_SEC_WEIGHTS;
   s[1].data = NULL;
-  assert_int_equal(kart_write(tpath("w.kart"), s, 2, err, sizeof err), KILN_RT_ERR_ARGUMENT);
-  assert_int_equal(access(tpath("w.kart"), F_OK), -1);
+  assert_int_equal(kart_write(rtf_path("w.kart"), s, 2, err, sizeof err), KILN_RT_ERR_ARGUMENT);
+  assert_int_equal(access(rtf_path("w.kart"), F_OK), -1);
   /* No such directory: PATH, nothing left behind. */
   s[1].data = (const uint8_t *)"y";
-  assert_int_equal(kart_write(tpath("nodir/w.kart"), s, 2, err, sizeof err), KILN_RT_ERR_PATH);
+  assert_int_equal(kart_write(rtf_path("nodir/w.kart"), s, 2, err, sizeof err), KILN_RT_ERR_PATH);
   /* The target is a directory: rename fails, the temp file is removed. */
-  mkdir(tpath("isdir"), 0755);
-  assert_int_not_equal(kart_write(tpath("isdir"), s, 2, err, sizeof err), KILN_RT_OK);
-  DIR *d = opendir(g_dir);
+  mkdir(rtf_path("isdir"), 0755);
+  assert_int_not_equal(kart_write(rtf_path("isdir"), s, 2, err, sizeof err), KILN_RT_OK);
+  DIR *d = opendir(rtf_dir);
   assert_non_null(d);
   struct dirent *e;
   while ((e = readdir(d)))
@@ -528,20 +336,20 @@ static void test_container_write_errors(void **state) {
 
 static void test_open_paths(void **state) {
   (void)state;
-  expect_open(g_dir, KILN_RT_ERR_PATH, "directory");
-  const char *fifo = tpath("fifo.kart");
+  expect_open(rtf_dir, KILN_RT_ERR_PATH, "directory");
+  const char *fifo = rtf_path("fifo.kart");
   assert_int_equal(mkfifo(fifo, 0600), 0);
   expect_open(fifo, KILN_RT_ERR_PATH, "FIFO");
-  expect_open(tpath("missing.kart"), KILN_RT_ERR_PATH, "No such file");
+  expect_open(rtf_path("missing.kart"), KILN_RT_ERR_PATH, "No such file");
   /* A sparse file one byte over the 2 GiB - 1 limit is refused before it is read. */
-  FILE *big = fopen(tpath("big.kart"), "wb");
+  FILE *big = fopen(rtf_path("big.kart"), "wb");
   assert_non_null(big);
   assert_int_equal(ftruncate(fileno(big), (off_t)1 << 31), 0);
   fclose(big);
-  expect_open(tpath("big.kart"), KILN_RT_ERR_LIMIT, "over the limit");
-  unlink(tpath("big.kart"));
-  write_bytes(tpath("empty.kart"), "", 0);
-  expect_open(tpath("empty.kart"), KILN_RT_ERR_FORMAT, "shorter than");
+  expect_open(rtf_path("big.kart"), KILN_RT_ERR_LIMIT, "over the limit");
+  unlink(rtf_path("big.kart"));
+  rtf_write_bytes(rtf_path("empty.kart"), "", 0);
+  expect_open(rtf_path("empty.kart"), KILN_RT_ERR_FORMAT, "shorter than");
   kiln_rt_model *m = (kiln_rt_model *)1;
   assert_int_equal(kiln_rt_model_open(NULL, &m), KILN_RT_ERR_ARGUMENT);
   kiln_rt_model_close(m);
@@ -552,104 +360,104 @@ static void test_open_paths(void **state) {
 
 static void test_plan_validation(void **state) {
   (void)state;
-  tplan t;
-  plan_scale(&t);
+  rtf_plan t;
+  rtf_plan_scale(&t);
   expect_plan(&t, "scale.so", KILN_RT_OK, NULL);
   /* Each failure uses garbage code: the plan is refused before any code is loaded. */
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.plan.abi = 2;
   expect_plan(&t, "scale.c", KILN_RT_ERR_VERSION, "plan ABI 2");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.plan.target = "cuda";
   expect_plan(&t, "scale.c", KILN_RT_ERR_UNSUPPORTED, "artifact target 'cuda' needs");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.plan.entry = "main";
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "entry 'main'");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.bufs[3].offset = 32; /* past the 32-byte arena */
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "buffer 3: offset 32 + size 16 is past the arena");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.bufs[1].offset = 64;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "past the weights section");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.bufs[1].offset = UINT64_MAX - 7;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "past the weights section");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.bufs[2].offset = 2;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "not aligned");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.out_bufs[0] = 4;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "buffer index 4 out of range");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.out_bufs[0] = 0; /* x is f32[4], the output now f32[5] */
   t.specs[1].dims[0] = 5;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "another dtype or shape");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.plan.n_output_buffers = 0;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "output_buffers");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.specs[0].dtype = 9;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "input 0 'x': dtype 9");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.specs[4].dtype = 0;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "dtype 0");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.specs[1].n_dims = 9;
   expect_plan(&t, "scale.c", KILN_RT_ERR_LIMIT, "rank 9");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.specs[0].dims[0] = -4;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "dim 0 is -4");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.specs[1].n_dims = 8;
   for (int i = 0; i < 8; i++) t.specs[1].dims[i] = INT64_MAX / 2;
   expect_plan(&t, "scale.c", KILN_RT_ERR_OVERFLOW, "overflows");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.bufs[2].size = 12;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "size 12, but its tensor needs 16");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.bufs[0].index = 1;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "input index 1 out of range");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.bufs[0].loc = KILN__RT__LOCATION__LOC_NONE;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "location 0");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.bufs[0].tensor = NULL;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "no tensor spec");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.s1_in[1] = 7;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "step 1: input buffer 7");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.steps[0].output = -2;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "step 0: output buffer -2");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.plan.arena_bytes = (uint64_t)1 << 40;
   expect_plan(&t, "scale.c", KILN_RT_ERR_LIMIT, "arena_bytes");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.plan.weights_bytes = 8;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "weights_bytes 8");
-  plan_div(&t);
-  t.plan.weights_bytes = sizeof SCALE_W;
+  rtf_plan_div(&t);
+  t.plan.weights_bytes = sizeof RTF_SCALE_W;
   t.specs[1].name = "a";
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "two inputs are named 'a'");
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   t.specs[0].name = "x\n\x01'";
   t.specs[0].dtype = 9;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "'x\\x0a\\x01\\''");
   /* A good plan with code that is not a shared object. */
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "code section does not load");
 }
 
 static void test_open_sections(void **state) {
   (void)state;
   char err[256];
-  const char *p = tpath("sec.kart");
-  tplan t;
-  plan_scale(&t);
+  const char *p = rtf_path("sec.kart");
+  rtf_plan t;
+  rtf_plan_scale(&t);
   uint8_t pb[1024];
   size_t pn = kiln__rt__plan__pack(&t.plan, pb);
   kart_section s[3] = {{.kind = KART_SEC_PLAN, .data = pb, .size = pn},
-                       {.kind = KART_SEC_WEIGHTS, .data = (const uint8_t *)SCALE_W, .size = 16},
+                       {.kind = KART_SEC_WEIGHTS, .data = (const uint8_t *)RTF_SCALE_W, .size = 16},
                        {.kind = KART_SEC_SOURCE_C, .data = (const uint8_t *)"x", .size = 1}};
   assert_int_equal(kart_write(p, s, 3, err, sizeof err), KILN_RT_OK);
   expect_open(p, KILN_RT_ERR_FORMAT, "no code section");
@@ -658,7 +466,7 @@ static void test_open_sections(void **state) {
   assert_int_equal(kart_write(p, s, 3, err, sizeof err), KILN_RT_OK);
   expect_open(p, KILN_RT_ERR_FORMAT, "not a valid kiln.rt.Plan");
   /* Code without kiln_abi_version, and with the wrong one. */
-  plan_scale(&t);
+  rtf_plan_scale(&t);
   expect_plan(&t, "noabi.so", KILN_RT_ERR_VERSION, "no kiln_abi_version");
   expect_plan(&t, "abi2.so", KILN_RT_ERR_VERSION, "code ABI 2");
 }
@@ -666,7 +474,7 @@ static void test_open_sections(void **state) {
 static void test_open_truncated_and_flipped(void **state) {
   (void)state;
   size_t n;
-  uint8_t *b = slurp(scale_artifact(), &n);
+  uint8_t *b = rtf_slurp(scale_artifact(), &n);
   for (size_t k = 0; k < n; k++) {
     kiln_rt_model *m = NULL;
     kiln_rt_status st = kiln_rt_model_open_bytes(b, k, &m);
@@ -774,10 +582,10 @@ static void test_run_arguments(void **state) {
 
 static void test_run_exec_error(void **state) {
   (void)state;
-  tplan t;
-  plan_div(&t);
-  const char *p = tpath("div.kart");
-  assert_int_equal(pack_artifact(p, &t.plan, NULL, 0, "div.so"), KILN_RT_OK);
+  rtf_plan t;
+  rtf_plan_div(&t);
+  const char *p = rtf_path("div.kart");
+  assert_int_equal(rtf_pack_artifact(p, &t.plan, NULL, 0, "div.so"), KILN_RT_OK);
   kiln_rt_model *m = NULL;
   assert_int_equal(kiln_rt_model_open(p, &m), KILN_RT_OK);
   kiln_rt_context *c = NULL;
@@ -808,7 +616,7 @@ static void *work(void *arg) {
     kiln_rt_buffer in = {x, sizeof x}, out = {y, sizeof y};
     if (kiln_rt_run(w->c, &in, 1, &out, 1) != KILN_RT_OK) w->bad++;
     for (int i = 0; i < 4; i++)
-      if (y[i] != x[i] * 2.0f + SCALE_W[i]) w->bad++;
+      if (y[i] != x[i] * 2.0f + RTF_SCALE_W[i]) w->bad++;
   }
   return NULL;
 }
@@ -859,10 +667,10 @@ static void npy_round_trip(int dtype, int rank, const int64_t *dims) {
   assert_non_null(data);
   for (size_t i = 0; i < n; i++) data[i] = dtype == KILN_RT_BOOL ? (uint8_t)(i % 2) : (uint8_t)(i * 31 + 7);
   char err[512];
-  const char *p = tpath("rt.npy");
+  const char *p = rtf_path("rt.npy");
   assert_int_equal(kiln_rt_npy_write(p, dtype, rank, dims, data, err, sizeof err), KILN_RT_OK);
   size_t fn;
-  uint8_t *file = slurp(p, &fn);
+  uint8_t *file = rtf_slurp(p, &fn);
   size_t hdr = 10 + (size_t)get_le(file + 8, 2);
   assert_int_equal(hdr % 64, 0);
   assert_int_equal(file[hdr - 1], '\n');
@@ -893,14 +701,14 @@ static void test_npy_round_trip(void **state) {
   }
   char err[256];
   kiln_rt_npy_free(NULL);
-  assert_int_equal(kiln_rt_npy_write(tpath("bad.npy"), 9, 0, NULL, "x", err, sizeof err),
+  assert_int_equal(kiln_rt_npy_write(rtf_path("bad.npy"), 9, 0, NULL, "x", err, sizeof err),
                    KILN_RT_ERR_ARGUMENT);
   const int64_t neg[1] = {-1};
-  assert_int_equal(kiln_rt_npy_write(tpath("bad.npy"), KILN_RT_F32, 1, neg, "x", err, sizeof err),
+  assert_int_equal(kiln_rt_npy_write(rtf_path("bad.npy"), KILN_RT_F32, 1, neg, "x", err, sizeof err),
                    KILN_RT_ERR_ARGUMENT);
-  assert_int_equal(kiln_rt_npy_write(tpath("nodir/x.npy"), KILN_RT_F32, 1, d5, d8, err, sizeof err),
+  assert_int_equal(kiln_rt_npy_write(rtf_path("nodir/x.npy"), KILN_RT_F32, 1, d5, d8, err, sizeof err),
                    KILN_RT_ERR_PATH);
-  assert_int_equal(access(tpath("bad.npy"), F_OK), -1);
+  assert_int_equal(access(rtf_path("bad.npy"), F_OK), -1);
 }
 
 /* Writes a .npy with the given version, header text (padded with spaces + '\n' when pad)
@@ -915,13 +723,13 @@ static void write_npy(const char *path, int major, const char *header, const voi
   put_le(b + 8, hl, major == 1 ? 2 : 4);
   memcpy(b + pre, header, hl);
   if (n) memcpy(b + pre + hl, data, n);
-  write_bytes(path, b, pre + hl + n);
+  rtf_write_bytes(path, b, pre + hl + n);
   free(b);
 }
 
 static void expect_npy(const char *header, int major, size_t n, kiln_rt_status st,
                        const char *want) {
-  const char *p = tpath("case.npy");
+  const char *p = rtf_path("case.npy");
   uint8_t data[256] = {0};
   assert_true(n <= sizeof data);
   write_npy(p, major, header, data, n);
@@ -974,7 +782,7 @@ static void test_npy_headers(void **state) {
   expect_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)", 1, 8, KILN_RT_ERR_FORMAT,
              "expected '}'");
   /* bool bytes must be 0 or 1 */
-  const char *p = tpath("bool.npy");
+  const char *p = rtf_path("bool.npy");
   write_npy(p, 1, "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }\n", "\x01\x00\x02", 3);
   kiln_rt_npy t;
   char err[512];
@@ -986,33 +794,33 @@ static void test_npy_bad_files(void **state) {
   (void)state;
   kiln_rt_npy t;
   char err[512];
-  const char *p = tpath("magic.npy");
-  write_bytes(p, "\x93NUMPX\x01\x00\x00\x00", 10);
+  const char *p = rtf_path("magic.npy");
+  rtf_write_bytes(p, "\x93NUMPX\x01\x00\x00\x00", 10);
   assert_int_equal(kiln_rt_npy_read(p, &t, err, sizeof err), KILN_RT_ERR_FORMAT);
   assert_non_null(strstr(err, "bad magic"));
-  write_bytes(p, "\x93NUM", 4);
+  rtf_write_bytes(p, "\x93NUM", 4);
   assert_int_equal(kiln_rt_npy_read(p, &t, err, sizeof err), KILN_RT_ERR_FORMAT);
-  write_bytes(p, "\x93NUMPY\x04\x00\x00\x00", 10);
+  rtf_write_bytes(p, "\x93NUMPY\x04\x00\x00\x00", 10);
   assert_int_equal(kiln_rt_npy_read(p, &t, err, sizeof err), KILN_RT_ERR_UNSUPPORTED);
   /* Header longer than 64 KiB (format 2.0), and a header length past the end. */
-  write_bytes(p, "\x93NUMPY\x02\x00\x00\x00\x02\x00", 12);
+  rtf_write_bytes(p, "\x93NUMPY\x02\x00\x00\x00\x02\x00", 12);
   assert_int_equal(kiln_rt_npy_read(p, &t, err, sizeof err), KILN_RT_ERR_LIMIT);
   assert_non_null(strstr(err, "over the limit"));
-  write_bytes(p, "\x93NUMPY\x01\x00\x40\x00{}", 12);
+  rtf_write_bytes(p, "\x93NUMPY\x01\x00\x40\x00{}", 12);
   assert_int_equal(kiln_rt_npy_read(p, &t, err, sizeof err), KILN_RT_ERR_FORMAT);
   assert_non_null(strstr(err, "past the end"));
-  assert_int_equal(kiln_rt_npy_read(g_dir, &t, err, sizeof err), KILN_RT_ERR_PATH);
-  assert_int_equal(kiln_rt_npy_read(tpath("none.npy"), &t, err, sizeof err), KILN_RT_ERR_PATH);
+  assert_int_equal(kiln_rt_npy_read(rtf_dir, &t, err, sizeof err), KILN_RT_ERR_PATH);
+  assert_int_equal(kiln_rt_npy_read(rtf_path("none.npy"), &t, err, sizeof err), KILN_RT_ERR_PATH);
   assert_null(t.data);
   /* Every truncation of a valid file fails. */
   const int64_t d[2] = {3, 2};
   const double v[6] = {1, 2, 3, 4, 5, 6};
   assert_int_equal(kiln_rt_npy_write(p, KILN_RT_F64, 2, d, v, err, sizeof err), KILN_RT_OK);
   size_t n;
-  uint8_t *b = slurp(p, &n);
+  uint8_t *b = rtf_slurp(p, &n);
   for (size_t k = 0; k < n; k++) {
-    write_bytes(tpath("trunc.npy"), b, k);
-    assert_int_not_equal(kiln_rt_npy_read(tpath("trunc.npy"), &t, err, sizeof err), KILN_RT_OK);
+    rtf_write_bytes(rtf_path("trunc.npy"), b, k);
+    assert_int_not_equal(kiln_rt_npy_read(rtf_path("trunc.npy"), &t, err, sizeof err), KILN_RT_OK);
     assert_null(t.data);
   }
   free(b);
@@ -1027,11 +835,11 @@ static int run_deploy(const char *args) {
   const char *build = getenv("KILN_BUILD_DIR");
   if (!build) fail_msg("KILN_BUILD_DIR is not set (run through ctest)");
   char cmd[4096];
-  snprintf(cmd, sizeof cmd, "'%s/bin/deploy' %s > '%s' 2>&1", build, args, tpath("deploy.log"));
+  snprintf(cmd, sizeof cmd, "'%s/bin/deploy' %s > '%s' 2>&1", build, args, rtf_path("deploy.log"));
   int st = system(cmd);
   free(g_deploy_out);
   size_t n;
-  g_deploy_out = (char *)slurp(tpath("deploy.log"), &n);
+  g_deploy_out = (char *)rtf_slurp(rtf_path("deploy.log"), &n);
   g_deploy_out[n] = '\0';
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -1049,34 +857,34 @@ static void test_deploy(void **state) {
   snprintf(art, sizeof art, "%s", scale_artifact()); /* tpath's buffers rotate */
   const int64_t d4[1] = {4}, d5[1] = {5};
   const float x[5] = {1, 2, 3, 4, 5};
-  assert_int_equal(kiln_rt_npy_write(tpath("x.npy"), KILN_RT_F32, 1, d4, x, err, sizeof err), KILN_RT_OK);
-  assert_int_equal(kiln_rt_npy_write(tpath("x5.npy"), KILN_RT_F32, 1, d5, x, err, sizeof err), KILN_RT_OK);
+  assert_int_equal(kiln_rt_npy_write(rtf_path("x.npy"), KILN_RT_F32, 1, d4, x, err, sizeof err), KILN_RT_OK);
+  assert_int_equal(kiln_rt_npy_write(rtf_path("x5.npy"), KILN_RT_F32, 1, d5, x, err, sizeof err), KILN_RT_OK);
   snprintf(args, sizeof args, "'%s'", art);
   expect_deploy(args, 0, "input  x f32[4] (16 bytes)");
   assert_non_null(strstr(g_deploy_out, "output y f32[4]"));
-  snprintf(args, sizeof args, "'%s' --input x='%s' --output y='%s' --print", art, tpath("x.npy"),
-           tpath("y.npy"));
+  snprintf(args, sizeof args, "'%s' --input x='%s' --output y='%s' --print", art, rtf_path("x.npy"),
+           rtf_path("y.npy"));
   expect_deploy(args, 0, "y f32[4] = [2.5, 5, 7.5, 10]");
   kiln_rt_npy y;
-  assert_int_equal(kiln_rt_npy_read(tpath("y.npy"), &y, err, sizeof err), KILN_RT_OK);
+  assert_int_equal(kiln_rt_npy_read(rtf_path("y.npy"), &y, err, sizeof err), KILN_RT_OK);
   const float want[4] = {2.5f, 5.0f, 7.5f, 10.0f};
   assert_int_equal(y.nbytes, sizeof want);
   assert_memory_equal(y.data, want, sizeof want);
   kiln_rt_npy_free(&y);
-  snprintf(args, sizeof args, "'%s' --input z='%s'", art, tpath("x.npy"));
+  snprintf(args, sizeof args, "'%s' --input z='%s'", art, rtf_path("x.npy"));
   expect_deploy(args, 1, "the model has no input 'z'; its inputs:\n  input  x f32[4]");
   snprintf(args, sizeof args, "'%s' --print", art);
   expect_deploy(args, 1, "input 'x' is not given");
-  snprintf(args, sizeof args, "'%s' --input x='%s'", art, tpath("x5.npy"));
+  snprintf(args, sizeof args, "'%s' --input x='%s'", art, rtf_path("x5.npy"));
   expect_deploy(args, 1, "input 'x' is f32[4], but");
   assert_non_null(strstr(g_deploy_out, "holds f32[5]"));
-  snprintf(args, sizeof args, "'%s' --input x='%s' --output q='%s'", art, tpath("x.npy"),
-           tpath("q.npy"));
+  snprintf(args, sizeof args, "'%s' --input x='%s' --output q='%s'", art, rtf_path("x.npy"),
+           rtf_path("q.npy"));
   expect_deploy(args, 1, "the model has no output 'q'");
-  assert_int_equal(access(tpath("q.npy"), F_OK), -1);
-  snprintf(args, sizeof args, "'%s' --input x='%s'", art, tpath("none.npy"));
+  assert_int_equal(access(rtf_path("q.npy"), F_OK), -1);
+  snprintf(args, sizeof args, "'%s' --input x='%s'", art, rtf_path("none.npy"));
   expect_deploy(args, 1, "none.npy: cannot open");
-  snprintf(args, sizeof args, "'%s'", tpath("none.kart"));
+  snprintf(args, sizeof args, "'%s'", rtf_path("none.kart"));
   expect_deploy(args, 1, "none.kart: cannot open");
   expect_deploy("--input", 1, "usage");
   free(g_deploy_out);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "kiln_artifact.pb-c.h"
+#include "rt_fixture.h"
 #include "runtime/kiln_artifact.h"
 #include "runtime/kiln_rt_testing.h"
 #include "runtime/kiln_runtime.h"
@@ -23,34 +24,11 @@
 /* No call here needs anywhere near this many allocations; reaching it is a failure. */
 #define MAX_N 100000
 
-static char g_dir[256];
 static char g_art[512]; /* the scale artifact */
-
-static const char *tpath(const char *name) {
-  static char buf[4][512];
-  static int k;
-  char *p = buf[k++ % 4];
-  snprintf(p, 512, "%s/%s", g_dir, name);
-  return p;
-}
-
-static uint8_t *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *b = malloc((size_t)len + 1);
-  assert_non_null(b);
-  assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
-  fclose(f);
-  *n = (size_t)len;
-  return b;
-}
 
 /* Entries of the temp dir whose name holds ".tmp." (left-over atomic-write files). */
 static int temp_files(void) {
-  DIR *d = opendir(g_dir);
+  DIR *d = opendir(rtf_dir);
   assert_non_null(d);
   int n = 0;
   struct dirent *e;
@@ -64,109 +42,7 @@ static int temp_files(void) {
 static void arm(long n) { kiln_rt_testing_fail_after(n); }
 static void disarm(void) { kiln_rt_testing_fail_after(-1); }
 
-/* ---- the artifact: y = 2 * x + w through a temporary in the arena ---- */
-
-static const char SRC_SCALE[] =
-    "const unsigned kiln_abi_version = 1;\n"
-    "int kiln_entry(const void *const *in, void *const *out, unsigned char *arena,\n"
-    "               const unsigned char *weights) {\n"
-    "  const float *x = in[0], *w = (const float *)weights;\n"
-    "  float *t = (float *)arena, *y = out[0];\n"
-    "  for (int i = 0; i < 4; i++) t[i] = x[i] * 2.0f;\n"
-    "  for (int i = 0; i < 4; i++) y[i] = t[i] + w[i];\n"
-    "  return 0;\n"
-    "}\n";
-
-static const float SCALE_W[4] = {0.5f, 1.0f, 1.5f, 2.0f};
-
-static void compile_so(const char *name, const char *src) {
-  char c[600], so[600], cmd[1400];
-  snprintf(c, sizeof c, "%s/%s.c", g_dir, name);
-  snprintf(so, sizeof so, "%s/%s.so", g_dir, name);
-  FILE *f = fopen(c, "w");
-  if (!f) fail_msg("cannot write %s", c);
-  fputs(src, f);
-  fclose(f);
-  snprintf(cmd, sizeof cmd, "cc -shared -fPIC -O1 -o '%s' '%s'", so, c);
-  if (system(cmd) != 0) fail_msg("could not compile %s with the system cc", c);
-}
-
-typedef struct tplan {
-  Kiln__Rt__Plan plan;
-  Kiln__Rt__TensorSpec specs[6];
-  Kiln__Rt__TensorSpec *ins[1], *outs[1];
-  Kiln__Rt__Buffer bufs[4];
-  Kiln__Rt__Buffer *bufp[4];
-  Kiln__Rt__Step steps[2];
-  Kiln__Rt__Step *stepp[2];
-  int32_t out_bufs[1], s0_in[1], s1_in[2];
-  int64_t four;
-  char *nodes0[1], *nodes1[1];
-} tplan;
-
-static Kiln__Rt__TensorSpec *spec(tplan *t, int i, const char *name) {
-  Kiln__Rt__TensorSpec *s = &t->specs[i];
-  kiln__rt__tensor_spec__init(s);
-  s->name = (char *)name;
-  s->dtype = KILN_RT_F32;
-  s->n_dims = 1;
-  s->dims = &t->four;
-  return s;
-}
-
-static void buffer(tplan *t, int i, const char *name, Kiln__Rt__Location loc, uint64_t off) {
-  Kiln__Rt__Buffer *b = &t->bufs[i];
-  kiln__rt__buffer__init(b);
-  b->tensor = spec(t, 2 + i, name);
-  b->loc = loc;
-  b->offset = off;
-  b->size = 16;
-  t->bufp[i] = b;
-}
-
-static void step(tplan *t, int i, const char *kernel, char **nodes, int32_t *in, int n_in,
-                 int out) {
-  Kiln__Rt__Step *s = &t->steps[i];
-  kiln__rt__step__init(s);
-  s->kernel = (char *)kernel;
-  s->n_nodes = 1;
-  s->nodes = nodes;
-  s->inputs = in;
-  s->n_inputs = (size_t)n_in;
-  s->output = out;
-  t->stepp[i] = s;
-}
-
-/* x f32[4] -> t = 2x (arena 0) -> y = t + w (arena 16), w f32[4] in weights. */
-static void plan_scale(tplan *t) {
-  memset(t, 0, sizeof *t);
-  t->four = 4;
-  t->ins[0] = spec(t, 0, "x");
-  t->outs[0] = spec(t, 1, "y");
-  buffer(t, 0, "x", KILN__RT__LOCATION__LOC_INPUT, 0);
-  buffer(t, 1, "w", KILN__RT__LOCATION__LOC_WEIGHTS, 0);
-  buffer(t, 2, "x2", KILN__RT__LOCATION__LOC_ARENA, 0);
-  buffer(t, 3, "y", KILN__RT__LOCATION__LOC_ARENA, 16);
-  t->nodes0[0] = "x2";
-  t->nodes1[0] = "y";
-  t->s0_in[0] = 0;
-  t->s1_in[0] = 2, t->s1_in[1] = 1;
-  step(t, 0, "k0_mul", t->nodes0, t->s0_in, 1, 2);
-  step(t, 1, "k1_add", t->nodes1, t->s1_in, 2, 3);
-  t->out_bufs[0] = 3;
-  kiln__rt__plan__init(&t->plan);
-  t->plan.abi = KART_ABI;
-  t->plan.target = "cpu";
-  t->plan.entry = "kiln_entry";
-  t->plan.n_inputs = 1, t->plan.inputs = t->ins;
-  t->plan.n_outputs = 1, t->plan.outputs = t->outs;
-  t->plan.n_output_buffers = 1, t->plan.output_buffers = t->out_bufs;
-  t->plan.n_buffers = 4, t->plan.buffers = t->bufp;
-  t->plan.n_steps = 2, t->plan.steps = t->stepp;
-  t->plan.arena_bytes = 32;
-  t->plan.weights_bytes = sizeof SCALE_W;
-  t->plan.producer = "test_runtime_oom";
-}
+/* ---- the artifact: the scale fixture (rt_fixture.h) ---- */
 
 /* Fills s[0..4) with plan (packed into *pb, the caller frees it), weights and code. */
 static void sections(const Kiln__Rt__Plan *plan, uint8_t **pb, uint8_t **code,
@@ -175,34 +51,29 @@ static void sections(const Kiln__Rt__Plan *plan, uint8_t **pb, uint8_t **code,
   *pb = malloc(pn + 1);
   assert_non_null(*pb);
   kiln__rt__plan__pack(plan, *pb);
-  *code = slurp(tpath("scale.so"), &cn);
+  *code = rtf_slurp(rtf_path("scale.so"), &cn);
   s[0] = (kart_section){.kind = KART_SEC_PLAN, .data = *pb, .size = pn};
-  s[1] = (kart_section){.kind = KART_SEC_WEIGHTS, .data = (const uint8_t *)SCALE_W,
-                        .size = sizeof SCALE_W};
+  s[1] = (kart_section){.kind = KART_SEC_WEIGHTS, .data = (const uint8_t *)RTF_SCALE_W,
+                        .size = sizeof RTF_SCALE_W};
   s[2] = (kart_section){.kind = KART_SEC_CODE_CPU, .data = *code, .size = cn};
   s[3] = (kart_section){.kind = KART_SEC_SOURCE_C, .data = (const uint8_t *)"int x;", .size = 6};
 }
 
-static void pack_artifact(const char *path, const Kiln__Rt__Plan *plan) {
-  uint8_t *pb = NULL, *code = NULL;
-  kart_section s[4];
-  sections(plan, &pb, &code, s);
-  char err[512];
-  if (kart_write(path, s, 4, err, sizeof err) != KILN_RT_OK) fail_msg("%s", err);
-  free(pb);
-  free(code);
+static void pack_scale(const char *path, const rtf_plan *t) {
+  if (rtf_pack_artifact(path, &t->plan, RTF_SCALE_W, sizeof RTF_SCALE_W, "scale.so") != KILN_RT_OK)
+    fail_msg("could not pack %s", path);
 }
 
 static int group_setup(void **state) {
   (void)state;
   const char *tmp = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/kiln-rtoom-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(g_dir)) return -1;
-  compile_so("scale", SRC_SCALE);
-  tplan t;
-  plan_scale(&t);
-  snprintf(g_art, sizeof g_art, "%s", tpath("scale.kart"));
-  pack_artifact(g_art, &t.plan);
+  snprintf(rtf_dir, sizeof rtf_dir, "%s/kiln-rtoom-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(rtf_dir)) return -1;
+  rtf_compile_so("scale", RTF_SRC_SCALE);
+  rtf_plan t;
+  rtf_plan_scale(&t);
+  snprintf(g_art, sizeof g_art, "%s", rtf_path("scale.kart"));
+  pack_scale(g_art, &t);
   return 0;
 }
 
@@ -210,7 +81,7 @@ static int group_teardown(void **state) {
   (void)state;
   disarm();
   char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", rtf_dir);
   return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -297,7 +168,7 @@ static void test_open_oom(void **state) {
 static void test_open_bytes_oom(void **state) {
   (void)state;
   size_t n = 0;
-  uint8_t *b = slurp(g_art, &n);
+  uint8_t *b = rtf_slurp(g_art, &n);
   open_until_ok(kiln_rt_model_open_bytes, b, n);
   free(b);
 }
@@ -392,7 +263,7 @@ static void test_npy_write_oom(void **state) {
   (void)state;
   double data[15];
   for (int i = 0; i < 15; i++) data[i] = i * 0.25;
-  const char *p = tpath("w.npy");
+  const char *p = rtf_path("w.npy");
   long base = kiln_rt_testing_live(), n = 0;
   for (;; n++) {
     if (n >= MAX_N) fail_msg("npy write still fails after %d allocations", MAX_N);
@@ -420,7 +291,7 @@ static void test_npy_read_oom(void **state) {
   (void)state;
   int32_t data[15];
   for (int i = 0; i < 15; i++) data[i] = i * 7 - 20;
-  const char *p = tpath("r.npy");
+  const char *p = rtf_path("r.npy");
   char err[512];
   assert_int_equal(kiln_rt_npy_write(p, KILN_RT_I32, 2, NPY_DIMS, data, err, sizeof err),
                    KILN_RT_OK);
@@ -453,12 +324,12 @@ static void test_npy_read_oom(void **state) {
 
 static void test_kart_write_oom(void **state) {
   (void)state;
-  tplan t;
-  plan_scale(&t);
+  rtf_plan t;
+  rtf_plan_scale(&t);
   uint8_t *pb = NULL, *code = NULL;
   kart_section s[4];
   sections(&t.plan, &pb, &code, s);
-  const char *p = tpath("w.kart");
+  const char *p = rtf_path("w.kart");
   long base = kiln_rt_testing_live(), n = 0;
   for (;; n++) {
     if (n >= MAX_N) fail_msg("kart_write still fails after %d allocations", MAX_N);
@@ -488,8 +359,8 @@ static void test_kart_write_oom(void **state) {
 static void test_plan_budget_limit(void **state) {
   (void)state;
   enum { STEPS = 200000 };
-  tplan t;
-  plan_scale(&t);
+  rtf_plan t;
+  rtf_plan_scale(&t);
   Kiln__Rt__Step *steps = calloc(STEPS, sizeof *steps);
   Kiln__Rt__Step **stepp = calloc(STEPS, sizeof *stepp);
   assert_true(steps && stepp);
@@ -499,8 +370,8 @@ static void test_plan_budget_limit(void **state) {
   }
   t.plan.n_steps = STEPS;
   t.plan.steps = stepp;
-  const char *p = tpath("budget.kart");
-  pack_artifact(p, &t.plan);
+  const char *p = rtf_path("budget.kart");
+  pack_scale(p, &t);
   free(steps);
   free(stepp);
   long base = kiln_rt_testing_live();
