@@ -13,7 +13,7 @@
 #define CMD "compile"
 
 typedef struct compile_args {
-  const char *in, *out, *passes, *cc, *emit_c, *prefix;
+  const char *in, *out, *passes, *cc, *cpu, *emit_c, *prefix;
   kcg_weights_mode weights;
   bool weights_given;
   const char *fetch[KTOOL_MAX_ARGS];
@@ -38,6 +38,11 @@ static int parse_value(const char *o, const char *v, compile_args *a) {
   }
   else if (!strcmp(o, "--passes")) a->passes = v;
   else if (!strcmp(o, "--cc")) a->cc = v;
+  else if (!strcmp(o, "--cpu")) {
+    if (strcmp(v, "host") && strcmp(v, "generic"))
+      return ktool_usage(CMD, "--cpu must be host or generic, not '%s'", v);
+    a->cpu = v;
+  }
   else if (!strcmp(o, "--target")) {
     if (strcmp(v, "cpu")) return ktool_usage(CMD, "target '%s' is not supported (cpu)", v);
   } else if (!strcmp(o, "--format")) {
@@ -61,7 +66,7 @@ static int parse(int argc, char **argv, compile_args *a) {
   for (int i = 0; i < argc; i++) {
     const char *o = argv[i];
     bool takes = !strcmp(o, "-o") || !strcmp(o, "--passes") || !strcmp(o, "--fetch") ||
-                 !strcmp(o, "--target") || !strcmp(o, "--cc") || !strcmp(o, "--format") ||
+                 !strcmp(o, "--target") || !strcmp(o, "--cc") || !strcmp(o, "--cpu") || !strcmp(o, "--format") ||
                  !strcmp(o, "--device") || !strcmp(o, "--emit-c") || !strcmp(o, "--prefix") ||
                  !strcmp(o, "--weights");
     const char *v = NULL;
@@ -211,7 +216,7 @@ int ktool_cmd_compile(int argc, char **argv) {
   if (n_roots == 0) rc = ktool_error("%s: the graph has no output to compile", a.in);
   if (rc == KTOOL_OK) rc = optimize(g, &a, roots, n_roots);
   if (rc == KTOOL_OK && a.log_placement) rc = log_placement(g, roots, n_roots, &a);
-  kcg_options opt = {.cc = a.cc, .pipeline = a.passes ? a.passes : KPS_DEFAULT_PIPELINE,
+  kcg_options opt = {.cc = a.cc, .cpu = a.cpu, .pipeline = a.passes ? a.passes : KPS_DEFAULT_PIPELINE,
                      .log = a.pass_log ? (a.json ? stderr : stdout) : NULL};
   if (rc == KTOOL_OK && a.out && kcg_compile_cpu(g, roots, n_roots, &opt, a.out) != KILN_OK)
     rc = ktool_error("%s (%s)", g->error, kiln_status_name(g->status));

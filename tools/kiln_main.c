@@ -22,7 +22,7 @@ static const char *usage_text =
     "          [--disable-pass=P] [--dump-dir DIR] [--explain-fusion]\n"
     "  compile MODEL [-o ARTIFACT] [--target cpu] [--passes LIST] [--fetch NAME]...\n"
     "          [--device NAME]... [--strict-placement] [--log-placement [--format text|json]]\n"
-    "          [--print-pass-log] [--print-after-all] [--cc CC]\n"
+    "          [--print-pass-log] [--print-after-all] [--cc CC] [--cpu host|generic]\n"
     "          [--emit-c DIR [--weights c-array|file] [--prefix NAME]]  standalone C:\n"
     "          DIR/NAME.c, NAME.h (+ NAME.weights); cc app.c NAME.c -lopenblas -lm\n"
     "  compare A.npy B.npy [--tol T]   normwise relative error max|a-b| / max|b|\n"
