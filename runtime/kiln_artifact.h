@@ -77,6 +77,14 @@ const kart_section *kart_find(const kart_section *s, int n, uint32_t kind);
 int kart_write(const char *path, kart_section *sections, int n_sections, char *err,
                size_t errlen);
 
+/* x86 features for host-specific code (runtime/kart_cpu.c). kart_cpu_has: 1 this CPU
+ * has it, 0 it lacks it, -1 a name this runtime cannot check. kart_cpu_features lists
+ * this CPU's features from the same table (at most max; returns the count); the names
+ * are static strings. */
+#define KART_MAX_CPU_FEATURES 32
+int kart_cpu_has(const char *feature);
+int kart_cpu_features(const char **out, int max);
+
 #ifdef __cplusplus
 }
 #endif

@@ -116,6 +116,26 @@ static kiln_rt_status check_buffer(kiln_rt_model *m, const Kiln__Rt__Plan *p, si
   return model_fail(m, KILN_RT_ERR_FORMAT, "%s: location %d is not valid", what, (int)b->loc);
 }
 
+/* Code built for the build machine's instruction set (-march=native) must not run on a
+ * CPU without it: the first unknown instruction would kill the process. */
+static kiln_rt_status check_cpu_features(kiln_rt_model *m, const Kiln__Rt__Plan *p) {
+  char esc[RT_ESC_BYTES];
+  if (p->n_cpu_features > KART_MAX_CPU_FEATURES)
+    return model_fail(m, KILN_RT_ERR_LIMIT, "the plan lists %zu CPU features (at most %d)",
+                      p->n_cpu_features, KART_MAX_CPU_FEATURES);
+  for (size_t i = 0; i < p->n_cpu_features; i++) {
+    int has = kart_cpu_has(p->cpu_features[i]);
+    if (has < 0)
+      return model_fail(m, KILN_RT_ERR_UNSUPPORTED, "the code needs CPU feature '%s', which "
+                        "this runtime cannot check", rt_escape(p->cpu_features[i], esc));
+    if (has == 0)
+      return model_fail(m, KILN_RT_ERR_UNSUPPORTED, "the code was compiled for a CPU with '%s', "
+                        "which this CPU lacks (compile with `kiln compile --cpu generic`)",
+                        rt_escape(p->cpu_features[i], esc));
+  }
+  return KILN_RT_OK;
+}
+
 static kiln_rt_status check_header_fields(kiln_rt_model *m, const Kiln__Rt__Plan *p,
                                           const kart_section *w) {
   char esc[RT_ESC_BYTES];
@@ -130,6 +150,8 @@ static kiln_rt_status check_header_fields(kiln_rt_model *m, const Kiln__Rt__Plan
   if (strcmp(p->entry, "kiln_entry") != 0)
     return model_fail(m, KILN_RT_ERR_FORMAT, "plan entry '%s' is not 'kiln_entry'",
                       rt_escape(p->entry, esc));
+  kiln_rt_status st = check_cpu_features(m, p);
+  if (st) return st;
   if (p->arena_bytes > RT_MAX_ARENA)
     return model_fail(m, KILN_RT_ERR_LIMIT, "arena_bytes %llu is over the limit of %llu",
                       (unsigned long long)p->arena_bytes, (unsigned long long)RT_MAX_ARENA);

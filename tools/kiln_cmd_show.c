@@ -220,6 +220,10 @@ static void show_plan(const Kiln__Rt__Plan *p) {
   char ty[160], esc[96];
   printf("target %s, abi %u, producer %s\npipeline %s\n", p->target, p->abi, p->producer,
          p->pipeline[0] ? p->pipeline : "(none recorded)");
+  printf("cpu features required:%s", p->n_cpu_features ? "" : " none (any x86-64)");
+  for (size_t i = 0; i < p->n_cpu_features; i++)
+    printf("%s %s", i ? "," : "", kir_escape(p->cpu_features[i], esc, sizeof esc));
+  printf("\n");
   printf("inputs:\n");
   for (size_t i = 0; i < p->n_inputs; i++) {
     format_spec(p->inputs[i], ty, sizeof ty);

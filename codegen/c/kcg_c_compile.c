@@ -444,7 +444,9 @@ static kiln_status lower(kir_graph *c, const int32_t *ids, int32_t n_outputs, co
   if (!s) s = kcg_c_generate(c, &plan, ids, n_outputs, &src);
   if (!s) s = record_codegen(c, opt, src, &pipeline);
   if (!s) s = compile_so(c, opt, src, &so, &so_len);
-  if (!s) s = kcg_c_write_artifact(c, &plan, ids, n_outputs, pipeline, src, so, so_len, path);
+  bool host_isa = !opt || !opt->cpu || !strcmp(opt->cpu, "host");
+  if (!s) s = kcg_c_write_artifact(c, &plan, ids, n_outputs, pipeline, host_isa, src, so, so_len,
+                                   path);
   kir_free(pipeline);
   kir_free(so);
   kir_free(src);

@@ -60,10 +60,13 @@ KCG_HIDDEN kiln_status kcg_c_emit_program(kir_graph *g, const kps_memplan *plan,
 
 /* Builds the kiln.rt.Plan for (g, plan, outputs), the weights blob, and writes the
  * artifact (PLAN, WEIGHTS, CODE_CPU = so, SOURCE_C = src) atomically to path. */
+/* host_isa: the code was compiled for this machine (-march=native): the plan records
+ * its CPU features so the runtime refuses a CPU that lacks one. */
 KCG_HIDDEN kiln_status kcg_c_write_artifact(kir_graph *g, const kps_memplan *plan,
                                             const int32_t *outputs, int32_t n_outputs,
-                                            const char *pipeline, const char *src,
-                                            const uint8_t *so, size_t so_len, const char *path);
+                                            const char *pipeline, bool host_isa,
+                                            const char *src, const uint8_t *so, size_t so_len,
+                                            const char *path);
 
 /* Shared by the artifact and the standalone output (kcg_c_compile.c, kcg_c_plan.c). */
 /* Output names -> node ids; unknown, value-less or repeated outputs are refused. */

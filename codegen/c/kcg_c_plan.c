@@ -236,7 +236,10 @@ static uint64_t count_flops(const kir_graph *g, const kps_memplan *plan) {
 
 /* Packs the plan into *out (kir_malloc). */
 static kiln_status pack_plan(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
-                             int32_t n_outputs, const char *pipeline, uint8_t **out, size_t *len) {
+                             int32_t n_outputs, const char *pipeline, bool host_isa,
+                             uint8_t **out, size_t *len) {
+  const char *features[KART_MAX_CPU_FEATURES];
+  int n_features = host_isa ? kart_cpu_features(features, KART_MAX_CPU_FEATURES) : 0;
   plan_mem m = {0};
   counts c = count_all(g, plan, n_outputs);
   char (*kernel_names)[48] = kir_calloc((size_t)c.steps + 1, 48);
@@ -254,6 +257,8 @@ static kiln_status pack_plan(kir_graph *g, const kps_memplan *plan, const int32_
     p.producer = PRODUCER;
     p.pipeline = (char *)(pipeline ? pipeline : "");
     p.flops = count_flops(g, plan);
+    p.n_cpu_features = (size_t)n_features;
+    p.cpu_features = (char **)features;
     fill_buffers(g, plan, &m, &c, &p);
     fill_outputs(g, &m, outputs, n_outputs, &p);
     fill_steps(g, plan, &m, n_outputs, &p, kernel_names);
@@ -290,11 +295,12 @@ kiln_status kcg_c_weights_blob(kir_graph *g, const kps_memplan *plan, uint8_t **
 }
 
 kiln_status kcg_c_write_artifact(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
-                                 int32_t n_outputs, const char *pipeline, const char *src,
-                                 const uint8_t *so, size_t so_len, const char *path) {
+                                 int32_t n_outputs, const char *pipeline, bool host_isa,
+                                 const char *src, const uint8_t *so, size_t so_len,
+                                 const char *path) {
   uint8_t *pb = NULL, *weights = NULL;
   size_t pb_len = 0;
-  kiln_status s = pack_plan(g, plan, outputs, n_outputs, pipeline, &pb, &pb_len);
+  kiln_status s = pack_plan(g, plan, outputs, n_outputs, pipeline, host_isa, &pb, &pb_len);
   if (!s) s = kcg_c_weights_blob(g, plan, &weights);
   if (!s) {
     kart_section sec[4];

@@ -358,6 +358,38 @@ static void test_open_paths(void **state) {
   assert_string_equal(kiln_rt_model_error(NULL), "out of memory");
 }
 
+/* A plan that lists CPU features: a feature this CPU has loads, one it lacks (if the
+ * table has such a feature on this machine) or one the runtime cannot check is refused
+ * before any code is loaded. */
+static void test_plan_cpu_features(void **state) {
+  (void)state;
+  rtf_plan t;
+  char *feats[1];
+  const char *have[KART_MAX_CPU_FEATURES];
+  int n_have = kart_cpu_features(have, KART_MAX_CPU_FEATURES);
+  assert_int_equal(kart_cpu_has("no-such-feature"), -1);
+  if (n_have > 0) {
+    feats[0] = (char *)have[0];
+    rtf_plan_scale(&t);
+    t.plan.n_cpu_features = 1, t.plan.cpu_features = feats;
+    expect_plan(&t, "scale.so", KILN_RT_OK, NULL);
+  }
+  feats[0] = "no-such-feature";
+  rtf_plan_scale(&t);
+  t.plan.n_cpu_features = 1, t.plan.cpu_features = feats;
+  expect_plan(&t, "scale.so", KILN_RT_ERR_UNSUPPORTED, "cannot check");
+  const char *maybe[] = {"avx512f", "avx512vnni", "avx512bw", "avx2", "sse4.2"};
+  for (size_t i = 0; i < sizeof maybe / sizeof maybe[0]; i++) {
+    if (kart_cpu_has(maybe[i]) != 0) continue;
+    feats[0] = (char *)maybe[i];
+    rtf_plan_scale(&t);
+    t.plan.n_cpu_features = 1, t.plan.cpu_features = feats;
+    expect_plan(&t, "scale.so", KILN_RT_ERR_UNSUPPORTED, "which this CPU lacks");
+    return;
+  }
+  print_message("every feature in the table is present here: the 'lacks' case was not run\n");
+}
+
 static void test_plan_validation(void **state) {
   (void)state;
   rtf_plan t;
@@ -945,6 +977,7 @@ int main(void) {
       cmocka_unit_test(test_container_write_errors),
       cmocka_unit_test(test_open_paths),
       cmocka_unit_test(test_plan_validation),
+      cmocka_unit_test(test_plan_cpu_features),
       cmocka_unit_test(test_open_sections),
       cmocka_unit_test(test_open_truncated_and_flipped),
       cmocka_unit_test(test_run_scale),

@@ -335,6 +335,8 @@ expect "... leaves nothing behind" 0 "^model.h $" sh -c "ls '$work/sab' | tr '\n
 # ---- a portable artifact (--cpu generic) computes the same ----
 expect "compile --cpu generic" 0 "wrote" "$bin/kiln" compile "$work/mlp.kiln" -o "$work/generic.kart" --cpu generic
 expect "generic artifact records its ISA" 0 "march=x86-64" "$bin/kiln" show "$work/generic.kart"
+expect "generic artifact needs no CPU feature" 0 "cpu features required: none" "$bin/kiln" show "$work/generic.kart"
+expect "host artifact lists its CPU features" 0 "cpu features required: [a-z]" "$bin/kiln" show "$work/mlp.kart"
 expect "generic artifact runs" 0 "" "$bin/deploy" "$work/generic.kart" --input x="$work/x.npy" --output y="$work/y_generic.npy"
 expect "generic artifact matches ref" 0 "ok" "$bin/kiln" compare "$work/y_generic.npy" "$work/y_ref.npy" --tol 1e-5
 expect "usage: unknown --cpu" 2 "--cpu must be host or generic" "$bin/kiln" compile "$work/mlp.kiln" -o "$work/bad.kart" --cpu arm
