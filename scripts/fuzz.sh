@@ -26,6 +26,9 @@ if [ "${1:-}" = "--regen" ]; then
 fi
 
 secs="${1:-60}"
+# A fixed seed makes a run repeatable (CI's smoke run uses it); KILN_FUZZ_SEED=0 lets
+# libFuzzer pick one, for longer campaigns.
+seed="${KILN_FUZZ_SEED:-1}"
 command -v clang >/dev/null || { echo "fuzz.sh: clang is not installed" >&2; exit 2; }
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DKILN_SANITIZE=ON -DKILN_FUZZ=ON \
@@ -43,6 +46,7 @@ for t in $targets; do
   cp tests/fuzz/corpus/$t/* "$work/$t/corpus/"
   log="$work/$t/log"
   build-fuzz/tests/fuzz/fuzz_$t "$work/$t/corpus" -max_total_time="$secs" -max_len="${max_len[$t]}" \
+    -seed="$seed" \
     -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -artifact_prefix="$work/$t/artifacts/" \
     >"$log" 2>&1
   rc=$?
