@@ -164,3 +164,19 @@ char *kt_text_close(kt_text *t) {
   fclose(t->f);
   return t->buf;
 }
+
+void kt_assert_ints(const kir_node *n, const char *attr, const int64_t *want, int32_t count) {
+  int32_t got_n = -1;
+  const int64_t *got = kir_attr_ints(n, attr, &got_n);
+  assert_non_null(got);
+  assert_int_equal(got_n, count);
+  for (int32_t i = 0; i < count; i++) assert_int_equal(got[i], want[i]);
+}
+
+void kt_assert_fused_from(const kir_node *n, const char *const *want, int32_t count) {
+  int32_t got_n = -1;
+  const char *const *got = kir_attr_strings(n, "fused_from", &got_n);
+  assert_non_null(got);
+  assert_int_equal(got_n, count);
+  for (int32_t i = 0; i < count; i++) assert_string_equal(got[i], want[i]);
+}

@@ -66,4 +66,9 @@ typedef struct kt_text {
 void kt_text_open(kt_text *t);
 char *kt_text_close(kt_text *t);
 
+/* n's ints attribute `attr` equals want[0..count). */
+void kt_assert_ints(const kir_node *n, const char *attr, const int64_t *want, int32_t count);
+/* n's fused_from lists exactly want[0..count), in order. */
+void kt_assert_fused_from(const kir_node *n, const char *const *want, int32_t count);
+
 #endif

@@ -79,22 +79,6 @@ static kps_result fuse(kir_graph *g, const char *const *roots, int32_t n_roots, 
   return r;
 }
 
-static void assert_ints(const kir_node *n, const char *attr, const int64_t *want, int32_t count) {
-  int32_t got_n = -1;
-  const int64_t *got = kir_attr_ints(n, attr, &got_n);
-  assert_non_null(got);
-  assert_int_equal(got_n, count);
-  for (int32_t i = 0; i < count; i++) assert_int_equal(got[i], want[i]);
-}
-
-static void assert_from(const kir_node *n, const char *const *want, int32_t count) {
-  int32_t got_n = -1;
-  const char *const *got = kir_attr_strings(n, "fused_from", &got_n);
-  assert_non_null(got);
-  assert_int_equal(got_n, count);
-  for (int32_t i = 0; i < count; i++) assert_string_equal(got[i], want[i]);
-}
-
 static void assert_inputs(const kir_graph *g, const kir_node *n, const char *const *names, int32_t count) {
   assert_int_equal(n->n_inputs, count);
   for (int32_t i = 0; i < count; i++) assert_string_equal(g->nodes[n->inputs[i]]->name, names[i]);
@@ -133,12 +117,12 @@ static void test_chain_basic(void **state) {
     const char *in[] = {"x", "b", "s"};
     assert_inputs(g, f, in, 3);
     const char *from[] = {"m", "t", "d", "m2", "out"};
-    assert_from(f, from, 5);
+    kt_assert_fused_from(f, from, 5);
     int64_t ops[] = {KIR_OP_MUL, KIR_OP_TANH, KIR_OP_SUB, KIR_OP_MUL, KIR_OP_CLAMP};
     int64_t opnd[] = {1, -1, 2, 1, -1}, swap[] = {0, 0, 1, 0, 0};
-    assert_ints(f, "epilogue", ops, 5);
-    assert_ints(f, "operand", opnd, 5);
-    assert_ints(f, "swap", swap, 5);
+    kt_assert_ints(f, "epilogue", ops, 5);
+    kt_assert_ints(f, "operand", opnd, 5);
+    kt_assert_ints(f, "swap", swap, 5);
     int32_t nlo = 0;
     const double *lo = kir_attr_floats(f, "clamp_min", &nlo);
     assert_int_equal(nlo, 5);
@@ -172,7 +156,7 @@ static void test_chain_broadcast(void **state) {
   const char *in[] = {"row", "col", "w"};
   assert_inputs(g, f, in, 3);
   int64_t swap[] = {0, 0, 1, 0};
-  assert_ints(f, "swap", swap, 4);
+  kt_assert_ints(f, "swap", swap, 4);
   assert_identical(orig, g, "r");
   kir_graph_destroy(orig);
   kir_graph_destroy(g);
@@ -234,9 +218,9 @@ static void test_reduce_chains(void **state) {
       assert_int_equal(kir_attr_int(f, "keep_dims", 0), v == 1);
       assert_int_equal(kir_attr_find(f, "axes") != NULL, axes != NULL);
       const char *from[] = {"m", "a", "s", "red"};
-      assert_from(f, from, 4);
+      kt_assert_fused_from(f, from, 4);
       int64_t ops[] = {KIR_OP_MUL, KIR_OP_ADD, KIR_OP_SIGMOID};
-      assert_ints(f, "epilogue", ops, 3);
+      kt_assert_ints(f, "epilogue", ops, 3);
       assert_identical(orig, g, "red");
       kir_graph_destroy(orig);
       kir_graph_destroy(g);
@@ -282,7 +266,7 @@ static void test_softmax_chain(void **state) {
     assert_int_equal(f->op, KIR_OP_FUSED_SOFTMAX);
     assert_int_equal(kir_attr_int(f, "axis", 99), axis);
     const char *from[] = {"m", "a", "p"};
-    assert_from(f, from, 3);
+    kt_assert_fused_from(f, from, 3);
     assert_identical(orig, g, "p");
     kir_graph_destroy(orig);
     kir_graph_destroy(g);

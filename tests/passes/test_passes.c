@@ -237,22 +237,6 @@ static kps_result fuse(kir_graph *g, const char *root, char **log_text) {
   return r;
 }
 
-static void assert_ints(const kir_node *n, const char *attr, const int64_t *want, int32_t count) {
-  int32_t got_n = -1;
-  const int64_t *got = kir_attr_ints(n, attr, &got_n);
-  assert_non_null(got);
-  assert_int_equal(got_n, count);
-  for (int32_t i = 0; i < count; i++) assert_int_equal(got[i], want[i]);
-}
-
-static void assert_from(const kir_node *n, const char *const *want, int32_t count) {
-  int32_t got_n = -1;
-  const char *const *got = kir_attr_strings(n, "fused_from", &got_n);
-  assert_non_null(got);
-  assert_int_equal(got_n, count);
-  for (int32_t i = 0; i < count; i++) assert_string_equal(got[i], want[i]);
-}
-
 static void test_fuse_bias_relu(void **state) {
   (void)state;
   kir_node *mm;
@@ -274,11 +258,11 @@ static void test_fuse_bias_relu(void **state) {
   assert_int_equal(f->inputs[1], kt_find(g, "w")->id);
   assert_int_equal(f->inputs[2], kt_find(g, "b")->id);
   const char *from[] = {"mm", "add", "relu"};
-  assert_from(f, from, 3);
+  kt_assert_fused_from(f, from, 3);
   int64_t ops[2] = {KIR_OP_ADD, KIR_OP_RELU}, operand[2] = {2, -1}, swap[2] = {0, 0};
-  assert_ints(f, "epilogue", ops, 2);
-  assert_ints(f, "operand", operand, 2);
-  assert_ints(f, "swap", swap, 2);
+  kt_assert_ints(f, "epilogue", ops, 2);
+  kt_assert_ints(f, "operand", operand, 2);
+  kt_assert_ints(f, "swap", swap, 2);
   assert_null(kir_graph_find(g, "mm"));
   assert_null(kir_graph_find(g, "add"));
   OK(g, kir_verify(g));
@@ -306,7 +290,7 @@ static void test_fuse_bias_clamp(void **state) {
   assert_true(isnan(lo[0]) && isnan(hi[0]));
   assert_true(lo[1] == -0.25 && hi[1] == 0.5);
   int64_t swap[2] = {1, 0};
-  assert_ints(f, "swap", swap, 2);
+  kt_assert_ints(f, "swap", swap, 2);
   OK(g, kir_verify(g));
   assert_same(orig, g, "out", 22);
   kir_graph_destroy(orig);
@@ -328,7 +312,7 @@ static void test_fuse_clamp_min_only(void **state) {
   assert_int_equal(n, 1);
   assert_true(lo[0] == 0.0 && isnan(hi[0]));
   const char *from[] = {"mm", "h"};
-  assert_from(f, from, 2);
+  kt_assert_fused_from(f, from, 2);
   OK(g, kir_verify(g));
   assert_same(orig, g, "h", 23);
   kir_graph_destroy(orig);
@@ -357,11 +341,11 @@ static void test_fuse_swapped_sub_and_transpose(void **state) {
   assert_int_equal(f->op, KIR_OP_FUSED_MATMUL);
   assert_int_equal(kir_attr_int(f, "transpose_a", 0), 1);
   int64_t ops[3] = {KIR_OP_SUB, KIR_OP_TANH, KIR_OP_MUL}, operand[3] = {2, -1, 3}, swap[3] = {1, 0, 0};
-  assert_ints(f, "epilogue", ops, 3);
-  assert_ints(f, "operand", operand, 3);
-  assert_ints(f, "swap", swap, 3);
+  kt_assert_ints(f, "epilogue", ops, 3);
+  kt_assert_ints(f, "operand", operand, 3);
+  kt_assert_ints(f, "swap", swap, 3);
   const char *from[] = {"mm", "sub", "t", "m"};
-  assert_from(f, from, 4);
+  kt_assert_fused_from(f, from, 4);
   OK(g, kir_verify(g));
   assert_same(orig, g, "m", 24);
   kir_graph_destroy(orig);
