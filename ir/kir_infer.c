@@ -442,6 +442,9 @@ static kiln_status infer_op(const infer_ctx *c, kir_type *out) {
   case KIR_OP_FUSED_REDUCE:
   case KIR_OP_FUSED_SOFTMAX: return infer_fused_chain(c, out);
   case KIR_OP_INVALID:
+  KIR_CASES_PENDING_ONNX:
+    return kir_node_err(c->g, c->n, KILN_ERR_UNSUPPORTED, "%s has no shape inference yet",
+                        opname(c->n));
   case KIR_OP_COUNT: break;
   }
   return kir_node_err(c->g, c->n, KILN_ERR_GRAPH, "invalid op number %d", (int)c->n->op);

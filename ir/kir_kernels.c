@@ -77,7 +77,7 @@ static int64_t ld_i(const kir_tensor *t, int64_t i) { return kir_tensor_get_i(t,
   case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY: case KIR_OP_ASSIGN: \
   case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL: case KIR_OP_TRANSFER:     \
   case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE: case KIR_OP_FUSED_SOFTMAX:        \
-  case KIR_OP_COUNT
+  KIR_CASES_PENDING_ONNX: case KIR_OP_COUNT
 #define KIR_CASES_BINARY                                                              \
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV:                 \
   case KIR_OP_MAXIMUM: case KIR_OP_MINIMUM
@@ -924,6 +924,9 @@ static kiln_status dispatch(kir_graph *g, const kir_node *n, const kir_tensor *c
   case KIR_OP_FUSED_MATMUL: return k_fused_matmul(g, n, in, out);
   case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE: case KIR_OP_FUSED_SOFTMAX:
     return k_fused_chain(g, n, in, out);
+  KIR_CASES_PENDING_ONNX:
+    return kerr(g, n, KILN_ERR_UNSUPPORTED, "%s has no reference kernel yet",
+                kir_op_get(n->op)->name);
   case KIR_OP_INVALID: case KIR_OP_COUNT: break;
   }
   return kerr(g, n, KILN_ERR_GRAPH, "invalid op %d", (int)n->op);

@@ -20,6 +20,7 @@ static bool op_foldable(kir_op op) {
   case KIR_OP_NO_OP:
   case KIR_OP_INVALID:
   case KIR_OP_COUNT:
+  KIR_CASES_PENDING_ONNX:
     return false;
   case KIR_OP_RANDOM_NORMAL:
   case KIR_OP_RANDOM_UNIFORM:

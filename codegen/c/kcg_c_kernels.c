@@ -186,7 +186,7 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
   case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
-  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KIR_CASES_PENDING_ONNX:
     break;
   }
   return false;
@@ -256,7 +256,7 @@ static bool put_iexpr(kcg_buf *b, kir_op op, kiln_dtype t, const char *xa, const
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
   case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
-  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KIR_CASES_PENDING_ONNX:
     break;
   }
   return false;
@@ -499,7 +499,7 @@ static bool exact_in_f32(kir_op op) {
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
   case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
-  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KIR_CASES_PENDING_ONNX:
     break;
   }
   return false;
@@ -898,6 +898,7 @@ static kiln_status emit_body(kir_graph *g, const kir_node *n, kcg_buf *b) {
   case KIR_OP_RESHAPE: case KIR_OP_IDENTITY: case KIR_OP_TRANSFER: return emit_copy(g, n, b);
   case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE: case KIR_OP_ASSIGN:
   case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_GROUP: case KIR_OP_NO_OP:
+  KIR_CASES_PENDING_ONNX:
   case KIR_OP_INVALID: case KIR_OP_COUNT:
     return not_compiled(g, n);
   }

@@ -222,6 +222,7 @@ static double node_flops(const kir_graph *g, const kir_node *n) {
   case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_RESHAPE:
   case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY: case KIR_OP_ASSIGN: case KIR_OP_GROUP:
   case KIR_OP_NO_OP: case KIR_OP_TRANSFER: case KIR_OP_INVALID: case KIR_OP_COUNT:
+  KIR_CASES_PENDING_ONNX:
     return 0;
   }
   return 0;
