@@ -172,6 +172,74 @@ kiln_status kiln_no_op(kiln_graph *g, const char *name, kiln_node **out);
  * (tf.global_variables_initializer()). Valid with no variables too. */
 kiln_status kiln_global_variables_initializer(kiln_graph *g, kiln_node **out);
 
+/* ---------------------------------------------------------------- more ops ------ */
+/* The ONNX-era ops (ir/ops.def gives their exact semantics). */
+/* A placeholder that takes `value` (its dtype and shape) when nothing is fed
+ * (tf.placeholder_with_default). */
+kiln_status kiln_placeholder_with_default(kiln_graph *g, const char *name,
+                                          const kiln_tensor *value, kiln_node **out);
+kiln_status kiln_pow(kiln_graph *g, const char *name, kiln_node *a, kiln_node *b, kiln_node **out);
+kiln_status kiln_abs(kiln_graph *g, const char *name, kiln_node *x, kiln_node **out);
+kiln_status kiln_erf(kiln_graph *g, const char *name, kiln_node *x, kiln_node **out);
+/* x < 0 ? alpha * x : x */
+kiln_status kiln_leaky_relu(kiln_graph *g, const char *name, kiln_node *x, double alpha,
+                            kiln_node **out);
+/* tanh_approximation false: x/2 * (1 + erf(x / sqrt 2)); true: the tanh form. */
+kiln_status kiln_gelu(kiln_graph *g, const char *name, kiln_node *x, bool tanh_approximation,
+                      kiln_node **out);
+kiln_status kiln_reduce_min(kiln_graph *g, const char *name, kiln_node *x,
+                            const int64_t *axes, int n_axes, bool keep_dims, kiln_node **out);
+kiln_status kiln_log_softmax(kiln_graph *g, const char *name, kiln_node *x, int64_t axis,
+                             kiln_node **out);
+/* i64 index of the first max / min along axis (select_last: the last one). */
+kiln_status kiln_argmax(kiln_graph *g, const char *name, kiln_node *x, int64_t axis,
+                        bool keep_dims, bool select_last, kiln_node **out);
+kiln_status kiln_argmin(kiln_graph *g, const char *name, kiln_node *x, int64_t axis,
+                        bool keep_dims, bool select_last, kiln_node **out);
+kiln_status kiln_concat(kiln_graph *g, const char *name, kiln_node *const *xs, int n,
+                        int64_t axis, kiln_node **out);
+/* ONNX Slice: n entries each; axes NULL = 0..n-1, steps NULL = all 1. */
+kiln_status kiln_slice(kiln_graph *g, const char *name, kiln_node *x, const int64_t *starts,
+                       const int64_t *ends, const int64_t *axes, const int64_t *steps, int n,
+                       kiln_node **out);
+/* indices i32 or i64; negative ones count from the end; out of range fails the run. */
+kiln_status kiln_gather(kiln_graph *g, const char *name, kiln_node *data, kiln_node *indices,
+                        int64_t axis, kiln_node **out);
+kiln_status kiln_cast(kiln_graph *g, const char *name, kiln_node *x, kiln_dtype dtype,
+                      kiln_node **out);
+/* cond (bool) ? x : y, all three broadcast. */
+kiln_status kiln_where(kiln_graph *g, const char *name, kiln_node *cond, kiln_node *x,
+                       kiln_node *y, kiln_node **out);
+
+/* Convolution and pooling over the spatial dims of x [N, C, d1..dk], k = 1..3 (taken
+ * from x's rank). A zero-initialized struct means the defaults: every 0 in strides,
+ * dilations or group stands for 1; pads are [begin_1..begin_k, end_1..end_k]. */
+typedef struct kiln_conv_params {
+  int64_t strides[3];
+  int64_t pads[6];
+  int64_t dilations[3];
+  int64_t group;
+} kiln_conv_params;
+/* w [M, C/group, k1..kk]; bias [M] or NULL. params NULL: all defaults. */
+kiln_status kiln_conv(kiln_graph *g, const char *name, kiln_node *x, kiln_node *w,
+                      kiln_node *bias, const kiln_conv_params *params, kiln_node **out);
+typedef struct kiln_pool_params {
+  int64_t kernel[3];     /* required: k entries, each >= 1 */
+  int64_t strides[3];    /* 0: 1 */
+  int64_t pads[6];
+  int64_t dilations[3];  /* 0: 1 */
+  bool ceil_mode;
+  bool count_include_pad; /* avg_pool only */
+} kiln_pool_params;
+kiln_status kiln_max_pool(kiln_graph *g, const char *name, kiln_node *x,
+                          const kiln_pool_params *params, kiln_node **out);
+kiln_status kiln_avg_pool(kiln_graph *g, const char *name, kiln_node *x,
+                          const kiln_pool_params *params, kiln_node **out);
+/* Inference batch norm over axis 1; scale, bias, mean, var of shape [C]. */
+kiln_status kiln_batch_norm(kiln_graph *g, const char *name, kiln_node *x, kiln_node *scale,
+                            kiln_node *bias, kiln_node *mean, kiln_node *var, double epsilon,
+                            kiln_node **out);
+
 /* ---------------------------------------------------------------- sessions ------ */
 typedef struct kiln_session_options {
   /* Like ConfigProto(log_device_placement=True): before the first run (and after the

@@ -61,6 +61,17 @@ kiln_status fe_add(fe_op *b, kiln_node *const *inputs, int32_t n_inputs);
  * device scope) and infers its type. Success: clears the error and sets *out. Failure:
  * removes every node appended since b->first, keeping the error message. */
 kiln_status fe_finish(fe_op *b, kiln_status st);
+/* Shared by the op builders (kiln_ops.c, kiln_ops_nn.c). */
+/* Prepare, add inputs, finish: an op with no attributes. */
+kiln_status fe_simple(kiln_graph *g, const char *name, kir_op op, kiln_node *const *in,
+                      int32_t n, kiln_node **out);
+/* KILN_ERR_ARGUMENT "<op> '<name>': <what>". */
+kiln_status fe_bad_arg(fe_op *b, const char *what);
+/* dims/rank of a shape-like attribute: rank in [0, KILN_MAX_RANK], dims non-NULL. */
+kiln_status fe_check_dims(fe_op *b, const int64_t *dims, int rank);
+kiln_status fe_set_ints(fe_op *b, const char *attr, const int64_t *v, int n);
+kiln_status fe_reduce(kiln_graph *g, const char *name, kir_op op, kiln_node *x,
+                      const int64_t *axes, int n_axes, bool keep_dims, kiln_node **out);
 /* Removes nodes with id >= first (the graph's error survives). */
 void fe_rollback(kiln_graph *g, int32_t first);
 /* true when n is a node of g (the exact pointer g holds at n's id). */

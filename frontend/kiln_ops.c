@@ -8,7 +8,7 @@
 /* Attribute setters need a non-NULL array even for an empty list (a scalar's shape). */
 static const int64_t fe_no_ints[1] = {0};
 
-static kiln_status fe_simple(kiln_graph *g, const char *name, kir_op op,
+kiln_status fe_simple(kiln_graph *g, const char *name, kir_op op,
                              kiln_node *const *in, int32_t n, kiln_node **out) {
   fe_op b;
   kiln_status st = fe_prepare(&b, g, op, name, out);
@@ -17,14 +17,14 @@ static kiln_status fe_simple(kiln_graph *g, const char *name, kir_op op,
   return fe_finish(&b, KILN_OK);
 }
 
-static kiln_status fe_bad_arg(fe_op *b, const char *what) {
+kiln_status fe_bad_arg(fe_op *b, const char *what) {
   char esc[FE_ESC];
   return kir_seterr(b->g->ir, KILN_ERR_ARGUMENT, "%s '%s': %s",
                     kir_op_get(b->op)->name, kir_escape(b->name, esc, sizeof esc), what);
 }
 
 /* dims/rank describing a shape attribute: rank in [0, KILN_MAX_RANK], dims given. */
-static kiln_status fe_check_dims(fe_op *b, const int64_t *dims, int rank) {
+kiln_status fe_check_dims(fe_op *b, const int64_t *dims, int rank) {
   if (rank < 0) return fe_bad_arg(b, "negative rank");
   if (rank > KILN_MAX_RANK) {
     char esc[FE_ESC];
@@ -36,7 +36,7 @@ static kiln_status fe_check_dims(fe_op *b, const int64_t *dims, int rank) {
   return KILN_OK;
 }
 
-static kiln_status fe_set_ints(fe_op *b, const char *attr, const int64_t *v, int n) {
+kiln_status fe_set_ints(fe_op *b, const char *attr, const int64_t *v, int n) {
   return kir_attr_set_ints(b->g->ir, b->n, attr, n > 0 ? v : fe_no_ints, n);
 }
 
@@ -181,7 +181,7 @@ kiln_status kiln_add_n(kiln_graph *g, const char *name, kiln_node *const *xs, in
 
 /* ---------------------------------------------------------------- reductions ---- */
 
-static kiln_status fe_reduce(kiln_graph *g, const char *name, kir_op op, kiln_node *x,
+kiln_status fe_reduce(kiln_graph *g, const char *name, kir_op op, kiln_node *x,
                              const int64_t *axes, int n_axes, bool keep_dims, kiln_node **out) {
   fe_op b;
   kiln_status st = fe_prepare(&b, g, op, name, out);
