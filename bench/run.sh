@@ -6,7 +6,8 @@
 #
 #   bench/run.sh                 full run (a few minutes)
 #   bench/run.sh --quick         a tenth of the iterations (a smoke run)
-#   bench/run.sh --only chain50  some rows (mlp_b1 mlp_b32 mlp_b256 lecture chain50)
+#   bench/run.sh --only chain50  some rows (mlp_b1 mlp_b32 mlp_b256 lecture chain50
+#                                resnet18 mobilenetv2)
 # Environment: KILN_BUILD_DIR (default build), BENCH_OUT (default build/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,11 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+#    (python3-torchvision for the ResNet-18 / MobileNetV2 rows.)
+installed python3-torchvision || [ "$(id -u)" != 0 ] ||
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    python3-torchvision >/dev/null || say "no python3-torchvision: no ResNet-18/MobileNetV2 rows"
+
 # 2. The venv: pip's onnxruntime and onnx. numpy < 2 because Debian's torch 1.13 was built
 #    against NumPy 1.x (with NumPy 2 torch.from_numpy fails: "Numpy is not available").
 if [ ! -x "$VENV/bin/python" ]; then
@@ -68,6 +74,27 @@ for d in "$OUT"/models/*/; do
   [ -f "$d/model.ktxt" ] || continue
   "$KILN" compile "$d/model.ktxt" -o "$d/model.kart" >/dev/null
 done
+#    ResNet-18 and MobileNetV2 (batch 1, 3x224x224): exported from torchvision with seeded
+#    weights by the tests' exporter (ONNX Runtime's output is the reference), imported
+#    with `kiln import`; a failure leaves compile_error.txt and the Kiln column says n/a.
+if "$VENV/bin/python" tests/models/export_models.py "$OUT/convnets" \
+     --models resnet18,mobilenetv2 --save-torch >&2; then
+  for m in resnet18 mobilenetv2; do
+    d="$OUT/models/$m" c="$OUT/convnets/$m"
+    mkdir -p "$d"
+    ln -sf "$(realpath "$c.onnx")" "$d/model.onnx"
+    ln -sf "$(realpath "$c.pt")" "$d/model.pt"
+    cp "$c.input.npy" "$d/x.npy" && cp "$c.ort.npy" "$d/ref.npy"
+    echo "{\"kind\": \"torchvision\", \"arch\": \"${m/mobilenetv2/mobilenet_v2}\"}" >"$d/spec.json"
+    rm -f "$d/compile_error.txt" "$d/model.kart"
+    { "$KILN" import "$d/model.onnx" -o "$d/model.kiln" &&
+      "$KILN" compile "$d/model.kiln" -o "$d/model.kart"; } >/dev/null 2>"$d/compile.log" ||
+      { cp "$d/compile.log" "$d/compile_error.txt"; say "$m: Kiln: $(tail -1 "$d/compile.log")"; }
+  done
+else
+  say "exporting ResNet-18/MobileNetV2 failed (torchvision?); rows resnet18, mobilenetv2 left out"
+  rm -rf "$OUT/models/resnet18" "$OUT/models/mobilenetv2"
+fi
 
 # 5. One run: check outputs agree, time everything, print the table.
 "$VENV/bin/python" bench/side_by_side.py --kiln "$KILN" --hand "$HAND" --models "$OUT/models" \

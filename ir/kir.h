@@ -77,17 +77,6 @@ static inline bool kir_op_has(kir_op op, uint32_t flag) {
   return i && (i->flags & flag);
 }
 
-/* TEMPORARY (issue 4 integration): the ops added for ONNX that a stage does not handle
- * yet. Each stage's switch lists these until it implements them; the macro goes away
- * once no switch uses it. */
-#define KIR_CASES_PENDING_ONNX                                                        \
-  case KIR_OP_POW: case KIR_OP_ABS: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF:          \
-  case KIR_OP_GELU: case KIR_OP_REDUCE_MIN: case KIR_OP_LOG_SOFTMAX: case KIR_OP_ARGMAX: \
-  case KIR_OP_ARGMIN: case KIR_OP_CONCAT: case KIR_OP_SLICE: case KIR_OP_GATHER:      \
-  case KIR_OP_CAST: case KIR_OP_WHERE: case KIR_OP_CONV: case KIR_OP_MAX_POOL:         \
-  case KIR_OP_AVG_POOL: case KIR_OP_BATCH_NORM: case KIR_OP_FUSED_CONV:               \
-  case KIR_OP_MAX_POOL_INDICES
-
 /* ---------------------------------------------------------------- types --------- */
 /* dtype + static shape. A node with no output has dtype KILN_DTYPE_INVALID, rank 0.
  * Every dim is >= 0 (no dynamic dims yet). A scalar has rank 0 and one element. */
@@ -294,7 +283,8 @@ typedef struct kir_feed {
 /* Evaluates what fetches and targets need, in node order, with the reference kernels.
  * outputs[i] receives a new tensor for fetches[i] (caller frees with kir_tensor_free);
  * on error no output is set and nothing leaks. Feeds override any node's value.
- * A needed placeholder without a feed is KILN_ERR_FEED naming it; a feed of the wrong
+ * A needed placeholder without a feed takes its `default` attribute, or, without one, is
+ * KILN_ERR_FEED naming it; a feed of the wrong
  * dtype or shape is KILN_ERR_FEED naming node, expected and given types; reading a
  * variable without a value is KILN_ERR_STATE; integer division by zero is
  * KILN_ERR_EXEC. state may be NULL when no variable is reached. Errors set on g. */

@@ -2,6 +2,7 @@
  * that make a node well-formed (arity, attribute schema, dtypes, shapes, sizes).
  * Writes only n->type, and only on success. Depends on kir.h and libc only. */
 #include "kir_internal.h"
+#include "kir_nn.h"
 
 #include <string.h>
 
@@ -87,9 +88,16 @@ static kiln_status infer_constant(const infer_ctx *c, kir_type *out) {
   return KILN_OK;
 }
 
+/* The optional default (the value when nothing is fed) must have the placeholder's type. */
 static kiln_status infer_placeholder(const infer_ctx *c, kir_type *out) {
   kiln_status s = attr_dtype(c, &out->dtype);
-  return s != KILN_OK ? s : attr_shape(c, out);
+  if (s == KILN_OK) s = attr_shape(c, out);
+  const kir_tensor *d = kir_attr_tensor(c->n, "default");
+  char x[TYBUF], y[TYBUF];
+  if (s != KILN_OK || !d || kir_type_equal(&d->type, out)) return s;
+  return kir_node_err(c->g, c->n, d->type.dtype != out->dtype ? KILN_ERR_TYPE : KILN_ERR_SHAPE,
+                      "attribute 'default' is %s, the placeholder is %s", tyfmt(&d->type, x),
+                      tyfmt(out, y));
 }
 
 static kiln_status infer_random(const infer_ctx *c, kir_type *out) {
@@ -119,6 +127,7 @@ static kiln_status infer_binary(const infer_ctx *c, kir_type *out) {
 
 static kiln_status infer_unary(const infer_ctx *c, kir_type *out) {
   kiln_status s = check_dtype_for_op(c, c->in[0]->dtype, true);
+  if (s == KILN_OK && c->n->op == KIR_OP_GELU) s = check_flag(c, "approximate");
   if (s != KILN_OK) return s;
   *out = *c->in[0];
   return KILN_OK;
@@ -204,7 +213,7 @@ static kiln_status reduce_axes(const infer_ctx *c, bool red[KILN_MAX_RANK]) {
   return KILN_OK;
 }
 
-/* Reduction `kind` (reduce_sum/mean/max) of c->in[0]; also used by fused_reduce. */
+/* Reduction `kind` (reduce_sum/mean/max/min) of c->in[0]; also used by fused_reduce. */
 static kiln_status reduce_shape(const infer_ctx *c, kir_op kind, kir_type *out) {
   const kir_type *t = c->in[0];
   char x[TYBUF];
@@ -216,9 +225,9 @@ static kiln_status reduce_shape(const infer_ctx *c, kir_op kind, kir_type *out) 
   bool keep = kir_attr_int(c->n, "keep_dims", 0);
   out->dtype = t->dtype;
   for (int32_t i = 0; i < t->rank; i++) {
-    if (red[i] && t->dims[i] == 0 && kind == KIR_OP_REDUCE_MAX)
-      return kir_node_err(c->g, c->n, KILN_ERR_SHAPE, "reduce_max over axis %d of size 0 in %s",
-                          (int)i, tyfmt(t, x));
+    if (red[i] && t->dims[i] == 0 && (kind == KIR_OP_REDUCE_MAX || kind == KIR_OP_REDUCE_MIN))
+      return kir_node_err(c->g, c->n, KILN_ERR_SHAPE, "%s over axis %d of size 0 in %s",
+                          kir_op_get(kind)->name, (int)i, tyfmt(t, x));
     if (!red[i]) out->dims[out->rank++] = t->dims[i];
     else if (keep) out->dims[out->rank++] = 1;
   }
@@ -395,13 +404,19 @@ static kiln_status infer_fused_chain(const infer_ctx *c, kir_type *out) {
     return KILN_OK;
   }
   int64_t r = kir_attr_int(c->n, "reduce", 0);
-  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX)
+  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX &&
+      r != KIR_OP_REDUCE_MIN)
     return kir_node_err(c->g, c->n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not "
-                        "reduce_sum, reduce_mean or reduce_max", (long long)r);
+                        "reduce_sum, reduce_mean, reduce_max or reduce_min", (long long)r);
   return reduce_shape(&inner, (kir_op)r, out);
 }
 
 /* ---------------------------------------------------------------- dispatch ------ */
+
+/* Input k's type, for the ONNX-set ops typed in kir_kernels_nn.c. */
+static const kir_type *node_type_at(const void *ctx, int32_t k) {
+  return input_type((const infer_ctx *)ctx, k);
+}
 
 static kiln_status infer_op(const infer_ctx *c, kir_type *out) {
   switch (c->n->op) {
@@ -415,7 +430,8 @@ static kiln_status infer_op(const infer_ctx *c, kir_type *out) {
   case KIR_OP_MUL:
   case KIR_OP_DIV:
   case KIR_OP_MAXIMUM:
-  case KIR_OP_MINIMUM: return infer_binary(c, out);
+  case KIR_OP_MINIMUM:
+  case KIR_OP_POW: return infer_binary(c, out);
   case KIR_OP_NEG:
   case KIR_OP_EXP:
   case KIR_OP_LOG:
@@ -423,12 +439,17 @@ static kiln_status infer_op(const infer_ctx *c, kir_type *out) {
   case KIR_OP_TANH:
   case KIR_OP_SIGMOID:
   case KIR_OP_RELU:
-  case KIR_OP_CLAMP: return infer_unary(c, out);
+  case KIR_OP_CLAMP:
+  case KIR_OP_ABS:
+  case KIR_OP_LEAKY_RELU:
+  case KIR_OP_ERF:
+  case KIR_OP_GELU: return infer_unary(c, out);
   case KIR_OP_MATMUL: return matmul_shape(c, out);
   case KIR_OP_ADD_N: return infer_add_n(c, out);
   case KIR_OP_REDUCE_SUM:
   case KIR_OP_REDUCE_MEAN:
-  case KIR_OP_REDUCE_MAX: return infer_reduce(c, out);
+  case KIR_OP_REDUCE_MAX:
+  case KIR_OP_REDUCE_MIN: return infer_reduce(c, out);
   case KIR_OP_SOFTMAX: return infer_softmax(c, out);
   case KIR_OP_RESHAPE: return infer_reshape(c, out);
   case KIR_OP_TRANSPOSE: return infer_transpose(c, out);
@@ -441,10 +462,22 @@ static kiln_status infer_op(const infer_ctx *c, kir_type *out) {
   case KIR_OP_FUSED_ELEMENTWISE:
   case KIR_OP_FUSED_REDUCE:
   case KIR_OP_FUSED_SOFTMAX: return infer_fused_chain(c, out);
+  case KIR_OP_LOG_SOFTMAX: return infer_softmax(c, out);
+  case KIR_OP_ARGMAX:
+  case KIR_OP_ARGMIN:
+  case KIR_OP_CONCAT:
+  case KIR_OP_SLICE:
+  case KIR_OP_GATHER:
+  case KIR_OP_CAST:
+  case KIR_OP_WHERE:
+  case KIR_OP_CONV:
+  case KIR_OP_MAX_POOL:
+  case KIR_OP_AVG_POOL:
+  case KIR_OP_BATCH_NORM:
+  case KIR_OP_FUSED_CONV:
+  case KIR_OP_MAX_POOL_INDICES: return kirk_nn_type(c->g, c->n, node_type_at, c, out);
   case KIR_OP_INVALID:
-  KIR_CASES_PENDING_ONNX:
-    return kir_node_err(c->g, c->n, KILN_ERR_UNSUPPORTED, "%s has no shape inference yet",
-                        opname(c->n));
+    return kir_node_err(c->g, c->n, KILN_ERR_GRAPH, "invalid op number %d", (int)c->n->op);
   case KIR_OP_COUNT: break;
   }
   return kir_node_err(c->g, c->n, KILN_ERR_GRAPH, "invalid op number %d", (int)c->n->op);

@@ -9,7 +9,8 @@
  * ran before it in this run, and none with a larger id. Reading a variable does not run
  * its initializer (input 0 of variable), and assign does not read its variable (input 0
  * of assign); they only name it. Fed nodes are not evaluated and their inputs are not
- * needed on their account. When a run fails, assigns that already ran stay applied. */
+ * needed on their account. When a run fails, assigns that already ran stay applied. An
+ * unfed placeholder with a `default` attribute takes that value. */
 #include <string.h>
 
 #include "kir.h"
@@ -231,11 +232,26 @@ static kiln_status run_assign(run *r, const kir_node *n) {
   return KILN_OK;
 }
 
+/* An unfed placeholder takes its default (ONNX initializers that are also graph inputs);
+ * without one it must be fed. */
+static kiln_status read_placeholder(run *r, const kir_node *n) {
+  char nb[KIR_ESC_BUF], t[128], d[128];
+  const kir_tensor *dflt = kir_attr_tensor(n, "default");
+  const char *name = kir_escape(n->name, nb, sizeof nb);
+  if (!dflt)
+    return kir_seterr(r->g, KILN_ERR_FEED, "placeholder '%s' must be fed (%s)", name,
+                      tfmt(&n->type, t, sizeof t));
+  if (!kir_type_equal(&dflt->type, &n->type))
+    return kir_node_err(r->g, n, KILN_ERR_TYPE, "default %s differs from the placeholder's "
+                        "type %s", tfmt(&dflt->type, d, sizeof d), tfmt(&n->type, t, sizeof t));
+  r->vals[n->id] = kir_tensor_clone(dflt);
+  if (!r->vals[n->id])
+    return kir_node_err(r->g, n, KILN_ERR_NOMEM, "out of memory copying its default");
+  return KILN_OK;
+}
+
 static kiln_status eval_one(run *r, const kir_node *n) {
-  char nb[KIR_ESC_BUF], t[128];
-  if (n->op == KIR_OP_PLACEHOLDER)
-    return kir_seterr(r->g, KILN_ERR_FEED, "placeholder '%s' must be fed (%s)",
-                      kir_escape(n->name, nb, sizeof nb), tfmt(&n->type, t, sizeof t));
+  if (n->op == KIR_OP_PLACEHOLDER) return read_placeholder(r, n);
   if (n->op == KIR_OP_VARIABLE) return read_variable(r, n);
   if (n->op == KIR_OP_ASSIGN) return run_assign(r, n);
   for (int32_t i = 0; i < n->n_inputs; i++) r->args[i] = value_of(r, n->inputs[i]);

@@ -1,5 +1,6 @@
 /* kir_kernels.c — reference kernels: one plain, obviously correct implementation of every
- * op in ops.def (kir_eval_node), the float elementwise semantics (kir_apply_unary/binary),
+ * op in ops.def (kir_eval_node; the ONNX-set ops that are not elementwise live in
+ * kir_kernels_nn.c), the float elementwise semantics (kir_apply_unary/binary),
  * fused-epilogue decoding and the deterministic random generator. The oracle of every
  * backend and the engine of constant folding; speed is not a goal. Depends on libc, libm
  * and the rest of ir/ only. Every kernel re-checks the shapes it indexes with, so a stale
@@ -10,6 +11,7 @@
 
 #include "kir.h"
 #include "kir_internal.h"
+#include "kir_nn.h"
 
 #define kerr kir_node_err
 
@@ -41,7 +43,7 @@ static int64_t sat64(double v) {
   return (int64_t)v;
 }
 
-static void st_i(kir_tensor *t, int64_t i, int64_t v) {
+void kirk_st_i(kir_tensor *t, int64_t i, int64_t v) {
   switch (t->type.dtype) {
   case KILN_F32: ((float *)t->data)[i] = (float)v; break;
   case KILN_F64: ((double *)t->data)[i] = (double)v; break;
@@ -54,11 +56,11 @@ static void st_i(kir_tensor *t, int64_t i, int64_t v) {
 
 /* Stores v rounded to the dtype (integers: truncated, saturated; only random_* on an
  * integer tensor gets there). */
-static void st_f(kir_tensor *t, int64_t i, double v) {
+void kirk_st_f(kir_tensor *t, int64_t i, double v) {
   switch (t->type.dtype) {
   case KILN_F32: ((float *)t->data)[i] = (float)v; break;
   case KILN_F64: ((double *)t->data)[i] = v; break;
-  case KILN_I32: case KILN_I64: case KILN_BOOL: st_i(t, i, sat64(v)); break;
+  case KILN_I32: case KILN_I64: case KILN_BOOL: kirk_st_i(t, i, sat64(v)); break;
   case KILN_DTYPE_INVALID: break;
   }
 }
@@ -77,15 +79,28 @@ static int64_t ld_i(const kir_tensor *t, int64_t i) { return kir_tensor_get_i(t,
   case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY: case KIR_OP_ASSIGN: \
   case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL: case KIR_OP_TRANSFER:     \
   case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE: case KIR_OP_FUSED_SOFTMAX:        \
-  KIR_CASES_PENDING_ONNX: case KIR_OP_COUNT
+  case KIR_OP_REDUCE_MIN: case KIR_OP_LOG_SOFTMAX: case KIR_OP_ARGMAX: case KIR_OP_ARGMIN:  \
+  case KIR_OP_CONCAT: case KIR_OP_SLICE: case KIR_OP_GATHER: case KIR_OP_CAST:              \
+  case KIR_OP_WHERE: case KIR_OP_CONV: case KIR_OP_MAX_POOL: case KIR_OP_AVG_POOL:          \
+  case KIR_OP_BATCH_NORM: case KIR_OP_FUSED_CONV: case KIR_OP_MAX_POOL_INDICES:             \
+  case KIR_OP_COUNT
 #define KIR_CASES_BINARY                                                              \
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV:                 \
-  case KIR_OP_MAXIMUM: case KIR_OP_MINIMUM
+  case KIR_OP_MAXIMUM: case KIR_OP_MINIMUM: case KIR_OP_POW
 #define KIR_CASES_UNARY                                                               \
   case KIR_OP_NEG: case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT:                \
-  case KIR_OP_TANH: case KIR_OP_SIGMOID: case KIR_OP_RELU: case KIR_OP_CLAMP
+  case KIR_OP_TANH: case KIR_OP_SIGMOID: case KIR_OP_RELU: case KIR_OP_CLAMP:          \
+  case KIR_OP_ABS: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF: case KIR_OP_GELU
 
-/* NaN-propagating comparisons; written with < and > so NaN bounds mean "no bound". */
+/* x/2 * (1 + erf(x/sqrt 2)), or (tanh) x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))). */
+static double gelu(double x, bool tanh_form) {
+  if (tanh_form)
+    return 0.5 * x * (1.0 + tanh(0.79788456080286535588 * (x + 0.044715 * x * x * x)));
+  return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
+}
+
+/* NaN-propagating comparisons; written with < and > so NaN bounds mean "no bound".
+ * leaky_relu's alpha and gelu's approximate ride in lo (NaN: the default). */
 double kir_apply_unary(kir_op op, double x, double lo, double hi) {
   switch (op) {
   case KIR_OP_NEG: return -x;
@@ -96,6 +111,10 @@ double kir_apply_unary(kir_op op, double x, double lo, double hi) {
   case KIR_OP_SIGMOID: return 1.0 / (1.0 + exp(-x));
   case KIR_OP_RELU: return x < 0 ? 0.0 : x;
   case KIR_OP_CLAMP: return x < lo ? lo : x > hi ? hi : x;
+  case KIR_OP_ABS: return fabs(x);
+  case KIR_OP_LEAKY_RELU: return x < 0 ? (isnan(lo) ? 0.01 : lo) * x : x;
+  case KIR_OP_ERF: return erf(x);
+  case KIR_OP_GELU: return gelu(x, lo == 1.0);
   KIR_CASES_BINARY:
   KIR_CASES_NOT_ELEMENTWISE:
     return NAN;
@@ -111,11 +130,21 @@ double kir_apply_binary(kir_op op, double a, double b) {
   case KIR_OP_DIV: return a / b;
   case KIR_OP_MAXIMUM: return isnan(a) || isnan(b) ? NAN : a > b ? a : b;
   case KIR_OP_MINIMUM: return isnan(a) || isnan(b) ? NAN : a < b ? a : b;
+  case KIR_OP_POW: return pow(a, b);
   KIR_CASES_UNARY:
   KIR_CASES_NOT_ELEMENTWISE:
     return NAN;
   }
   return NAN;
+}
+
+/* a^b wrapping; a negative b gives 1/a^|b| truncated: 0 unless a is 1 or -1. */
+static int64_t int_pow(int64_t a, int64_t b) {
+  if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;
+  uint64_t r = 1, base = (uint64_t)a, e = (uint64_t)b;
+  for (; e; e >>= 1, base *= base)
+    if (e & 1) r *= base;
+  return wrap64(r);
 }
 
 /* Integer binary op in wrapping two's complement. false: division by zero. */
@@ -131,6 +160,7 @@ static bool int_binary(kir_op op, int64_t a, int64_t b, int64_t *r) {
     return true;
   case KIR_OP_MAXIMUM: *r = a > b ? a : b; return true;
   case KIR_OP_MINIMUM: *r = a < b ? a : b; return true;
+  case KIR_OP_POW: *r = int_pow(a, b); return true;
   KIR_CASES_UNARY:
   KIR_CASES_NOT_ELEMENTWISE:
     *r = 0;
@@ -160,8 +190,9 @@ static int64_t int_unary(kir_op op, int64_t x, int64_t lo, int64_t hi) {
   case KIR_OP_NEG: return wrap64(0 - (uint64_t)x);
   case KIR_OP_RELU: return x < 0 ? 0 : x;
   case KIR_OP_CLAMP: return x < lo ? lo : x > hi ? hi : x;
+  case KIR_OP_ABS: return x < 0 ? wrap64(0 - (uint64_t)x) : x;
   case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT: case KIR_OP_TANH:
-  case KIR_OP_SIGMOID:
+  case KIR_OP_SIGMOID: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF: case KIR_OP_GELU:
   KIR_CASES_BINARY:
   KIR_CASES_NOT_ELEMENTWISE:
     return 0;
@@ -174,7 +205,7 @@ static int64_t int_unary(kir_op op, int64_t x, int64_t lo, int64_t hi) {
 static int64_t numel(const kir_type *t) { return kir_type_numel(t); }
 
 /* True when `in` broadcasts to `out` without changing it. */
-static bool bcast_into(const kir_type *in, const kir_type *out) {
+bool kirk_bcast_into(const kir_type *in, const kir_type *out) {
   if (in->rank > out->rank) return false;
   int32_t off = out->rank - in->rank;
   for (int32_t k = 0; k < in->rank; k++)
@@ -183,7 +214,7 @@ static bool bcast_into(const kir_type *in, const kir_type *out) {
 }
 
 /* Element strides of `in` seen through shape `out` (0 on broadcast dims). */
-static void bcast_strides(const kir_type *in, const kir_type *out, int64_t *st) {
+void kirk_bcast_strides(const kir_type *in, const kir_type *out, int64_t *st) {
   int64_t s = 1;
   for (int32_t d = out->rank - 1; d >= 0; d--) {
     int32_t k = d - (out->rank - in->rank);
@@ -193,7 +224,7 @@ static void bcast_strides(const kir_type *in, const kir_type *out, int64_t *st) 
 }
 
 /* Offset in a broadcast input of the output element with flat index `flat`. */
-static int64_t bcast_offset(int64_t flat, const kir_type *out, const int64_t *st) {
+int64_t kirk_bcast_offset(int64_t flat, const kir_type *out, const int64_t *st) {
   int64_t off = 0;
   for (int32_t d = out->rank - 1; d >= 0; d--) {
     off += (flat % out->dims[d]) * st[d];
@@ -202,7 +233,7 @@ static int64_t bcast_offset(int64_t flat, const kir_type *out, const int64_t *st
   return off;
 }
 
-static void contiguous_strides(const kir_type *t, int64_t *st) {
+void kirk_contiguous_strides(const kir_type *t, int64_t *st) {
   int64_t s = 1;
   for (int32_t d = t->rank - 1; d >= 0; d--) {
     st[d] = s;
@@ -216,14 +247,14 @@ static bool type_ok(const kir_type *t) {
          t->rank <= KILN_MAX_RANK && kir_type_nbytes(t) >= 0;
 }
 
-static kiln_status new_out(kir_graph *g, const kir_node *n, const kir_type *t, kir_tensor **o) {
+kiln_status kirk_new_out(kir_graph *g, const kir_node *n, const kir_type *t, kir_tensor **o) {
   *o = kir_tensor_new(t);
   if (!*o) return kerr(g, n, KILN_ERR_NOMEM, "out of memory for its result");
   return KILN_OK;
 }
 
 /* The node's stored type must be what the kernel computed from its inputs. */
-static kiln_status check_result(kir_graph *g, const kir_node *n, const kir_type *want) {
+kiln_status kirk_check_result(kir_graph *g, const kir_node *n, const kir_type *want) {
   char a[128], b[128];
   if (kir_type_equal(&n->type, want)) return KILN_OK;
   return kerr(g, n, KILN_ERR_SHAPE, "stored type %s differs from the computed %s",
@@ -285,15 +316,15 @@ static kiln_status k_binary(kir_graph *g, const kir_node *n, const kir_tensor *c
   if (!kir_broadcast(&in[0]->type, &in[1]->type, &bt))
     return kerr(g, n, KILN_ERR_SHAPE, "inputs %s and %s do not broadcast",
                 tfmt(&in[0]->type, a, sizeof a), tfmt(&in[1]->type, b, sizeof b));
-  if ((s = check_result(g, n, &bt)) || (s = new_out(g, n, &n->type, out))) return s;
+  if ((s = kirk_check_result(g, n, &bt)) || (s = kirk_new_out(g, n, &n->type, out))) return s;
   kir_tensor *o = *out;
   int64_t sa[KILN_MAX_RANK], sb[KILN_MAX_RANK], ne = numel(&o->type);
-  bcast_strides(&in[0]->type, &o->type, sa);
-  bcast_strides(&in[1]->type, &o->type, sb);
+  kirk_bcast_strides(&in[0]->type, &o->type, sa);
+  kirk_bcast_strides(&in[1]->type, &o->type, sb);
   for (int64_t i = 0; i < ne; i++) {
-    int64_t ia = bcast_offset(i, &o->type, sa), ib = bcast_offset(i, &o->type, sb);
+    int64_t ia = kirk_bcast_offset(i, &o->type, sa), ib = kirk_bcast_offset(i, &o->type, sb);
     if (is_float(o->type.dtype)) {
-      st_f(o, i, kir_apply_binary(n->op, ld_f(in[0], ia), ld_f(in[1], ib)));
+      kirk_st_f(o, i, kir_apply_binary(n->op, ld_f(in[0], ia), ld_f(in[1], ib)));
       continue;
     }
     int64_t r;
@@ -302,7 +333,7 @@ static kiln_status k_binary(kir_graph *g, const kir_node *n, const kir_tensor *c
       *out = NULL;
       return kerr(g, n, KILN_ERR_EXEC, "integer division by zero at element %lld", (long long)i);
     }
-    st_i(o, i, r);
+    kirk_st_i(o, i, r);
   }
   return KILN_OK;
 }
@@ -312,23 +343,27 @@ static void apply_unary_all(kir_op op, const kir_tensor *src, kir_tensor *dst, d
                             double hi) {
   int64_t ne = numel(&dst->type);
   if (is_float(dst->type.dtype)) {
-    for (int64_t i = 0; i < ne; i++) st_f(dst, i, kir_apply_unary(op, ld_f(src, i), lo, hi));
+    for (int64_t i = 0; i < ne; i++) kirk_st_f(dst, i, kir_apply_unary(op, ld_f(src, i), lo, hi));
     return;
   }
   int64_t ilo, ihi;
   int_bounds(dst->type.dtype, lo, hi, &ilo, &ihi);
-  for (int64_t i = 0; i < ne; i++) st_i(dst, i, int_unary(op, ld_i(src, i), ilo, ihi));
+  for (int64_t i = 0; i < ne; i++) kirk_st_i(dst, i, int_unary(op, ld_i(src, i), ilo, ihi));
 }
 
 static kiln_status k_unary(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
                            kir_tensor **out) {
   kiln_status s = check_arith(g, n, in, 1);
-  if (s || (s = check_result(g, n, &in[0]->type)) || (s = new_out(g, n, &n->type, out)))
+  if (s || (s = kirk_check_result(g, n, &in[0]->type)) || (s = kirk_new_out(g, n, &n->type, out)))
     return s;
   double lo = NAN, hi = NAN;
   if (n->op == KIR_OP_CLAMP) {
     lo = kir_attr_float(n, "min", NAN);
     hi = kir_attr_float(n, "max", NAN);
+  } else if (n->op == KIR_OP_LEAKY_RELU) {
+    lo = kir_attr_float(n, "alpha", 0.01);
+  } else if (n->op == KIR_OP_GELU) {
+    lo = (double)kir_attr_int(n, "approximate", 0);
   }
   apply_unary_all(n->op, in[0], *out, lo, hi);
   return KILN_OK;
@@ -339,8 +374,8 @@ static kiln_status k_add_n(kir_graph *g, const kir_node *n, const kir_tensor *co
   kiln_status s = check_arith(g, n, in, n->n_inputs);
   if (s) return s;
   for (int32_t k = 0; k < n->n_inputs; k++)
-    if ((s = check_result(g, n, &in[k]->type))) return s;
-  if ((s = new_out(g, n, &n->type, out))) return s;
+    if ((s = kirk_check_result(g, n, &in[k]->type))) return s;
+  if ((s = kirk_new_out(g, n, &n->type, out))) return s;
   int64_t ne = numel(&n->type);
   for (int64_t i = 0; i < ne; i++) {
     double f = 0;
@@ -349,8 +384,8 @@ static kiln_status k_add_n(kir_graph *g, const kir_node *n, const kir_tensor *co
       if (is_float(n->type.dtype)) f += ld_f(in[k], i);
       else u += (uint64_t)ld_i(in[k], i);
     }
-    if (is_float(n->type.dtype)) st_f(*out, i, f);
-    else st_i(*out, i, wrap64(u));
+    if (is_float(n->type.dtype)) kirk_st_f(*out, i, f);
+    else kirk_st_i(*out, i, wrap64(u));
   }
   return KILN_OK;
 }
@@ -402,10 +437,11 @@ static void mm_compute(const mm_plan *p, const kir_tensor *A, const kir_tensor *
   int64_t sa[KILN_MAX_RANK], sb[KILN_MAX_RANK], nb = numel(&p->batch);
   int64_t m = p->m, k = p->k, n = p->n;
   bool fl = is_float(o->type.dtype);
-  bcast_strides(&p->abatch, &p->batch, sa);
-  bcast_strides(&p->bbatch, &p->batch, sb);
+  kirk_bcast_strides(&p->abatch, &p->batch, sa);
+  kirk_bcast_strides(&p->bbatch, &p->batch, sb);
   for (int64_t bi = 0; bi < nb; bi++) {
-    int64_t ao = bcast_offset(bi, &p->batch, sa) * m * k, bo = bcast_offset(bi, &p->batch, sb) * k * n;
+    int64_t ao = kirk_bcast_offset(bi, &p->batch, sa) * m * k;
+    int64_t bo = kirk_bcast_offset(bi, &p->batch, sb) * k * n;
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) {
         double f = 0;
@@ -417,8 +453,8 @@ static void mm_compute(const mm_plan *p, const kir_tensor *A, const kir_tensor *
           else u += (uint64_t)ld_i(A, ia) * (uint64_t)ld_i(B, ib);
         }
         int64_t oi = (bi * m + i) * n + j;
-        if (fl) st_f(o, oi, f);
-        else st_i(o, oi, wrap64(u));
+        if (fl) kirk_st_f(o, oi, f);
+        else kirk_st_i(o, oi, wrap64(u));
       }
   }
 }
@@ -428,7 +464,7 @@ static kiln_status k_matmul(kir_graph *g, const kir_node *n, const kir_tensor *c
   mm_plan p;
   kiln_status s = check_arith(g, n, in, 2);
   if (s || (s = mm_make_plan(g, n, &in[0]->type, &in[1]->type, &p)) ||
-      (s = check_result(g, n, &p.out)) || (s = new_out(g, n, &n->type, out)))
+      (s = kirk_check_result(g, n, &p.out)) || (s = kirk_new_out(g, n, &n->type, out)))
     return s;
   mm_compute(&p, in[0], in[1], *out);
   return KILN_OK;
@@ -449,8 +485,9 @@ kiln_status kir_epilogue_get(kir_graph *g, const kir_node *n, kir_epilogue *e) {
                   names[i], kir_attr_kind_name(want));
   }
   int32_t cnt = a[0]->u.ints.n;
-  /* fused_matmul's operands follow A and B; the chain ops' follow x0 */
-  int64_t first = n->op == KIR_OP_FUSED_MATMUL ? 2 : 1;
+  /* fused_matmul's and fused_conv's operands follow A and B (x and w); the chain ops'
+   * follow x0 */
+  int64_t first = n->op == KIR_OP_FUSED_MATMUL || n->op == KIR_OP_FUSED_CONV ? 2 : 1;
   if (a[1]->u.ints.n != cnt || a[2]->u.ints.n != cnt || a[3]->u.floats.n != cnt ||
       a[4]->u.floats.n != cnt)
     return kerr(g, n, KILN_ERR_GRAPH, "fused epilogue counts differ (epilogue %d, operand %d, "
@@ -485,7 +522,7 @@ kiln_status kir_epilogue_get(kir_graph *g, const kir_node *n, kir_epilogue *e) {
 /* One epilogue step over o in place. Each element is computed in double and rounded to
  * the dtype after every step, so a fused node gives exactly what the unfused chain of
  * nodes gives in this interpreter. */
-static void epilogue_step(const kir_epilogue *e, int32_t s, const kir_tensor *const *in,
+void kirk_epilogue_step(const kir_epilogue *e, int32_t s, const kir_tensor *const *in,
                           kir_tensor *o) {
   kir_op op = (kir_op)e->op[s];
   if (e->operand[s] < 0) {
@@ -494,10 +531,10 @@ static void epilogue_step(const kir_epilogue *e, int32_t s, const kir_tensor *co
   }
   const kir_tensor *c = in[e->operand[s]];
   int64_t st[KILN_MAX_RANK], ne = numel(&o->type);
-  bcast_strides(&c->type, &o->type, st);
+  kirk_bcast_strides(&c->type, &o->type, st);
   for (int64_t i = 0; i < ne; i++) {
-    double acc = ld_f(o, i), v = ld_f(c, bcast_offset(i, &o->type, st));
-    st_f(o, i, e->swap[s] ? kir_apply_binary(op, v, acc) : kir_apply_binary(op, acc, v));
+    double acc = ld_f(o, i), v = ld_f(c, kirk_bcast_offset(i, &o->type, st));
+    kirk_st_f(o, i, e->swap[s] ? kir_apply_binary(op, v, acc) : kir_apply_binary(op, acc, v));
   }
 }
 
@@ -508,15 +545,16 @@ static kiln_status k_fused_matmul(kir_graph *g, const kir_node *n, const kir_ten
   mm_plan p;
   kiln_status s = check_arith(g, n, in, n->n_inputs);
   if (s || (s = kir_epilogue_get(g, n, &e)) ||
-      (s = mm_make_plan(g, n, &in[0]->type, &in[1]->type, &p)) || (s = check_result(g, n, &p.out)))
+      (s = mm_make_plan(g, n, &in[0]->type, &in[1]->type, &p)) ||
+      (s = kirk_check_result(g, n, &p.out)))
     return s;
   for (int32_t i = 2; i < n->n_inputs; i++)
-    if (!bcast_into(&in[i]->type, &p.out))
+    if (!kirk_bcast_into(&in[i]->type, &p.out))
       return kerr(g, n, KILN_ERR_SHAPE, "epilogue operand %d (%s) does not broadcast to the "
                   "product %s", (int)i, tfmt(&in[i]->type, a, sizeof a), tfmt(&p.out, b, sizeof b));
-  if ((s = new_out(g, n, &n->type, out))) return s;
+  if ((s = kirk_new_out(g, n, &n->type, out))) return s;
   mm_compute(&p, in[0], in[1], *out);
-  for (int32_t i = 0; i < e.n; i++) epilogue_step(&e, i, in, *out);
+  for (int32_t i = 0; i < e.n; i++) kirk_epilogue_step(&e, i, in, *out);
   return KILN_OK;
 }
 
@@ -550,8 +588,8 @@ static kiln_status red_make_plan(kir_graph *g, const kir_node *n, kir_op kind, c
     if (p->red[d]) p->count *= in->dims[d];
     if (!p->red[d] || keep) p->out.dims[p->out.rank++] = p->red[d] ? 1 : in->dims[d];
   }
-  if (p->count == 0 && kind == KIR_OP_REDUCE_MAX)
-    return kerr(g, n, KILN_ERR_SHAPE, "reduce_max over an empty axis");
+  if (p->count == 0 && (kind == KIR_OP_REDUCE_MAX || kind == KIR_OP_REDUCE_MIN))
+    return kerr(g, n, KILN_ERR_SHAPE, "%s over an empty axis", kir_op_get(kind)->name);
   return KILN_OK;
 }
 
@@ -575,10 +613,12 @@ static int64_t decompose(int64_t flat, const int32_t *axes, int32_t na, const re
 
 static double red_float(kir_op op, const kir_tensor *x, const red_iter *it, int64_t base,
                         int64_t count) {
-  double acc = op == KIR_OP_REDUCE_MAX ? -INFINITY : 0.0;
+  double acc = op == KIR_OP_REDUCE_MAX ? -INFINITY : op == KIR_OP_REDUCE_MIN ? INFINITY : 0.0;
   for (int64_t r = 0; r < count; r++) {
     double v = ld_f(x, base + decompose(r, it->reduced, it->nr, it));
-    acc = op == KIR_OP_REDUCE_MAX ? kir_apply_binary(KIR_OP_MAXIMUM, acc, v) : acc + v;
+    if (op == KIR_OP_REDUCE_MAX) acc = kir_apply_binary(KIR_OP_MAXIMUM, acc, v);
+    else if (op == KIR_OP_REDUCE_MIN) acc = kir_apply_binary(KIR_OP_MINIMUM, acc, v);
+    else acc += v;
   }
   return op == KIR_OP_REDUCE_MEAN ? acc / (double)count : acc;
 }
@@ -586,19 +626,20 @@ static double red_float(kir_op op, const kir_tensor *x, const red_iter *it, int6
 static int64_t red_int(kir_op op, const kir_tensor *x, const red_iter *it, int64_t base,
                        int64_t count) {
   uint64_t sum = 0;
-  int64_t mx = INT64_MIN;
+  int64_t mx = INT64_MIN, mn = INT64_MAX;
   for (int64_t r = 0; r < count; r++) {
     int64_t v = ld_i(x, base + decompose(r, it->reduced, it->nr, it));
     sum += (uint64_t)v;
     if (v > mx) mx = v;
+    if (v < mn) mn = v;
   }
-  return op == KIR_OP_REDUCE_MAX ? mx : wrap64(sum);
+  return op == KIR_OP_REDUCE_MAX ? mx : op == KIR_OP_REDUCE_MIN ? mn : wrap64(sum);
 }
 
 /* out = reduction `kind` of x as planned by p. */
 static void reduce_into(kir_op kind, const kir_tensor *x, const red_plan *p, kir_tensor *out) {
   red_iter it = {0, 0, {0}, {0}, {0}, &x->type};
-  contiguous_strides(&x->type, it.st);
+  kirk_contiguous_strides(&x->type, it.st);
   for (int32_t d = 0; d < x->type.rank; d++) {
     if (p->red[d]) it.reduced[it.nr++] = d;
     else it.kept[it.nk++] = d;
@@ -606,8 +647,8 @@ static void reduce_into(kir_op kind, const kir_tensor *x, const red_plan *p, kir
   int64_t no = numel(&p->out);
   for (int64_t o = 0; o < no; o++) {
     int64_t base = decompose(o, it.kept, it.nk, &it);
-    if (is_float(out->type.dtype)) st_f(out, o, red_float(kind, x, &it, base, p->count));
-    else st_i(out, o, red_int(kind, x, &it, base, p->count));
+    if (is_float(out->type.dtype)) kirk_st_f(out, o, red_float(kind, x, &it, base, p->count));
+    else kirk_st_i(out, o, red_int(kind, x, &it, base, p->count));
   }
 }
 
@@ -615,8 +656,9 @@ static kiln_status k_reduce(kir_graph *g, const kir_node *n, const kir_tensor *c
                             kir_tensor **out) {
   red_plan p;
   kiln_status s = check_arith(g, n, in, 1);
-  if (s || (s = red_make_plan(g, n, n->op, &in[0]->type, &p)) || (s = check_result(g, n, &p.out)) ||
-      (s = new_out(g, n, &n->type, out)))
+  if (s || (s = red_make_plan(g, n, n->op, &in[0]->type, &p)) ||
+      (s = kirk_check_result(g, n, &p.out)) ||
+      (s = kirk_new_out(g, n, &n->type, out)))
     return s;
   reduce_into(n->op, in[0], &p, *out);
   return KILN_OK;
@@ -624,24 +666,28 @@ static kiln_status k_reduce(kir_graph *g, const kir_node *n, const kir_tensor *c
 
 /* ---------------------------------------------------------------- softmax ------- */
 
-/* Stable softmax of the `len` elements at base, base+stride, ... */
+/* Stable softmax (or, log: x - max - log(sum exp(x - max))) of the `len` elements at
+ * base, base+stride, ... */
 static void softmax_line(const kir_tensor *x, kir_tensor *o, int64_t base, int64_t len,
-                         int64_t stride) {
+                         int64_t stride, bool log_form) {
   double mx = -INFINITY, sum = 0;
   for (int64_t l = 0; l < len; l++) mx = kir_apply_binary(KIR_OP_MAXIMUM, mx, ld_f(x, base + l * stride));
   for (int64_t l = 0; l < len; l++) sum += exp(ld_f(x, base + l * stride) - mx);
-  for (int64_t l = 0; l < len; l++)
-    st_f(o, base + l * stride, exp(ld_f(x, base + l * stride) - mx) / sum);
+  for (int64_t l = 0; l < len; l++) {
+    double v = ld_f(x, base + l * stride) - mx;
+    kirk_st_f(o, base + l * stride, log_form ? v - log(sum) : exp(v) / sum);
+  }
 }
 
 /* o = softmax of x over axis ax (o may be x: each line is read before it is written). */
-static void softmax_all(const kir_tensor *x, kir_tensor *y, int32_t ax) {
+static void softmax_all(const kir_tensor *x, kir_tensor *y, int32_t ax, bool log_form) {
   const kir_type *t = &x->type;
   int64_t outer = 1, inner = 1, len = t->dims[ax];
   for (int32_t d = 0; d < ax; d++) outer *= t->dims[d];
   for (int32_t d = ax + 1; d < t->rank; d++) inner *= t->dims[d];
   for (int64_t o = 0; o < outer; o++)
-    for (int64_t i = 0; i < inner; i++) softmax_line(x, y, o * len * inner + i, len, inner);
+    for (int64_t i = 0; i < inner; i++)
+      softmax_line(x, y, o * len * inner + i, len, inner, log_form);
 }
 
 static kiln_status k_softmax(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
@@ -650,9 +696,9 @@ static kiln_status k_softmax(kir_graph *g, const kir_node *n, const kir_tensor *
   int32_t ax = 0;
   kiln_status s = check_arith(g, n, in, 1);
   if (s || (s = norm_axis(g, n, kir_attr_int(n, "axis", -1), t->rank, &ax)) ||
-      (s = check_result(g, n, t)) || (s = new_out(g, n, &n->type, out)))
+      (s = kirk_check_result(g, n, t)) || (s = kirk_new_out(g, n, &n->type, out)))
     return s;
-  softmax_all(in[0], *out, ax);
+  softmax_all(in[0], *out, ax, n->op == KIR_OP_LOG_SOFTMAX);
   return KILN_OK;
 }
 
@@ -677,21 +723,22 @@ static kiln_status chain_shape(kir_graph *g, const kir_node *n, const kir_tensor
  * unfused chain of nodes computes. */
 static kiln_status chain_eval(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
                               const kir_epilogue *e, const kir_type *t, kir_tensor **o) {
-  kiln_status s = new_out(g, n, t, o);
+  kiln_status s = kirk_new_out(g, n, t, o);
   if (s) return s;
   int64_t st[KILN_MAX_RANK], ne = numel(t);
-  bcast_strides(&in[0]->type, t, st);
-  for (int64_t i = 0; i < ne; i++) st_f(*o, i, ld_f(in[0], bcast_offset(i, t, st)));
-  for (int32_t k = 0; k < e->n; k++) epilogue_step(e, k, in, *o);
+  kirk_bcast_strides(&in[0]->type, t, st);
+  for (int64_t i = 0; i < ne; i++) kirk_st_f(*o, i, ld_f(in[0], kirk_bcast_offset(i, t, st)));
+  for (int32_t k = 0; k < e->n; k++) kirk_epilogue_step(e, k, in, *o);
   return KILN_OK;
 }
 
 /* The reduction a fused_reduce performs: its "reduce" attribute, a reduce op's number. */
 static kiln_status fused_reduce_kind(kir_graph *g, const kir_node *n, kir_op *kind) {
   int64_t r = kir_attr_int(n, "reduce", 0);
-  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX)
+  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX &&
+      r != KIR_OP_REDUCE_MIN)
     return kerr(g, n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not reduce_sum, "
-                "reduce_mean or reduce_max", (long long)r);
+                "reduce_mean, reduce_max or reduce_min", (long long)r);
   *kind = (kir_op)r;
   return KILN_OK;
 }
@@ -702,7 +749,7 @@ static kiln_status chain_finish(kir_graph *g, const kir_node *n, kir_tensor *v, 
   if (n->op == KIR_OP_FUSED_SOFTMAX) {
     int32_t ax = 0;
     if ((s = norm_axis(g, n, kir_attr_int(n, "axis", -1), v->type.rank, &ax))) return s;
-    softmax_all(v, v, ax);
+    softmax_all(v, v, ax, false);
   }
   if (n->op != KIR_OP_FUSED_REDUCE) {
     *out = v;
@@ -711,7 +758,7 @@ static kiln_status chain_finish(kir_graph *g, const kir_node *n, kir_tensor *v, 
   kir_op kind = KIR_OP_REDUCE_SUM;
   red_plan p;
   if ((s = fused_reduce_kind(g, n, &kind)) || (s = red_make_plan(g, n, kind, &v->type, &p)) ||
-      (s = check_result(g, n, &p.out)) || (s = new_out(g, n, &n->type, out)))
+      (s = kirk_check_result(g, n, &p.out)) || (s = kirk_new_out(g, n, &n->type, out)))
     return s;
   reduce_into(kind, v, &p, *out);
   return KILN_OK;
@@ -725,7 +772,7 @@ static kiln_status k_fused_chain(kir_graph *g, const kir_node *n, const kir_tens
   kiln_status s = check_arith(g, n, in, n->n_inputs);
   if (s || (s = kir_epilogue_get(g, n, &e)) || (s = chain_shape(g, n, in, &t))) return s;
   t.dtype = n->type.dtype;
-  if (n->op != KIR_OP_FUSED_REDUCE && (s = check_result(g, n, &t))) return s;
+  if (n->op != KIR_OP_FUSED_REDUCE && (s = kirk_check_result(g, n, &t))) return s;
   if ((s = chain_eval(g, n, in, &e, &t, &v))) return s;
   s = chain_finish(g, n, v, out);
   if (s || *out != v) kir_tensor_free(v);
@@ -742,7 +789,7 @@ static kiln_status check_same_dtype(kir_graph *g, const kir_node *n, const kir_t
 
 /* Copies the bytes of x into a new tensor of the node's type (same element count). */
 static kiln_status copy_as(kir_graph *g, const kir_node *n, const kir_tensor *x, kir_tensor **out) {
-  kiln_status s = new_out(g, n, &n->type, out);
+  kiln_status s = kirk_new_out(g, n, &n->type, out);
   if (s) return s;
   int64_t nb = kir_type_nbytes(&n->type);
   if (nb > 0) memcpy((*out)->data, x->data, (size_t)nb);
@@ -778,14 +825,14 @@ static kiln_status k_reshape(kir_graph *g, const kir_node *n, const kir_tensor *
                              kir_tensor **out) {
   kir_type t;
   kiln_status s = check_same_dtype(g, n, in[0]);
-  if (s || (s = reshape_target(g, n, &in[0]->type, &t)) || (s = check_result(g, n, &t)))
+  if (s || (s = reshape_target(g, n, &in[0]->type, &t)) || (s = kirk_check_result(g, n, &t)))
     return s;
   return copy_as(g, n, in[0], out);
 }
 
 static kiln_status k_identity(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
                               kir_tensor **out) {
-  kiln_status s = check_result(g, n, &in[0]->type);
+  kiln_status s = kirk_check_result(g, n, &in[0]->type);
   return s ? s : copy_as(g, n, in[0], out);
 }
 
@@ -816,10 +863,10 @@ static kiln_status k_transpose(kir_graph *g, const kir_node *n, const kir_tensor
   kiln_status s = check_same_dtype(g, n, in[0]);
   if (s || (s = transpose_perm(g, n, t->rank, perm))) return s;
   for (int32_t i = 0; i < t->rank; i++) ot.dims[i] = t->dims[perm[i]];
-  if ((s = check_result(g, n, &ot)) || (s = new_out(g, n, &n->type, out))) return s;
+  if ((s = kirk_check_result(g, n, &ot)) || (s = kirk_new_out(g, n, &n->type, out))) return s;
   int64_t ist[KILN_MAX_RANK], ne = numel(&ot);
   size_t es = kiln_dtype_size(t->dtype);
-  contiguous_strides(t, ist);
+  kirk_contiguous_strides(t, ist);
   for (int64_t o = 0; o < ne; o++) {
     int64_t rem = o, off = 0;
     for (int32_t d = ot.rank - 1; d >= 0; d--) {
@@ -837,7 +884,7 @@ static kiln_status k_constant(kir_graph *g, const kir_node *n, kir_tensor **out)
   const kir_tensor *v = kir_attr_tensor(n, "value");
   if (!v) return kerr(g, n, KILN_ERR_GRAPH, "constant has no tensor attribute 'value'");
   if (!type_ok(&v->type)) return kerr(g, n, KILN_ERR_GRAPH, "constant value has an invalid type");
-  kiln_status s = check_result(g, n, &v->type);
+  kiln_status s = kirk_check_result(g, n, &v->type);
   if (s) return s;
   *out = kir_tensor_clone(v);
   return *out ? KILN_OK : kerr(g, n, KILN_ERR_NOMEM, "out of memory for its result");
@@ -872,14 +919,14 @@ void kir_random_fill(kir_tensor *t, kir_op op, uint64_t seed, double a, double b
   int64_t ne = numel(&t->type);
   uint64_t state = seed;
   if (op == KIR_OP_RANDOM_UNIFORM) {
-    for (int64_t i = 0; i < ne; i++) st_f(t, i, a + (b - a) * uniform01(&state));
+    for (int64_t i = 0; i < ne; i++) kirk_st_f(t, i, a + (b - a) * uniform01(&state));
     return;
   }
   for (int64_t i = 0; i < ne; i += 2) {
     double u1 = uniform01(&state), u2 = uniform01(&state);
     double r = sqrt(-2.0 * log(1.0 - u1)), th = 2.0 * 3.14159265358979323846 * u2;
-    st_f(t, i, a + b * r * cos(th));
-    if (i + 1 < ne) st_f(t, i + 1, a + b * r * sin(th));
+    kirk_st_f(t, i, a + b * r * cos(th));
+    if (i + 1 < ne) kirk_st_f(t, i + 1, a + b * r * sin(th));
   }
 }
 
@@ -887,7 +934,7 @@ static kiln_status k_random(kir_graph *g, const kir_node *n, kir_tensor **out) {
   if (!is_float(n->type.dtype))
     return kerr(g, n, KILN_ERR_TYPE, "%s needs f32 or f64, got %s", kir_op_get(n->op)->name,
                 kiln_dtype_name(n->type.dtype));
-  kiln_status s = new_out(g, n, &n->type, out);
+  kiln_status s = kirk_new_out(g, n, &n->type, out);
   if (s) return s;
   bool normal = n->op == KIR_OP_RANDOM_NORMAL;
   double a = kir_attr_float(n, normal ? "mean" : "low", 0.0);
@@ -914,6 +961,7 @@ static kiln_status dispatch(kir_graph *g, const kir_node *n, const kir_tensor *c
   case KIR_OP_MATMUL: return k_matmul(g, n, in, out);
   case KIR_OP_ADD_N: return k_add_n(g, n, in, out);
   case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
+  case KIR_OP_REDUCE_MIN:
     return k_reduce(g, n, in, out);
   case KIR_OP_SOFTMAX: return k_softmax(g, n, in, out);
   case KIR_OP_RESHAPE: return k_reshape(g, n, in, out);
@@ -924,9 +972,11 @@ static kiln_status dispatch(kir_graph *g, const kir_node *n, const kir_tensor *c
   case KIR_OP_FUSED_MATMUL: return k_fused_matmul(g, n, in, out);
   case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE: case KIR_OP_FUSED_SOFTMAX:
     return k_fused_chain(g, n, in, out);
-  KIR_CASES_PENDING_ONNX:
-    return kerr(g, n, KILN_ERR_UNSUPPORTED, "%s has no reference kernel yet",
-                kir_op_get(n->op)->name);
+  case KIR_OP_LOG_SOFTMAX: return k_softmax(g, n, in, out);
+  case KIR_OP_ARGMAX: case KIR_OP_ARGMIN: case KIR_OP_CONCAT: case KIR_OP_SLICE:
+  case KIR_OP_GATHER: case KIR_OP_CAST: case KIR_OP_WHERE: case KIR_OP_CONV:
+  case KIR_OP_MAX_POOL: case KIR_OP_AVG_POOL: case KIR_OP_BATCH_NORM: case KIR_OP_FUSED_CONV:
+  case KIR_OP_MAX_POOL_INDICES: return kirk_nn_eval(g, n, in, out);
   case KIR_OP_INVALID: case KIR_OP_COUNT: break;
   }
   return kerr(g, n, KILN_ERR_GRAPH, "invalid op %d", (int)n->op);

@@ -139,8 +139,8 @@ void kps_pipeline_free(kps_pipeline *p); /* accepts NULL and an empty pipeline *
  * list restricted to the registered passes into buf; false for a level outside 0..2 or
  * a buf too small. */
 #define KPS_PIPELINE_O0 "infer-shapes,place"
-#define KPS_PIPELINE_O1 "infer-shapes,fold,dce,place"
-#define KPS_PIPELINE_O2 "infer-shapes,fold,simplify,cse,dce,fuse,place,plan-memory"
+#define KPS_PIPELINE_O1 "infer-shapes,fold,fold-batchnorm,dce,place"
+#define KPS_PIPELINE_O2 "infer-shapes,fold,fold-batchnorm,simplify,cse,dce,fuse,place,plan-memory"
 bool kps_pipeline_for_level(int level, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- dumps --------- */
@@ -170,7 +170,8 @@ kiln_status kps_dce(kir_graph *g, const kps_context *ctx, kps_result *res);
 kiln_status kps_fuse(kir_graph *g, const kps_context *ctx, kps_result *res);
 kiln_status kps_place(kir_graph *g, const kps_context *ctx, kps_result *res);
 /* simplify (kps_simplify.c): exact algebraic identities (x*1, x+(-0.0), x-(+0.0), x/1,
- * integer zeros, identity, neg(neg), relu(relu)), merged transposes, reshapes and
+ * integer zeros, identity, neg(neg), relu(relu), abs(abs), cast to the same dtype, a
+ * whole-tensor slice with step 1, concat of one input), merged transposes, reshapes and
  * clamps, and reduce_sum(matmul(A, B)) over both axes as a dot of A's column sums and
  * B's row sums (a reassociation: not bit-exact for floats). Keeps every node's type;
  * roots keep their names (a replaced root becomes an identity). */
@@ -179,11 +180,18 @@ kiln_status kps_simplify(kir_graph *g, const kps_context *ctx, kps_result *res);
  * ops), bit-equal attributes, type and devices; never placeholders, stateful or control
  * ops. The later node's uses go to the earlier; a root later node becomes an identity. */
 kiln_status kps_cse(kir_graph *g, const kps_context *ctx, kps_result *res);
+/* fold-batchnorm (kps_bn.c): a batch_norm with constant parameters whose input is a conv
+ * (or rank-2 matmul) with a constant weight, both used only there, is folded into that
+ * weight and a bias; any other batch_norm with constant parameters becomes
+ * add(mul(x, s), t) with constants of shape [C, 1, .., 1]. The batch_norm keeps its name.
+ * Logs one line per batch_norm. Counters "folded into conv/matmul", "rewritten as
+ * scale+shift". */
+kiln_status kps_fold_batchnorm(kir_graph *g, const kps_context *ctx, kps_result *res);
 
 /* fuse: for each fusion candidate the fuse pass would refuse on g, one line on `out`
  * saying why and naming the nodes, e.g.
  *   fuse: stopped after 'relu_3': 'relu_3' has 2 consumers ('add_7', 'mul_2')
- * in a deterministic order (matmul epilogues, then chains, each in node order). The
+ * in a deterministic order (matmul and conv epilogues, then chains, each in node order). The
  * same lines the pass writes to ctx->log. g (shapes inferred) is not changed. */
 kiln_status kps_explain_fusion(kir_graph *g, const kps_context *ctx, FILE *out);
 
@@ -239,7 +247,9 @@ kiln_status kps_plan_memory_ex(kir_graph *g, const int32_t *outputs, int32_t n_o
 kiln_status kps_plan_memory_pass(kir_graph *g, const kps_context *ctx, kps_result *res);
 /* place: whether `device` ("cpu:0", "cuda:1") has a kernel for op (a table in
  * kps_place.c: CUDA runs elementwise, matmul, add_n, reductions, softmax, fused,
- * shape and state ops; random sources are CPU only). */
+ * shape and state ops; random sources and the ONNX operator set of issue 4,
+ * wire 37..56, are CPU only for now). The place pass also keeps a fused node whose
+ * epilogue has a CPU-only step on the CPU. */
 bool kps_device_has_kernel(const char *device, kir_op op);
 
 #ifdef __cplusplus

@@ -20,8 +20,7 @@ static bool op_foldable(kir_op op) {
   case KIR_OP_NO_OP:
   case KIR_OP_INVALID:
   case KIR_OP_COUNT:
-  KIR_CASES_PENDING_ONNX:
-    return false;
+    return false; /* a placeholder's default is only used when nothing is fed */
   case KIR_OP_RANDOM_NORMAL:
   case KIR_OP_RANDOM_UNIFORM:
   case KIR_OP_ADD:
@@ -52,6 +51,26 @@ static bool op_foldable(kir_op op) {
   case KIR_OP_FUSED_ELEMENTWISE:
   case KIR_OP_FUSED_REDUCE:
   case KIR_OP_FUSED_SOFTMAX:
+  case KIR_OP_POW:
+  case KIR_OP_ABS:
+  case KIR_OP_LEAKY_RELU:
+  case KIR_OP_ERF:
+  case KIR_OP_GELU:
+  case KIR_OP_REDUCE_MIN:
+  case KIR_OP_LOG_SOFTMAX:
+  case KIR_OP_ARGMAX:
+  case KIR_OP_ARGMIN:
+  case KIR_OP_CONCAT:
+  case KIR_OP_SLICE:
+  case KIR_OP_GATHER:
+  case KIR_OP_CAST:
+  case KIR_OP_WHERE:
+  case KIR_OP_CONV:
+  case KIR_OP_MAX_POOL:
+  case KIR_OP_AVG_POOL:
+  case KIR_OP_BATCH_NORM:
+  case KIR_OP_FUSED_CONV:
+  case KIR_OP_MAX_POOL_INDICES:
     /* The table's flags decide the rest, so a new stateful op stays unfolded. */
     return !kir_op_has(op, KIR_F_STATEFUL | KIR_F_CONTROL | KIR_F_NO_OUTPUT);
   }

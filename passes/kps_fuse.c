@@ -1,7 +1,8 @@
-/* kps_fuse.c — fusion. (1) A float matmul and the chain of elementwise consumers after it
- * become one fused_matmul (epilogue). (2) A maximal linear chain of float elementwise ops
+/* kps_fuse.c — fusion. (1) A float matmul (or conv) and the chain of elementwise
+ * consumers after it become one fused_matmul (fused_conv) with an epilogue; a conv's own
+ * bias becomes the epilogue's first step, an add of the bias as [M, 1, .., 1]. (2) A maximal linear chain of float elementwise ops
  * (each the only user of the one before) becomes one fused_elementwise loop. (3) Such a
- * chain that ends in reduce_sum/mean/max or softmax becomes one fused_reduce /
+ * chain that ends in reduce_sum/mean/max/min or softmax becomes one fused_reduce /
  * fused_softmax that computes the chain where the reduction reads it. The plan is made on
  * the unchanged graph and writes one line per candidate it refuses (the only source of
  * kps_explain_fusion's answers and of the pass log); then it is applied. A fused node
@@ -19,10 +20,11 @@
 
 /* ---------------------------------------------------------------- facts --------- */
 
-enum { G_MATMUL = 1, G_CHAIN = 2 };
+enum { G_MATMUL = 1, G_CHAIN = 2, G_CONV = 3 };
 
 typedef struct group {
-  int32_t kind;  /* G_MATMUL: members = matmul, steps; G_CHAIN: steps [, reduction] */
+  int32_t kind;  /* G_MATMUL / G_CONV: members = matmul or conv, steps; G_CHAIN: steps
+                    [, reduction] */
   int32_t start; /* index of the first member in fuse_info.members */
   int32_t n;     /* member count; the last one becomes the fused node */
 } group;
@@ -41,6 +43,7 @@ typedef struct fuse_info {
   group *groups;
   int32_t n_groups;
   FILE *out;         /* where refusals are written (may be NULL) */
+  int32_t appended;  /* nodes appended by the rewrite (conv biases as [M, 1, .., 1]) */
 } fuse_info;
 
 static void info_free(fuse_info *fi) {
@@ -118,14 +121,14 @@ static bool is_ew(const kir_node *n) {
 /* A reduction or softmax that can end a chain. */
 static bool is_tail(const kir_node *n) {
   return n->op == KIR_OP_REDUCE_SUM || n->op == KIR_OP_REDUCE_MEAN || n->op == KIR_OP_REDUCE_MAX ||
-         n->op == KIR_OP_SOFTMAX;
+         n->op == KIR_OP_REDUCE_MIN || n->op == KIR_OP_SOFTMAX;
 }
 
 /* Cheap enough to recompute for every element of a broadcast. */
 static bool is_cheap(kir_op op) {
   return op == KIR_OP_ADD || op == KIR_OP_SUB || op == KIR_OP_MUL || op == KIR_OP_DIV ||
          op == KIR_OP_MAXIMUM || op == KIR_OP_MINIMUM || op == KIR_OP_NEG || op == KIR_OP_RELU ||
-         op == KIR_OP_CLAMP;
+         op == KIR_OP_CLAMP || op == KIR_OP_ABS || op == KIR_OP_LEAKY_RELU;
 }
 
 static const char *op_name(kir_op op) {
@@ -221,7 +224,8 @@ static bool mm_step_ok(const kir_graph *g, const fuse_info *fi, const kir_node *
                        const kir_node *c, const kir_node *e, char *why, size_t n) {
   char esc[KPS_ESC], esc2[KPS_ESC], t1[64], t2[64];
   if (fi->owner[e->id] >= 0) {
-    snprintf(why, n, "'%s' is already fused into another matmul", kir_escape(e->name, esc, sizeof esc));
+    snprintf(why, n, "'%s' is already fused into another %s", kir_escape(e->name, esc, sizeof esc),
+             op_name(mm->op));
     return false;
   }
   if (!is_ew(e)) {
@@ -291,15 +295,16 @@ static void add_group(fuse_info *fi, int32_t kind, const int32_t *ids, int32_t n
   }
 }
 
+/* Matmuls and convs with their epilogues, in node order. */
 static void plan_matmuls(const kir_graph *g, fuse_info *fi, int32_t *buf) {
   char why[WHY_LEN], esc[KPS_ESC];
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *mm = g->nodes[i];
-    if (mm->op != KIR_OP_MATMUL || !is_float(mm->type.dtype)) continue;
+    if ((mm->op != KIR_OP_MATMUL && mm->op != KIR_OP_CONV) || !is_float(mm->type.dtype)) continue;
     buf[0] = mm->id;
     int32_t cnt = mm_grow(g, fi, mm, buf + 1, why, sizeof why);
     if (why[0]) say(fi, "stopped after '%s': %s", kir_escape(g->nodes[buf[cnt]]->name, esc, sizeof esc), why);
-    if (cnt > 0) add_group(fi, G_MATMUL, buf, cnt + 1);
+    if (cnt > 0) add_group(fi, mm->op == KIR_OP_CONV ? G_CONV : G_MATMUL, buf, cnt + 1);
   }
 }
 
@@ -473,6 +478,15 @@ static int32_t operand_index(epi_attrs *a, int32_t id, int32_t first, bool dedup
   return a->n_in++;
 }
 
+/* A step's clamp_min slot (ops.def): clamp's lower bound, leaky_relu's alpha, gelu's
+ * approximate; NaN for the other ops. */
+static double step_param(const kir_node *e) {
+  if (e->op == KIR_OP_CLAMP) return kir_attr_float(e, "min", NAN);
+  if (e->op == KIR_OP_LEAKY_RELU) return kir_attr_float(e, "alpha", 0.01);
+  if (e->op == KIR_OP_GELU) return (double)kir_attr_int(e, "approximate", 0);
+  return NAN;
+}
+
 /* One epilogue step per elementwise node in ids, the value flowing in from prev. */
 static void epi_steps(const kir_graph *g, const int32_t *ids, int32_t n, int32_t prev,
                       int32_t first, bool dedupe, epi_attrs *a) {
@@ -482,16 +496,32 @@ static void epi_steps(const kir_graph *g, const int32_t *ids, int32_t n, int32_t
     a->op[k] = e->op;
     a->swap[k] = o >= 0 && e->inputs[1] == prev && e->inputs[0] != prev; /* x*x: no swap */
     a->operand[k] = o >= 0 ? operand_index(a, o, first, dedupe) : -1;
-    a->lo[k] = e->op == KIR_OP_CLAMP ? kir_attr_float(e, "min", NAN) : NAN;
+    a->lo[k] = step_param(e);
     a->hi[k] = e->op == KIR_OP_CLAMP ? kir_attr_float(e, "max", NAN) : NAN;
     a->from[a->n_from++] = e->name;
     prev = e->id;
   }
 }
 
-/* Fills inputs and epilogue for a group; returns the fused op. */
-static kir_op epi_fill(const kir_graph *g, const group *gr, const int32_t *ids, epi_attrs *a) {
+/* Fills inputs and epilogue for a group; returns the fused op. bias: a conv group's bias
+ * as [M, 1, .., 1] (its first step), or -1. */
+static kir_op epi_fill(const kir_graph *g, const group *gr, const int32_t *ids, int32_t bias,
+                       epi_attrs *a) {
   const kir_node *first = g->nodes[ids[0]], *last = g->nodes[ids[gr->n - 1]];
+  if (gr->kind == G_CONV) {
+    a->inputs[a->n_in++] = first->inputs[0];
+    a->inputs[a->n_in++] = first->inputs[1];
+    a->from[a->n_from++] = first->name;
+    if (bias >= 0) {
+      int32_t k = a->n_steps++;
+      a->op[k] = KIR_OP_ADD;
+      a->operand[k] = operand_index(a, bias, 2, true);
+      a->swap[k] = 0;
+      a->lo[k] = a->hi[k] = NAN;
+    }
+    epi_steps(g, ids + 1, gr->n - 1, first->id, 2, true, a);
+    return KIR_OP_FUSED_CONV;
+  }
   if (gr->kind == G_MATMUL) {
     a->inputs[a->n_in++] = first->inputs[0];
     a->inputs[a->n_in++] = first->inputs[1];
@@ -523,6 +553,9 @@ static kiln_status set_attrs(kir_graph *g, kir_node *f, const kir_node *first,
   if (f->op == KIR_OP_FUSED_MATMUL) {
     st = copy_attr(g, f, first, "transpose_a");
     if (st == KILN_OK) st = copy_attr(g, f, first, "transpose_b");
+  } else if (f->op == KIR_OP_FUSED_CONV) {
+    static const char *const conv_attrs[] = {"strides", "pads", "dilations", "group"};
+    for (int32_t i = 0; i < 4 && st == KILN_OK; i++) st = copy_attr(g, f, first, conv_attrs[i]);
   } else if (f->op == KIR_OP_FUSED_REDUCE) {
     st = kir_attr_set_int(g, f, "reduce", last->op);
     if (st == KILN_OK) st = copy_attr(g, f, last, "axes");
@@ -550,8 +583,9 @@ static kiln_status type_mismatch(kir_graph *g, const kir_node *f, const kir_type
 /* Rewrites the group's last node in place into the fused node (so its name, and every
  * use of it, carry over). Transactional: on failure the node is as before. */
 static kiln_status rewrite_last(kir_graph *g, const kir_node *first, kir_node *f, kir_op op,
-                                const epi_attrs *a) {
+                                const epi_attrs *a, kir_node *saved_out) {
   kir_node saved = *f;
+  *saved_out = saved;
   int32_t *inputs = kir_graph_alloc(g, (size_t)a->n_in * sizeof *inputs);
   if (!inputs) return g->status ? g->status : KILN_ERR_NOMEM;
   memcpy(inputs, a->inputs, (size_t)a->n_in * sizeof *inputs);
@@ -575,15 +609,76 @@ static kiln_status rewrite_last(kir_graph *g, const kir_node *first, kir_node *f
   return st;
 }
 
-static kiln_status apply_group(kir_graph *g, fuse_info *fi, const group *gr) {
+/* base + suffix, or base + suffix + ".k", the first that is not a node name yet. */
+static const char *fresh_name(const kir_graph *g, const char *base, const char *suffix,
+                              char *buf, size_t n) {
+  if (strlen(base) + strlen(suffix) + 16 > KIR_MAX_NAME) base = "fuse";
+  snprintf(buf, n, "%s%s", base, suffix);
+  for (int32_t k = 1; kir_graph_find(g, buf) && k <= g->n_nodes + 1; k++)
+    snprintf(buf, n, "%s%s.%d", base, suffix, (int)k);
+  return buf;
+}
+
+/* The new node's value: a constant bias reshaped (a copy of its tensor), else a reshape
+ * of the bias. On failure nothing is appended. */
+static kiln_status bias_node(kir_graph *g, const kir_node *conv, const kir_node *b,
+                             const int64_t *shape, int32_t rank, kir_node **out) {
+  char name[KIR_MAX_NAME + 1];
+  const kir_tensor *bt = b->op == KIR_OP_CONSTANT ? kir_attr_tensor(b, "value") : NULL;
+  fresh_name(g, conv->name, "/bias", name, sizeof name);
+  kir_node *n = kir_node_add(g, bt ? KIR_OP_CONSTANT : KIR_OP_RESHAPE, name, &b->id, bt ? 0 : 1);
+  if (!n) return g->status != KILN_OK ? g->status : KILN_ERR_NOMEM;
+  kiln_status st;
+  if (bt) {
+    kir_tensor view = *bt; /* the same bytes under the new shape */
+    view.type.rank = rank;
+    memcpy(view.type.dims, shape, (size_t)rank * sizeof *shape);
+    st = kir_attr_set_tensor(g, n, "value", &view);
+  } else {
+    st = kir_attr_set_ints(g, n, "shape", shape, rank);
+  }
+  n->device = conv->device;
+  n->assigned_device = conv->assigned_device;
+  n->placement_reason = conv->placement_reason;
+  if (st == KILN_OK) st = kir_infer_node(g, n);
+  if (st != KILN_OK) kir_graph_pop_node(g);
+  else *out = n;
+  return st;
+}
+
+/* A conv's bias [M] as a new node of shape [M, 1, .., 1] (appended: the graph is sorted
+ * after the rewrites); -1 in *id when the conv has none. A bias constant left unused is
+ * dropped with the absorbed nodes. */
+static kiln_status conv_bias(kir_graph *g, fuse_info *fi, const kir_node *conv, int32_t *id) {
+  *id = -1;
+  if (conv->n_inputs < 3) return KILN_OK;
+  const kir_node *b = g->nodes[conv->inputs[2]];
+  int64_t shape[KILN_MAX_RANK];
+  int32_t rank = conv->type.rank - 1;
+  if (rank < 1 || b->type.rank != 1) return kir_seterr(g, KILN_ERR_INTERNAL, "fuse: conv bias of rank %d", (int)b->type.rank);
+  shape[0] = conv->type.dims[1];
+  for (int32_t i = 1; i < rank; i++) shape[i] = 1;
+  kir_node *n = NULL;
+  kiln_status st = bias_node(g, conv, b, shape, rank, &n);
+  if (st != KILN_OK) return st;
+  fi->appended++;
+  *id = n->id;
+  if (n->op == KIR_OP_CONSTANT && fi->uses[b->id] == 1 && !fi->root[b->id]) fi->keep[b->id] = false;
+  return KILN_OK;
+}
+
+static kiln_status apply_group(kir_graph *g, fuse_info *fi, const group *gr, kir_node *saved) {
   const int32_t *ids = fi->members + gr->start;
+  int32_t bias = -1;
+  kiln_status st0 = gr->kind == G_CONV ? conv_bias(g, fi, g->nodes[ids[0]], &bias) : KILN_OK;
+  if (st0 != KILN_OK) return st0;
   epi_attrs a;
   if (!epi_alloc(&a, gr->n)) {
     epi_free(&a);
     return kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
   }
-  kir_op op = epi_fill(g, gr, ids, &a);
-  kiln_status st = rewrite_last(g, g->nodes[ids[0]], g->nodes[ids[gr->n - 1]], op, &a);
+  kir_op op = epi_fill(g, gr, ids, bias, &a);
+  kiln_status st = rewrite_last(g, g->nodes[ids[0]], g->nodes[ids[gr->n - 1]], op, &a, saved);
   epi_free(&a);
   if (st != KILN_OK) return st;
   for (int32_t s = 0; s + 1 < gr->n; s++) fi->keep[ids[s]] = false;
@@ -602,36 +697,80 @@ kiln_status kps_explain_fusion(kir_graph *g, const kps_context *ctx, FILE *out) 
   return st;
 }
 
+/* Drops the absorbed nodes (keep covers the original nodes). With appended nodes (conv
+ * biases), first sorts them into place: a failed sort leaves the graph unchanged, and
+ * *committed says whether it changed for good (a failed compaction leaves it valid). */
+static kiln_status finish(kir_graph *g, const fuse_info *fi, bool *committed) {
+  if (fi->appended == 0) {
+    *committed = true;
+    return kir_graph_compact(g, fi->keep);
+  }
+  size_t n = (size_t)g->n_nodes + 1;
+  kir_node **drop = kir_calloc(n, sizeof *drop);
+  bool *keep = kir_calloc(n, sizeof *keep);
+  int32_t n_drop = 0;
+  kiln_status st = drop && keep ? KILN_OK : kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
+  for (int32_t i = 0; st == KILN_OK && i < fi->n_nodes; i++)
+    if (!fi->keep[i]) drop[n_drop++] = g->nodes[i];
+  if (st == KILN_OK) st = kir_graph_toposort(g);
+  *committed = st == KILN_OK;
+  for (int32_t i = 0; st == KILN_OK && i < g->n_nodes; i++) keep[i] = true;
+  for (int32_t i = 0; st == KILN_OK && i < n_drop; i++) keep[drop[i]->id] = false;
+  if (st == KILN_OK) st = kir_graph_compact(g, keep);
+  kir_free(drop);
+  kir_free(keep);
+  return st;
+}
+
+/* After an error: the rewritten nodes restored (latest first) and appended nodes popped,
+ * so the graph is as it was. Allocates nothing. */
+static void undo(kir_graph *g, const fuse_info *fi, const int32_t *done, const kir_node *saved,
+                 int32_t n_done) {
+  for (int32_t i = n_done - 1; i >= 0; i--) *g->nodes[done[i]] = saved[i];
+  while (g->n_nodes > fi->n_nodes) kir_graph_pop_node(g);
+}
+
 kiln_status kps_fuse(kir_graph *g, const kps_context *ctx, kps_result *res) {
-  int64_t count[3] = {0, 0, 0}, absorbed = 0;
-  res->n_stats = 4;
+  int64_t count[4] = {0, 0, 0, 0}, absorbed = 0;
+  res->n_stats = 5;
   res->stats[0] = (kps_stat){"matmuls fused", 0};
   res->stats[1] = (kps_stat){"ops absorbed", 0};
   res->stats[2] = (kps_stat){"chains fused", 0};
   res->stats[3] = (kps_stat){"reductions fused", 0};
+  res->stats[4] = (kps_stat){"convs fused", 0};
   if (g->n_nodes == 0) return KILN_OK;
   fuse_info fi;
   kiln_status st = make_plan(g, ctx, ctx->log, &fi);
   if (st != KILN_OK) return st;
+  kir_node *saved = kir_calloc((size_t)fi.n_groups + 1, sizeof *saved);
+  int32_t *done = kir_calloc((size_t)fi.n_groups + 1, sizeof *done), n_done = 0;
+  if (!saved || !done) st = kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
   /* Each rewrite reads only nodes no earlier rewrite changed (members of one group are
    * nobody else's operands, and a rewritten node keeps its id, name and type). After an
-   * error the rewritten nodes are complete and the absorbed ones merely unused, so the
-   * graph stays valid without compacting. */
+   * error every rewrite is undone (conv biases may have been appended after their
+   * users), so the graph is as it was. */
   for (int32_t i = 0; i < fi.n_groups && st == KILN_OK; i++) {
     const group *gr = &fi.groups[i];
-    st = apply_group(g, &fi, gr);
+    int32_t last_id = fi.members[gr->start + gr->n - 1];
+    st = apply_group(g, &fi, gr, &saved[n_done]);
     if (st != KILN_OK) break;
+    done[n_done++] = last_id;
     const kir_node *last = g->nodes[fi.members[gr->start + gr->n - 1]];
-    count[gr->kind == G_MATMUL ? 0 : last->op == KIR_OP_FUSED_ELEMENTWISE ? 1 : 2]++;
+    count[gr->kind == G_MATMUL ? 0 : gr->kind == G_CONV ? 3 : last->op == KIR_OP_FUSED_ELEMENTWISE ? 1 : 2]++;
     absorbed += gr->n - 1;
   }
-  if (st == KILN_OK && fi.n_groups > 0) st = kir_graph_compact(g, fi.keep);
+  bool committed = false;
+  if (st == KILN_OK && fi.n_groups > 0) st = finish(g, &fi, &committed);
+  if (st != KILN_OK && !committed) undo(g, &fi, done, saved, n_done);
+  kir_free(saved);
+  kir_free(done);
   info_free(&fi);
   if (st != KILN_OK) return st;
   res->stats[0].value = count[0];
   res->stats[1].value = absorbed;
   res->stats[2].value = count[1];
   res->stats[3].value = count[2];
+  res->stats[4].value = count[3];
   res->changed = fi.n_groups > 0;
   return KILN_OK;
 }

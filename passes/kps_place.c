@@ -121,10 +121,11 @@ static int32_t target_find(const target *t, const char *dev) {
 
 /* ---------------------------------------------------------------- kernels ------- */
 /* Which ops a CUDA device has kernels for, as data. By flag: every elementwise op,
- * reduction and fused op, and control ops (which compute nothing). By name: the ops
- * listed here. Everything else (random_normal, random_uniform, and any new op until it
- * is listed) runs on the CPU only. Constants and placeholders are data: they can live
- * on any device. */
+ * reduction and fused op, and control ops (which compute nothing), except the ops in
+ * cuda_missing. By name: the ops in cuda_listed. Everything else (random_normal,
+ * random_uniform, the ONNX operator set of issue 4 until CUDA kernels exist) runs on
+ * the CPU only; so does a fused node with a step (or fused reduction) of such an op.
+ * Constants and placeholders are data: they can live on any device. */
 #define CUDA_BY_FLAG (KIR_F_ELEMENTWISE | KIR_F_REDUCTION | KIR_F_FUSED | KIR_F_CONTROL)
 
 static const bool cuda_listed[KIR_OP_COUNT] = {
@@ -134,12 +135,37 @@ static const bool cuda_listed[KIR_OP_COUNT] = {
     [KIR_OP_CONSTANT] = true, [KIR_OP_PLACEHOLDER] = true,
 };
 
+/* Ops the flags would give a CUDA kernel that has none yet (issue 4's operator set). */
+static const bool cuda_missing[KIR_OP_COUNT] = {
+    [KIR_OP_POW] = true,         [KIR_OP_ABS] = true,        [KIR_OP_LEAKY_RELU] = true,
+    [KIR_OP_ERF] = true,         [KIR_OP_GELU] = true,       [KIR_OP_REDUCE_MIN] = true,
+    [KIR_OP_FUSED_CONV] = true,
+};
+
 static bool is_cuda(const char *dev) { return has_prefix(dev, "cuda:"); }
 
 bool kps_device_has_kernel(const char *device, kir_op op) {
   if (!kir_op_get(op) || !device) return false;
   if (!is_cuda(device)) return true;
-  return kir_op_has(op, CUDA_BY_FLAG) || cuda_listed[op];
+  return (kir_op_has(op, CUDA_BY_FLAG) && !cuda_missing[op]) || cuda_listed[op];
+}
+
+/* The op of n that `device` has no kernel for: n's own, or for a fused node one of its
+ * epilogue steps or its fused reduction; KIR_OP_INVALID when it has them all. */
+static kir_op kernel_gap(const char *device, const kir_node *n) {
+  if (!kps_device_has_kernel(device, n->op)) return n->op;
+  if (!kir_op_has(n->op, KIR_F_FUSED)) return KIR_OP_INVALID;
+  int32_t cnt = 0;
+  const int64_t *steps = kir_attr_ints(n, "epilogue", &cnt);
+  for (int32_t i = 0; steps && i < cnt; i++)
+    if (!kps_device_has_kernel(device, (kir_op)steps[i])) return (kir_op)steps[i];
+  int64_t red = kir_attr_int(n, "reduce", KIR_OP_INVALID);
+  if (n->op == KIR_OP_FUSED_REDUCE && !kps_device_has_kernel(device, (kir_op)red)) return (kir_op)red;
+  return KIR_OP_INVALID;
+}
+
+static bool node_has_kernel(const char *device, const kir_node *n) {
+  return kernel_gap(device, n) == KIR_OP_INVALID;
 }
 
 static bool is_data(kir_op op) { return op == KIR_OP_CONSTANT || op == KIR_OP_PLACEHOLDER; }
@@ -147,6 +173,12 @@ static bool is_data(kir_op op) { return op == KIR_OP_CONSTANT || op == KIR_OP_PL
 static const char *op_name(kir_op op) {
   const kir_op_info *i = kir_op_get(op);
   return i ? i->name : "invalid";
+}
+
+/* For reasons: the op `device` lacks a kernel for (n's own op when it lacks none). */
+static const char *gap_name(const char *device, const kir_node *n) {
+  kir_op gap = device ? kernel_gap(device, n) : KIR_OP_INVALID;
+  return op_name(gap != KIR_OP_INVALID ? gap : n->op);
 }
 
 /* ---------------------------------------------------------------- decisions ----- */
@@ -199,7 +231,7 @@ static kiln_status fallback(placer *P, const kir_node *n, const char *want, int3
   if (kind == WHY_ABSENT)
     snprintf(msg, sizeof msg, "device '%s' requested but the target has only %s", want, P->t.list);
   else
-    snprintf(msg, sizeof msg, "device '%s' requested but it has no kernel for '%s'", want, op_name(n->op));
+    snprintf(msg, sizeof msg, "device '%s' requested but it has no kernel for '%s'", want, gap_name(want, n));
   if (P->strict)
     return kir_seterr(P->g, KILN_ERR_UNSUPPORTED, "node '%s': %s", kir_escape(n->name, esc, sizeof esc), msg);
   if (P->t.cpu < 0) return no_cpu(P, n, msg);
@@ -210,7 +242,7 @@ static kiln_status fallback(placer *P, const kir_node *n, const char *want, int3
 static kiln_status decide_pinned(placer *P, const kir_node *n, const char *want, decision *d) {
   int32_t at = target_find(&P->t, want);
   if (at < 0) return fallback(P, n, want, WHY_ABSENT, d);
-  if (!kps_device_has_kernel(want, n->op)) return fallback(P, n, want, WHY_NO_KERNEL, d);
+  if (!node_has_kernel(want, n)) return fallback(P, n, want, WHY_NO_KERNEL, d);
   *d = (decision){at, n->op == KIR_OP_TRANSFER ? WHY_TRANSFER : WHY_PINNED, -1, false};
   return KILN_OK;
 }
@@ -244,7 +276,7 @@ static kiln_status decide_basic(placer *P, const kir_node *n, decision *d) {
     *d = (decision){host(&P->t), WHY_CONTROL, -1, false};
     return KILN_OK;
   }
-  if (P->t.cuda >= 0 && kps_device_has_kernel(P->t.dev[P->t.cuda], n->op)) {
+  if (P->t.cuda >= 0 && node_has_kernel(P->t.dev[P->t.cuda], n)) {
     *d = (decision){P->t.cuda, WHY_DEFAULT_CUDA, -1, false};
     return KILN_OK;
   }
@@ -357,10 +389,12 @@ static void reason_text(const placer *P, const kir_graph *g, int32_t i, char *bu
     return;
   case WHY_NO_KERNEL:
     snprintf(buf, n, "requested '%s', which has no kernel for '%s'; soft placement to %s", want,
-             op_name(nd->op), dev);
+             want[0] ? gap_name(want, nd) : op_name(nd->op), dev);
     return;
   case WHY_DEFAULT_CUDA: snprintf(buf, n, "default device %s: has a kernel for '%s'", dev, op_name(nd->op)); return;
-  case WHY_CPU_NO_CUDA: snprintf(buf, n, "no CUDA kernel for '%s'; %s", op_name(nd->op), dev); return;
+  case WHY_CPU_NO_CUDA:
+    snprintf(buf, n, "no CUDA kernel for '%s'; %s", P->t.cuda >= 0 ? gap_name(P->t.dev[P->t.cuda], nd) : op_name(nd->op), dev);
+    return;
   case WHY_DEFAULT_CPU: snprintf(buf, n, "no device requested; default %s", dev); return;
   case WHY_CONSUMER: snprintf(buf, n, "with its first consumer '%s'", esc); return;
   case WHY_NO_CONSUMER: snprintf(buf, n, "no consumer; default %s", dev); return;

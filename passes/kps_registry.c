@@ -18,18 +18,22 @@ static const char *const place_stats[] = {"nodes placed", "soft placements", "tr
 static const char *const plan_stats[] = {"in-place reuses", "weights bytes", "peak bytes (DEVICE)", NULL};
 
 static const char *const simplify_stats[] = {
-    "arithmetic identities removed", "identity nodes removed", "neg/relu pairs removed",
+    "arithmetic identities removed", "identity nodes removed", "neg/relu/abs pairs removed",
     "transposes merged", "reshapes merged", "clamps merged", "reduce_sum(matmul) rewritten",
     "roots kept as identity", NULL};
 static const char *const cse_stats[] = {"nodes merged", "roots kept as identity", NULL};
+static const char *const bn_stats[] = {"folded into conv/matmul", "rewritten as scale+shift", NULL};
+static const char *const fuse_stats[] = {"matmuls fused", "ops absorbed", "chains fused",
+                                         "reductions fused", "convs fused", NULL};
 
 const kps_pass_info kps_passes[] = {
     {"infer-shapes", "compute every node's dtype and shape from its inputs", kps_infer_shapes, NULL, 0, infer_stats},
     {"fold", "evaluate constant subgraphs with the reference interpreter (size-capped)", kps_fold, fold_options, 1, fold_stats},
+    {"fold-batchnorm", "fold inference batch_norm into the conv/matmul before it, else rewrite it as scale+shift", kps_fold_batchnorm, NULL, 0, bn_stats},
     {"simplify", "exact algebraic identities; double transposes, reshapes, clamps; reduce_sum(matmul) without the product", kps_simplify, NULL, 0, simplify_stats},
     {"cse", "merge nodes computing the same value (same op, inputs, attributes, device)", kps_cse, NULL, 0, cse_stats},
     {"dce", "drop nodes that no root or placeholder needs", kps_dce},
-    {"fuse", "fuse matmul epilogues, elementwise chains and chains ending in a reduction or softmax", kps_fuse},
+    {"fuse", "fuse matmul and conv epilogues, elementwise chains and chains ending in a reduction or softmax", kps_fuse, NULL, 0, fuse_stats},
     {"place", "assign a device to every node and record why; transfers between devices", kps_place, place_options, 1, place_stats},
     {"plan-memory", "liveness-based offsets in one arena per device, in-place reuse; peak bytes per device", kps_plan_memory_pass, NULL, 0, plan_stats},
 };

@@ -1,5 +1,6 @@
 /* kps_simplify.c — algebraic simplification: exact identities (x*1, x+(-0.0), x-0, x/1,
- * identity, neg(neg), relu(relu)), merged transposes, reshapes and clamps, and
+ * identity, neg(neg), relu(relu), abs(abs), a cast to the same dtype, a slice of the
+ * whole tensor with step 1, a concat of one input), merged transposes, reshapes and clamps, and
  * reduce_sum(matmul(A, B)) computed as a dot product of A's column sums and B's row sums,
  * so the product is never materialized. Depends on ir/ only.
  *
@@ -43,7 +44,7 @@ enum {
 };
 
 static const char *const stat_names[ST_COUNT] = {
-    "arithmetic identities removed", "identity nodes removed", "neg/relu pairs removed",
+    "arithmetic identities removed", "identity nodes removed", "neg/relu/abs pairs removed",
     "transposes merged", "reshapes merged", "clamps merged",
     "reduce_sum(matmul) rewritten", "roots kept as identity"};
 
@@ -180,7 +181,8 @@ static outcome binary_identity(const kir_graph *g, const kir_node *n) {
 static outcome unary_pair(const kir_graph *g, const kir_node *n) {
   const kir_node *in = input(g, n, 0);
   if (in->op != n->op || in->n_inputs != 1 || !kir_type_equal(&in->type, &n->type)) return NONE;
-  if (n->op == KIR_OP_RELU) return replace_by(in->id, ST_PAIR); /* relu(relu(x)) = relu(x) */
+  if (n->op == KIR_OP_RELU || n->op == KIR_OP_ABS) /* relu(relu(x)) = relu(x), abs likewise */
+    return replace_by(in->id, ST_PAIR);
   const kir_node *x = input(g, in, 0);                       /* neg(neg(x)) = x, exactly */
   return kir_type_equal(&x->type, &n->type) ? replace_by(x->id, ST_PAIR) : NONE;
 }
@@ -191,6 +193,25 @@ static outcome identity_node(const kir_graph *g, const kir_node *n) {
   if (n->device[0] && strcmp(n->device, in->device) != 0) return NONE;
   if (n->assigned_device[0] && strcmp(n->assigned_device, in->assigned_device) != 0) return NONE;
   return kir_type_equal(&in->type, &n->type) ? replace_by(in->id, ST_IDENTITY) : NONE;
+}
+
+/* cast to its input's dtype, concat of one input, and a slice with every step 1 that
+ * keeps the whole shape (with step 1 an unchanged length means start 0 and end the dim),
+ * are their input, whatever the dtype. */
+static bool steps_all_one(const kir_node *n) {
+  int32_t count = 0;
+  const int64_t *v = kir_attr_ints(n, "steps", &count);
+  for (int32_t i = 0; v && i < count; i++)
+    if (v[i] != 1) return false;
+  return true;
+}
+
+static outcome noop_shape_op(const kir_graph *g, const kir_node *n) {
+  if (n->n_inputs != 1) return NONE;
+  const kir_node *in = input(g, n, 0);
+  if (!kir_type_equal(&in->type, &n->type)) return NONE;
+  if (n->op == KIR_OP_SLICE && !steps_all_one(n)) return NONE;
+  return replace_by(in->id, ST_IDENTITY);
 }
 
 /* ---------------------------------------------------------------- transposes ---- */
@@ -317,11 +338,15 @@ static kiln_status merge_clamp(kir_graph *g, kir_node *n, outcome *out) {
  * below have rewrites; every other op is left as it is, so this is not a switch. */
 static kiln_status local_rewrite(kir_graph *g, kir_node *n, outcome *out) {
   *out = NONE;
-  if (!is_int(n->type.dtype) && !is_float(n->type.dtype)) return KILN_OK;
   kir_op op = n->op;
+  if (op == KIR_OP_CAST || op == KIR_OP_SLICE || op == KIR_OP_CONCAT) {
+    *out = noop_shape_op(g, n);
+    return KILN_OK;
+  }
+  if (!is_int(n->type.dtype) && !is_float(n->type.dtype)) return KILN_OK;
   if (op == KIR_OP_MUL || op == KIR_OP_ADD || op == KIR_OP_SUB || op == KIR_OP_DIV)
     *out = binary_identity(g, n);
-  else if ((op == KIR_OP_NEG || op == KIR_OP_RELU) && n->n_inputs == 1)
+  else if ((op == KIR_OP_NEG || op == KIR_OP_RELU || op == KIR_OP_ABS) && n->n_inputs == 1)
     *out = unary_pair(g, n);
   else if (op == KIR_OP_IDENTITY && n->n_inputs == 1)
     *out = identity_node(g, n);

@@ -29,6 +29,7 @@ typedef struct rt_tensor {
   int rank;
   const int64_t *dims;
   size_t nbytes;
+  int64_t default_offset; /* inputs: weights offset of the value used for NULL data, -1 none */
 } rt_tensor;
 
 /* Counts the bytes protobuf-c allocates while unpacking the plan, up to a budget. */

@@ -243,6 +243,30 @@ static kiln_rt_status make_tensors(kiln_rt_model *m, Kiln__Rt__TensorSpec **spec
     t->rank = (int)specs[i]->n_dims;
     t->dims = specs[i]->dims;
     rt_nbytes(t->dtype, t->rank, t->dims, &t->nbytes); /* checked in check_spec */
+    t->default_offset = -1;
+  }
+  return KILN_RT_OK;
+}
+
+/* input_defaults: empty, or one per input, each -1 or an aligned range inside the
+ * weights section holding the input's bytes. */
+static kiln_rt_status check_defaults(kiln_rt_model *m, const Kiln__Rt__Plan *p) {
+  if (p->n_input_defaults == 0) return KILN_RT_OK;
+  if (p->n_input_defaults != p->n_inputs)
+    return model_fail(m, KILN_RT_ERR_FORMAT, "plan has %zu input_defaults for %zu inputs",
+                      p->n_input_defaults, p->n_inputs);
+  for (size_t i = 0; i < p->n_inputs; i++) {
+    int64_t off = p->input_defaults[i];
+    rt_tensor *t = &m->inputs[i];
+    size_t align = kiln_rt_dtype_size(t->dtype);
+    char esc[RT_ESC_BYTES];
+    if (off == -1) continue;
+    if (off < 0 || (uint64_t)off > m->weights_bytes || t->nbytes > m->weights_bytes - (size_t)off ||
+        (align && (size_t)off % align != 0))
+      return model_fail(m, KILN_RT_ERR_FORMAT, "input %zu '%s': default at weights offset %lld "
+                        "(%zu bytes) is not an aligned range of the %zu-byte weights section", i,
+                        rt_escape(t->name, esc), (long long)off, t->nbytes, m->weights_bytes);
+    t->default_offset = off;
   }
   return KILN_RT_OK;
 }
@@ -259,6 +283,7 @@ static kiln_rt_status validate_plan(kiln_rt_model *m, const kart_section *w) {
   if (!st) st = check_steps(m, p);
   if (!st) st = make_tensors(m, p->inputs, p->n_inputs, &m->inputs);
   if (!st) st = make_tensors(m, p->outputs, p->n_outputs, &m->outputs);
+  if (!st) st = check_defaults(m, p);
   if (st) return st;
   m->n_inputs = (int)p->n_inputs;
   m->n_outputs = (int)p->n_outputs;

@@ -177,6 +177,7 @@ static kiln_rt_status buffer_fail(kiln_rt_context *c, const char *what, const rt
 static kiln_rt_status check_buffer(kiln_rt_context *c, const char *what, const rt_tensor *t,
                                    const kiln_rt_buffer *b) {
   size_t align = kiln_rt_dtype_size(t->dtype);
+  if (!b->data && t->default_offset >= 0) return KILN_RT_OK; /* the input's default */
   if (!b->data || b->nbytes != t->nbytes || (uintptr_t)b->data % align != 0)
     return buffer_fail(c, what, t, b, align);
   return KILN_RT_OK;
@@ -195,7 +196,7 @@ static kiln_rt_status check_aliasing(kiln_rt_context *c, const kiln_rt_buffer *i
   char e1[RT_ESC_BYTES], e2[RT_ESC_BYTES];
   for (int o = 0; o < no; o++) {
     for (int i = 0; i < ni; i++)
-      if (overlaps(&out[o], &in[i]))
+      if (in[i].data && overlaps(&out[o], &in[i]))
         return run_fail(c, KILN_RT_ERR_FEED, "output '%s' overlaps input '%s'",
                         rt_escape(m->outputs[o].name, e1), rt_escape(m->inputs[i].name, e2));
     for (int j = 0; j < o; j++)
@@ -249,9 +250,12 @@ static kiln_rt_status step_failed(kiln_rt_context *c, int r) {
   const Kiln__Rt__Step *s = p->steps[r - 1];
   char kernel[RT_ESC_BYTES], nodes[700];
   step_nodes(s, nodes, sizeof nodes);
-  return run_fail(c, KILN_RT_ERR_EXEC,
-                  "step %d (%s, nodes: %s) failed: integer division by zero", r - 1,
-                  rt_escape(s->kernel, kernel), nodes);
+  /* The ops whose kernels can fail: integer div (by zero) and gather (an index out of
+   * range, checked before it is used). */
+  const char *why = strcmp(s->op, "gather") == 0 ? "an index is out of range"
+                                                 : "integer division by zero";
+  return run_fail(c, KILN_RT_ERR_EXEC, "step %d (%s, nodes: %s) failed: %s", r - 1,
+                  rt_escape(s->kernel, kernel), nodes, why);
 }
 
 kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int n_inputs,
@@ -260,8 +264,10 @@ kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int
   c->err[0] = '\0';
   kiln_rt_status st = check_run_args(c, inputs, n_inputs, outputs, n_outputs);
   if (st) return st;
-  for (int i = 0; i < n_inputs; i++) c->in_ptrs[i] = inputs[i].data;
+  const kiln_rt_model *m = c->model;
+  for (int i = 0; i < n_inputs; i++)
+    c->in_ptrs[i] = inputs[i].data ? inputs[i].data : m->weights + m->inputs[i].default_offset;
   for (int i = 0; i < n_outputs; i++) c->out_ptrs[i] = outputs[i].data;
-  int r = c->model->entry(c->in_ptrs, c->out_ptrs, c->arena, c->model->weights);
+  int r = m->entry(c->in_ptrs, c->out_ptrs, c->arena, m->weights);
   return r == 0 ? KILN_RT_OK : step_failed(c, r);
 }

@@ -107,7 +107,11 @@ const char *kiln_rt_context_error(const kiln_rt_context *c);
 /* Runs the model: inputs and outputs in the model's order, every buffer of exactly the
  * tensor's nbytes, non-NULL and aligned to its element size (KILN_RT_ERR_FEED naming the
  * tensor and the value otherwise). KILN_RT_ERR_EXEC naming the step on an arithmetic
- * error (integer division by zero). */
+ * error (integer division by zero) or a gather index out of range.
+ * Inputs with a default value (an ONNX graph input that is also an initializer; the
+ * compiler stores the value in the artifact) may be given data == NULL: the run then
+ * reads the default (nbytes is not checked). NULL data for any other input is
+ * KILN_RT_ERR_FEED as before. */
 kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int n_inputs,
                            const kiln_rt_buffer *outputs, int n_outputs);
 

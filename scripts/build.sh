@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What Kiln builds with; callers add their own (test.sh: test-only tools) in KILN_EXTRA_PKGS.
-PKGS="cmake ninja-build gcc pkg-config libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libcmocka-dev ${KILN_EXTRA_PKGS:-}"
+PKGS="cmake ninja-build gcc pkg-config libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libcmocka-dev libonnx-dev ${KILN_EXTRA_PKGS:-}"
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

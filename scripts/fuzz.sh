@@ -8,15 +8,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-targets="graph_load text_parse artifact npy codegen_names"
-declare -A max_len=([graph_load]=65536 [text_parse]=65536 [artifact]=65536 [npy]=8192 [codegen_names]=8192)
+targets="graph_load text_parse artifact npy codegen_names onnx"
+declare -A max_len=([graph_load]=65536 [text_parse]=65536 [artifact]=65536 [npy]=8192 [codegen_names]=8192 [onnx]=65536)
 
 if [ "${1:-}" = "--regen" ]; then
   scripts/build.sh build >/dev/null || exit 1
   tmp=$(mktemp -d)
   build/tests/fuzz/make_corpus "$tmp/corpus" || { rm -rf "$tmp"; exit 1; }
   for t in $targets; do
-    [ -d "$tmp/corpus/$t" ] || continue # seeds kept by hand (text_parse: lit graphs)
+    [ -d "$tmp/corpus/$t" ] || continue # seeds kept by hand (text_parse: lit graphs; onnx: models)
     find tests/fuzz/corpus/$t -maxdepth 1 -type f ! -name 'repro-*' -delete 2>/dev/null
     mkdir -p tests/fuzz/corpus/$t && cp "$tmp/corpus/$t"/* tests/fuzz/corpus/$t/
   done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the whole test suite: builds Kiln (installing what is missing), runs
 # every test through ctest, then the unit tests again under ASan + UBSan
-# (KILN_SANITIZE=0 skips that pass), then a 10 s libFuzzer smoke run of each fuzz target
+# (KILN_SANITIZE=0 skips that pass; it leaves out the tests labelled "large", ResNet-18 and
+# MobileNetV2), then a 10 s libFuzzer smoke run of each fuzz target
 # when clang can link libFuzzer (KILN_FUZZ_SMOKE=0 skips it). Ends with one summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ cd "$(dirname "$0")/.."
 # fuzz targets for the smoke run.
 export KILN_EXTRA_PKGS="graphviz clang"
 scripts/build.sh build || { echo "0 passed, 1 failed: build"; exit 1; }
+# test_models (real networks against ONNX Runtime): Debian's python3-torch and
+# python3-torchvision and a venv with pip's onnxruntime. Never fails here: without them
+# those tests skip, saying why.
+KILN_MODELS_PYTHON="$(tests/models/setup.sh "$PWD/build/.venv-models")"
+export KILN_MODELS_PYTHON
 ctest --test-dir build --output-on-failure -j "$(nproc)" 2>&1 | tee build/ctest.log
 main_rc=${PIPESTATUS[0]}
 
@@ -18,7 +24,7 @@ if [ "${KILN_SANITIZE:-1}" != 0 ]; then
   echo "== the same tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
   if scripts/build.sh build-asan -DKILN_SANITIZE=ON; then
     KILN_TEST_SLOW=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      ctest --test-dir build-asan --output-on-failure -j "$(nproc)" 2>&1 | tee build-asan/ctest.log
+      ctest --test-dir build-asan --output-on-failure -j "$(nproc)" -LE large 2>&1 | tee build-asan/ctest.log
     san_rc=${PIPESTATUS[0]}
   else
     san_rc=1

@@ -1,5 +1,5 @@
-/* kiln_cmd_bench.c — `kiln bench`: times an artifact (or a MODEL compiled first with the
- * default pipeline) through libkiln_rt: warm-up, per-iteration samples over rotating
+/* kiln_cmd_bench.c — `kiln bench`: times an artifact (or a MODEL, .kiln or ONNX, compiled
+ * first with the default pipeline) through libkiln_rt: warm-up, per-iteration samples over rotating
  * input sets, median/p10/p90, throughput, GFLOP/s from the plan's compile-time FLOP count,
  * arena peak; --cold adds deployment figures (open + first run in fresh processes, the
  * stripped size of libkiln_rt). Uses only the runtime's public API to run the model.
@@ -34,6 +34,7 @@ typedef struct bench_args {
   int n_inputs;
   long long iterations, warmup, sets, threads; /* sets, threads: 0 = automatic / not given */
   bool json, cold, cold_child;
+  ktool_import imp;
 } bench_args;
 
 /* What the plan says beyond the runtime's API. */
@@ -96,6 +97,11 @@ static int parse_args(int argc, char **argv, bench_args *a) {
   a->iterations = 200;
   a->warmup = 20;
   for (int i = 0; i < argc; i++) {
+    int irc = ktool_take_import_option(CMD, &i, argc, argv, &a->imp);
+    if (irc >= 0) {
+      if (irc != KTOOL_OK) return irc;
+      continue;
+    }
     const char *o = argv[i], *v = NULL;
     bool takes = !strcmp(o, "--target") || !strcmp(o, "--iterations") || !strcmp(o, "--warmup") ||
                  !strcmp(o, "--inputs") || !strcmp(o, "--threads") || !strcmp(o, "--format") ||
@@ -189,7 +195,7 @@ static const ktool_binding *given_input(const bench_args *a, const char *name) {
 /* Reads --input NAME=FILE for model input `info`; refuses a wrong dtype or shape. */
 static kir_tensor *io_file(io *x, const ktool_binding *b, const kiln_rt_tensor_info *info) {
   kir_type want = rt_type(info);
-  kir_tensor *t = ktool_read_npy(b->path);
+  kir_tensor *t = ktool_read_tensor(b->path);
   if (!t) return NULL;
   if (!kir_type_equal(&t->type, &want)) {
     char tw[160], tg[160], esc[96];
@@ -574,7 +580,7 @@ static int bench_artifact(const bench_args *a, const char *path, report *r) {
 /* Compiles a MODEL (default pipeline, default outputs) into a temp artifact, benches it,
  * removes it. */
 static int bench_model(const bench_args *a, report *r) {
-  kir_graph *g = ktool_load_graph(a->path);
+  kir_graph *g = ktool_load_model(a->path, &a->imp);
   if (!g) return KTOOL_ERR;
   ktool_roots roots;
   if (!ktool_roots_init(&roots, g, NULL, 0)) {
@@ -608,6 +614,7 @@ int ktool_cmd_bench(int argc, char **argv) {
   if (rc != KTOOL_OK) return rc;
   if (a.cold_child) return cold_child(a.path);
   report r = {.a = &a, .model_kind = "artifact"};
-  if (ktool_is_artifact(a.path)) return bench_artifact(&a, a.path, &r);
-  return bench_model(&a, &r);
+  if (!ktool_is_artifact(a.path)) return bench_model(&a, &r);
+  if ((rc = ktool_no_import_options(a.path, &a.imp, "an artifact")) != KTOOL_OK) return rc;
+  return bench_artifact(&a, a.path, &r);
 }

@@ -4,7 +4,8 @@
  * device's arena peak (--log-placement, as text or --format json). --device declares
  * the target's devices (default cpu:0 only), so placement over cpu:0 + cuda:N can be
  * inspected without a GPU; with --log-placement and no -o nothing is written. --emit-c
- * DIR writes standalone C (kcg_emit_c) beside or instead of the artifact. */
+ * DIR writes standalone C (kcg_emit_c) beside or instead of the artifact. An ONNX MODEL
+ * is imported first. */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ typedef struct compile_args {
   const char *devices[KPS_MAX_DEVICES];
   int n_devices;
   bool log_placement, pass_log, print_all, json, strict;
+  ktool_import imp;
 } compile_args;
 
 static int parse_value(const char *o, const char *v, compile_args *a) {
@@ -64,6 +66,11 @@ static int parse_value(const char *o, const char *v, compile_args *a) {
 static int parse(int argc, char **argv, compile_args *a) {
   bool format_given = false;
   for (int i = 0; i < argc; i++) {
+    int irc = ktool_take_import_option(CMD, &i, argc, argv, &a->imp);
+    if (irc >= 0) {
+      if (irc != KTOOL_OK) return irc;
+      continue;
+    }
     const char *o = argv[i];
     bool takes = !strcmp(o, "-o") || !strcmp(o, "--passes") || !strcmp(o, "--fetch") ||
                  !strcmp(o, "--target") || !strcmp(o, "--cc") || !strcmp(o, "--cpu") || !strcmp(o, "--format") ||
@@ -204,7 +211,7 @@ int ktool_cmd_compile(int argc, char **argv) {
   memset(&a, 0, sizeof a);
   int rc = parse(argc, argv, &a);
   if (rc != KTOOL_OK) return rc;
-  kir_graph *g = ktool_load_graph(a.in);
+  kir_graph *g = ktool_load_model(a.in, &a.imp);
   if (!g) return KTOOL_ERR;
   ktool_roots r;
   if (!ktool_roots_init(&r, g, a.fetch, a.n_fetch)) {

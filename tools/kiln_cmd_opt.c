@@ -1,7 +1,8 @@
 /* kiln_cmd_opt.c — `kiln opt`: runs a pass pipeline (--passes LIST or -O0/-O1/-O2) over
  * a graph and saves the result, with the pass manager's instrumentation: print before /
  * after passes, verify-each, statistics, timing, disabled passes, a dump directory and
- * --explain-fusion. Options take "--opt VALUE" or "--opt=VALUE". Nothing is written to
+ * --explain-fusion. MODEL may be ONNX (imported first). Options take "--opt VALUE" or
+ * "--opt=VALUE". Nothing is written to
  * -o when anything fails (a dump directory keeps the stages written before the error). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ typedef struct opt_args {
   int level; /* -1: not given */
   name_list fetch, before, after, disable;
   bool print_all, print_change, verify, stats, timing, explain;
+  ktool_import imp;
 } opt_args;
 
 static const char *const valued[] = {"-o", "--passes", "--fetch", "--print-before",
@@ -95,6 +97,11 @@ static int parse_args(opt_args *a, int argc, char **argv) {
   memset(a, 0, sizeof *a);
   a->level = -1;
   for (int i = 0; i < argc; i++) {
+    int irc = ktool_take_import_option(CMD, &i, argc, argv, &a->imp);
+    if (irc >= 0) {
+      if (irc != KTOOL_OK) return irc;
+      continue;
+    }
     const char *o = argv[i], *v = NULL;
     int k = valued_index(o, &v), rc = KTOOL_OK;
     if (k >= 0 && !v && !(v = ktool_value(CMD, &i, argc, argv))) return KTOOL_USAGE;
@@ -185,7 +192,7 @@ int ktool_cmd_opt(int argc, char **argv) {
   opt_args a;
   int rc = parse_args(&a, argc, argv);
   if (rc != KTOOL_OK) return rc;
-  kir_graph *g = ktool_load_graph(a.in);
+  kir_graph *g = ktool_load_model(a.in, &a.imp);
   if (!g) return KTOOL_ERR;
   ktool_roots roots;
   rc = ktool_roots_init(&roots, g, a.fetch.v, a.fetch.n) ? KTOOL_OK : KTOOL_ERR;

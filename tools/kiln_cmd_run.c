@@ -1,6 +1,7 @@
-/* kiln_cmd_run.c — `kiln run`: runs a graph with the reference interpreter
- * (--target ref), compiles and runs it (--target cpu), or runs an artifact through
- * libkiln_rt; tensors in and out as .npy files. Also `kiln compare A.npy B.npy`. */
+/* kiln_cmd_run.c — `kiln run`: runs a graph (.kiln, or ONNX imported on the fly) with
+ * the reference interpreter (--target ref), compiles and runs it (--target cpu), or runs
+ * an artifact through libkiln_rt; tensors in as .npy or ONNX TensorProto (.pb) files, out
+ * as .npy. Also `kiln compare A B` over the same two kinds of file. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -27,6 +28,7 @@ typedef struct run_args {
   uint64_t seed;
   const char *save_inputs; /* directory */
   bool print;
+  ktool_import imp;
 } run_args;
 
 /* A named tensor: an input given or made, or an output computed. */
@@ -38,6 +40,11 @@ typedef struct named {
 static int parse_args(int argc, char **argv, run_args *a) {
   a->target = "ref";
   for (int i = 0; i < argc; i++) {
+    int irc = ktool_take_import_option(CMD, &i, argc, argv, &a->imp);
+    if (irc >= 0) {
+      if (irc != KTOOL_OK) return irc;
+      continue;
+    }
     const char *o = argv[i], *v = NULL;
     bool takes = !strcmp(o, "--target") || !strcmp(o, "--input") || !strcmp(o, "--output") ||
                  !strcmp(o, "--fetch") || !strcmp(o, "--random-inputs") ||
@@ -104,7 +111,7 @@ static kir_tensor *input_for(const run_args *a, const char *name, const kir_type
   kir_type_format(want, tw, sizeof tw);
   for (int i = 0; i < a->n_inputs; i++) {
     if (strcmp(a->inputs[i].name, name)) continue;
-    kir_tensor *t = ktool_read_npy(a->inputs[i].path);
+    kir_tensor *t = ktool_read_tensor(a->inputs[i].path);
     if (t && !kir_type_equal(&t->type, want)) {
       kir_type_format(&t->type, tg, sizeof tg);
       ktool_error("input '%s': the model expects %s, %s holds %s",
@@ -296,8 +303,11 @@ int ktool_cmd_run(int argc, char **argv) {
   run_args a = {0};
   int rc = parse_args(argc, argv, &a);
   if (rc != KTOOL_OK) return rc;
-  if (ktool_is_artifact(a.path)) return run_artifact(&a, a.path);
-  kir_graph *g = ktool_load_graph(a.path);
+  if (ktool_is_artifact(a.path)) {
+    if ((rc = ktool_no_import_options(a.path, &a.imp, "an artifact")) != KTOOL_OK) return rc;
+    return run_artifact(&a, a.path);
+  }
+  kir_graph *g = ktool_load_model(a.path, &a.imp);
   if (!g) return KTOOL_ERR;
   rc = check_input_names(&a, graph_has_input, g);
   if (rc == KTOOL_OK) rc = !strcmp(a.target, "cpu") ? run_compiled(&a, g) : run_interp(&a, g);
@@ -324,8 +334,8 @@ int ktool_cmd_compare(int argc, char **argv) {
       return ktool_usage("compare", "unexpected argument '%s'", argv[i]);
     }
   }
-  if (nfiles != 2) return ktool_usage("compare", "needs two .npy files");
-  kir_tensor *x = ktool_read_npy(files[0]), *y = x ? ktool_read_npy(files[1]) : NULL;
+  if (nfiles != 2) return ktool_usage("compare", "needs two tensor files (.npy or ONNX .pb)");
+  kir_tensor *x = ktool_read_tensor(files[0]), *y = x ? ktool_read_tensor(files[1]) : NULL;
   int rc = KTOOL_ERR;
   if (x && y && !kir_type_equal(&x->type, &y->type)) {
     char tx[160], ty[160];

@@ -1,7 +1,8 @@
 /* kiln_cmd_show.c — `kiln show MODEL|ARTIFACT`: what a graph holds (a summary, the
- * canonical text form that parses back, Graphviz DOT or JSON), or what an artifact
- * will do: its sections and hashes, inputs, outputs, steps with the graph nodes each
- * kernel came from and its device, and the memory plan's peak. */
+ * canonical text form that parses back, Graphviz DOT or JSON), what an ONNX file holds
+ * (konnx_describe; --imported: the Kiln graph it imports to), or what an artifact will
+ * do: its sections and hashes, inputs, outputs, steps with the graph nodes each kernel
+ * came from and its device, and the memory plan's peak. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,8 +144,8 @@ static void show_graph_summary(const char *path, const kir_graph *g, const kir_p
 
 /* format NULL: the summary and the node listing; "text": only the canonical text, which
  * parses back (with --full-constants); "dot": Graphviz; "json": nodes as JSON. */
-static int show_graph(const char *path, const char *format, bool full) {
-  kir_graph *g = ktool_load_graph(path);
+static int show_graph(const char *path, const char *format, bool full, const ktool_import *imp) {
+  kir_graph *g = ktool_load_model(path, imp);
   if (!g) return KTOOL_ERR;
   kir_print_options po = {.full_constants = full};
   int rc = KTOOL_OK;
@@ -283,11 +284,41 @@ static int show_artifact(const char *path) {
   return rc;
 }
 
+/* An ONNX file as ONNX: konnx_describe's summary, text or JSON. */
+static int describe_onnx(const char *path, const char *format) {
+  char err[512] = "";
+  fflush(stdout);
+  if (konnx_describe(path, stdout, format && !strcmp(format, "json"), err, sizeof err) != KILN_OK)
+    return strstr(err, path) ? ktool_error("%s", err) : ktool_error("%s: %s", path, err);
+  if (fflush(stdout) != 0) return ktool_error("%s: writing the output failed", path);
+  return KTOOL_OK;
+}
+
+/* An ONNX file shows as ONNX unless --imported (or --format dot, which only a graph
+ * has) asks for the Kiln graph; the import options and --full-constants are about that
+ * graph, so alone they are a usage error. */
+static int show_onnx(const char *path, const char *format, bool full, bool imported,
+                     const ktool_import *imp) {
+  if (imported || (format && !strcmp(format, "dot"))) return show_graph(path, format, full, imp);
+  if (full || imp->n_shapes || imp->allow_external_data)
+    return ktool_usage(CMD, "--full-constants, --input-shape and --allow-external-data apply "
+                       "to the imported graph: add --imported");
+  return describe_onnx(path, format);
+}
+
 int ktool_cmd_show(int argc, char **argv) {
   const char *path = NULL, *format = NULL;
-  bool full = false;
+  bool full = false, imported = false;
+  ktool_import imp = {0};
   for (int i = 0; i < argc; i++) {
-    if (!strcmp(argv[i], "--format")) {
+    int irc = ktool_take_import_option(CMD, &i, argc, argv, &imp);
+    if (irc >= 0) {
+      if (irc != KTOOL_OK) return irc;
+      continue;
+    }
+    if (!strcmp(argv[i], "--imported")) {
+      imported = true;
+    } else if (!strcmp(argv[i], "--format")) {
       if (!(format = ktool_value(CMD, &i, argc, argv))) return KTOOL_USAGE;
       if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "dot"))
         return ktool_usage(CMD, "--format must be text, dot or json, not '%s'", format);
@@ -302,5 +333,10 @@ int ktool_cmd_show(int argc, char **argv) {
     }
   }
   if (!path) return ktool_usage(CMD, "which file?");
-  return ktool_is_artifact(path) ? show_artifact(path) : show_graph(path, format, full);
+  bool onnx = !ktool_is_artifact(path) && konnx_looks_like_onnx(path);
+  if (onnx) return show_onnx(path, format, full, imported, &imp);
+  if (imported) return ktool_usage(CMD, "--imported applies to ONNX models; %s is not one", path);
+  if (!ktool_is_artifact(path)) return show_graph(path, format, full, &imp);
+  int rc = ktool_no_import_options(path, &imp, "an artifact");
+  return rc != KTOOL_OK ? rc : show_artifact(path);
 }

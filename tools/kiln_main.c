@@ -1,5 +1,6 @@
 /* kiln_main.c — the `kiln` command line: subcommand dispatch and the helpers the
- * subcommands share (loading, .npy conversion, default outputs, the pass pipeline).
+ * subcommands share (.npy conversion, default outputs, the pass pipeline; loading
+ * models is in kiln_cmd_import.c).
  * The only place in Kiln that prints to the terminal and exits. */
 #include "kiln_tool.h"
 
@@ -12,24 +13,31 @@
 
 static const char *usage_text =
     "usage: kiln COMMAND [ARGS]\n"
+    "  import  MODEL.onnx -o OUT.kiln [IMPORT...] [--log]\n"
     "  show    MODEL|ARTIFACT [--format text|dot|json] [--full-constants]\n"
-    "  run     MODEL|ARTIFACT [--target ref|cpu] [--input NAME=FILE.npy]...\n"
+    "          MODEL.onnx [--format text|json]  the ONNX file's summary;\n"
+    "          MODEL.onnx --imported [--format text|dot|json] [IMPORT...]  the Kiln graph\n"
+    "  run     MODEL|ARTIFACT [--target ref|cpu] [--input NAME=FILE.npy|FILE.pb]...\n"
     "          [--output NAME=FILE.npy]... [--fetch NAME]... [--random-inputs SEED]\n"
-    "          [--save-inputs DIR] [--print]\n"
+    "          [--save-inputs DIR] [--print] [IMPORT...]\n"
     "  opt     MODEL -o OUT.kiln [--passes LIST | -O0|-O1|-O2] [--fetch NAME]...\n"
     "          [--print-before=P] [--print-after=P] [--print-after-all]\n"
     "          [--print-after-change] [--verify-each] [--stats] [--timing]\n"
-    "          [--disable-pass=P] [--dump-dir DIR] [--explain-fusion]\n"
+    "          [--disable-pass=P] [--dump-dir DIR] [--explain-fusion] [IMPORT...]\n"
     "  compile MODEL [-o ARTIFACT] [--target cpu] [--passes LIST] [--fetch NAME]...\n"
     "          [--device NAME]... [--strict-placement] [--log-placement [--format text|json]]\n"
     "          [--print-pass-log] [--print-after-all] [--cc CC] [--cpu host|generic]\n"
-    "          [--emit-c DIR [--weights c-array|file] [--prefix NAME]]  standalone C:\n"
+    "          [--emit-c DIR [--weights c-array|file] [--prefix NAME]] [IMPORT...]  standalone C:\n"
     "          DIR/NAME.c, NAME.h (+ NAME.weights); cc app.c NAME.c -lopenblas -lm\n"
-    "  compare A.npy B.npy [--tol T]   normwise relative error max|a-b| / max|b|\n"
+    "  compare A B [--tol T]   normwise relative error max|a-b| / max|b| (.npy or .pb)\n"
     "  bench   MODEL|ARTIFACT [--target cpu] [--iterations N] [--warmup N] [--inputs K]\n"
     "          [--threads T] [--input NAME=FILE.npy]... [--format text|json] [--cold]\n"
-    "MODEL is a .kiln graph, binary or text (`kiln show M --format text --full-constants`);\n"
-    "ARTIFACT a file written by `kiln compile`. LIST: passes, e.g. fold{max-bytes=4096},dce.\n";
+    "          [IMPORT...]\n"
+    "MODEL is a .kiln graph, binary or text (`kiln show M --format text --full-constants`),\n"
+    "or an ONNX model (.onnx), imported on the fly; IMPORT is --input-shape NAME=d0,d1,...\n"
+    "(a shape for an input with symbolic dims) or --allow-external-data (tensor data in\n"
+    "files beside the model). ARTIFACT is a file written by `kiln compile`. LIST: passes,\n"
+    "e.g. fold{max-bytes=4096},dce. Tensors: .npy, or ONNX TensorProto .pb as inputs.\n";
 
 int ktool_error(const char *fmt, ...) {
   va_list ap;
@@ -67,20 +75,6 @@ bool ktool_is_artifact(const char *path) {
   size_t n = fread(magic, 1, sizeof magic, f);
   fclose(f);
   return n == sizeof magic && memcmp(magic, KART_MAGIC, sizeof magic) == 0;
-}
-
-kir_graph *ktool_load_graph(const char *path) {
-  kir_graph *g = kir_graph_create();
-  if (!g) {
-    ktool_error("out of memory");
-    return NULL;
-  }
-  if (kir_graph_load_any(g, path) != KILN_OK) {
-    ktool_error("%s (%s)", g->error, kiln_status_name(g->status));
-    kir_graph_destroy(g);
-    return NULL;
-  }
-  return g;
 }
 
 bool ktool_parse_binding(const char *cmd, const char *arg, ktool_binding *out) {
@@ -213,7 +207,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"show", ktool_cmd_show},   {"run", ktool_cmd_run},
+    {"import", ktool_cmd_import}, {"show", ktool_cmd_show},   {"run", ktool_cmd_run},
     {"opt", ktool_cmd_opt},     {"compile", ktool_cmd_compile},
     {"compare", ktool_cmd_compare},
     {"bench", ktool_cmd_bench},

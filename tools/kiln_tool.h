@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "../codegen/kcg.h"
+#include "../frontend/onnx/kiln_onnx.h"
 #include "../ir/kir.h"
 #include "../passes/kps.h"
 #include "../runtime/kiln_runtime.h"
@@ -33,7 +34,27 @@ const char *ktool_value(const char *cmd, int *i, int argc, char **argv);
 
 /* true when the file starts with the artifact magic. */
 bool ktool_is_artifact(const char *path);
-/* Loads a graph file; prints the error and returns NULL on failure. */
+
+/* How an ONNX model becomes a graph: the options every command that takes a MODEL
+ * accepts (--input-shape NAME=d0,d1,..., --allow-external-data). The shape names point
+ * into argv. */
+typedef struct ktool_import {
+  konnx_shape shapes[KTOOL_MAX_ARGS];
+  int32_t n_shapes;
+  bool allow_external_data;
+  FILE *log; /* the importer's notes, or NULL */
+} ktool_import;
+/* When argv[*i] is an import option: consumes it (and its value, advancing *i) and
+ * returns KTOOL_OK, or KTOOL_USAGE after a usage message. -1 when it is not one. */
+int ktool_take_import_option(const char *cmd, int *i, int argc, char **argv, ktool_import *imp);
+/* Loads a MODEL: an ONNX file (konnx_looks_like_onnx) through the importer with imp's
+ * options (imp may be NULL), anything else as a .kiln graph, binary or text. Prints the
+ * error and returns NULL on failure. */
+kir_graph *ktool_load_model(const char *path, const ktool_import *imp);
+/* KTOOL_OK, or an error when imp holds options for a file that is not ONNX (what: "a
+ * Kiln graph", "an artifact"). */
+int ktool_no_import_options(const char *path, const ktool_import *imp, const char *what);
+/* ktool_load_model(path, NULL). */
 kir_graph *ktool_load_graph(const char *path);
 /* Splits "NAME=PATH"; false (with a usage message) if malformed. */
 bool ktool_parse_binding(const char *cmd, const char *arg, ktool_binding *out);
@@ -55,6 +76,9 @@ void ktool_roots_free(ktool_roots *r);
 
 /* Conversions between .npy files and tensors. */
 kir_tensor *ktool_read_npy(const char *path);                 /* NULL after printing */
+/* A tensor from a .npy file or, when the file does not start with the .npy magic and
+ * its name ends in ".pb", an ONNX TensorProto (the conformance suite's input_N.pb). */
+kir_tensor *ktool_read_tensor(const char *path);              /* NULL after printing */
 bool ktool_write_npy(const char *path, const kir_tensor *t);  /* false after printing */
 /* Prints "name f32[2,3] = [v0, v1, ...]" with at most `limit` values. */
 void ktool_print_tensor(const char *name, const kir_tensor *t, int limit);
@@ -67,6 +91,7 @@ int ktool_cmd_opt(int argc, char **argv);
 int ktool_cmd_compile(int argc, char **argv);
 int ktool_cmd_compare(int argc, char **argv);
 int ktool_cmd_bench(int argc, char **argv);
+int ktool_cmd_import(int argc, char **argv);
 
 /* Shared by opt, compile and run --target cpu: runs the pipeline over g (roots =
  * outputs), logging per pass to `log` when non-NULL. Returns KTOOL_OK or KTOOL_ERR. */

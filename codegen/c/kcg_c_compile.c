@@ -441,6 +441,7 @@ static kiln_status lower(kir_graph *c, const int32_t *ids, int32_t n_outputs, co
   if (!s) s = pretranspose_gemv_weights(c, ids, n_outputs);
   if (!s) s = kir_verify(c);
   if (!s) s = kps_plan_memory(c, ids, n_outputs, &plan);
+  if (!s) s = kcg_c_reserve(c, &plan);
   if (!s) s = kcg_c_generate(c, &plan, ids, n_outputs, &src);
   if (!s) s = record_codegen(c, opt, src, &pipeline);
   if (!s) s = compile_so(c, opt, src, &so, &so_len);

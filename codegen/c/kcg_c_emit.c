@@ -72,6 +72,7 @@ typedef struct gen {
   int32_t n_inputs;
   const kcg_c_entry *entry;
   kcg_buf b;
+  int64_t scratch_off; /* arena offset of the steps' scratch (kcg_c_reserve) */
 } gen;
 
 static kiln_status gerr(gen *G, const kir_node *n, kiln_status s, const char *msg) {
@@ -167,7 +168,28 @@ static void put_call(gen *G, const kir_node *n, int32_t step) {
     kcg_printf(b, ",\n      ");
   }
   put_ptr(G, n->id, true);
+  if (kcg_c_step_scratch(G->g, n) > 0)
+    kcg_printf(b, ",\n      (%s *)(void *)(arena + %lld)", kcg_ctype(n->type.dtype),
+               (long long)G->scratch_off);
   kcg_printf(b, ")) return %d;\n", (int)step + 1);
+}
+
+static bool uses_int_pow(const kir_graph *g) {
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->op == KIR_OP_POW && g->nodes[i]->type.dtype != KILN_F32 &&
+        g->nodes[i]->type.dtype != KILN_F64)
+      return true;
+  return false;
+}
+
+/* Integer pow as ops.def defines it: wrapping, and a negative exponent gives 1/a^|b|
+ * truncated (0 unless a is 1 or -1). */
+static void put_ipow(kcg_buf *b) {
+  kcg_printf(b, "static inline int64_t kcg_ipow(int64_t a, int64_t e) {\n"
+             "  if (e < 0) return a == 1 ? 1 : a == -1 ? ((e & 1) ? -1 : 1) : 0;\n"
+             "  uint64_t r = 1, x = (uint64_t)a;\n"
+             "  for (; e; e >>= 1) {\n    if (e & 1) r *= x;\n    x *= x;\n  }\n"
+             "  return (int64_t)r;\n}\n\n");
 }
 
 static void put_header(gen *G, const int32_t *outputs, int32_t n_outputs, int32_t n_steps) {
@@ -196,6 +218,7 @@ static void put_header(gen *G, const int32_t *outputs, int32_t n_outputs, int32_
   kcg_printf(b, " */\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n#include <cblas.h>\n");
   if (G->entry->include) kcg_printf(b, "%s\n", G->entry->include);
   kcg_printf(b, "\n");
+  if (uses_int_pow(G->g)) put_ipow(b);
 }
 
 static kiln_status put_kernels(gen *G, int32_t *n_steps) {
@@ -255,6 +278,11 @@ static kiln_status generate(gen *G, const int32_t *outputs, int32_t n_outputs) {
     s = check_node(G, n);
   }
   if (s) return s;
+  G->scratch_off = kcg_c_scratch_offset(G->g, G->plan);
+  if (kcg_c_scratch_bytes(G->g, G->plan) > 0 && G->scratch_off < 0)
+    return kir_seterr(G->g, KILN_ERR_INTERNAL, "kcg_c_generate: the memory plan has no room for "
+                      "the conv scratch (%lld bytes); it must come from kcg_c_reserve",
+                      (long long)kcg_c_scratch_bytes(G->g, G->plan));
   int32_t n_steps = 0;
   kcg_buf kernels = {0};
   kcg_buf hdr = G->b; /* header goes first but needs the step count: build kernels aside */
@@ -286,7 +314,7 @@ kiln_status kcg_c_emit_program(kir_graph *g, const kps_memplan *plan, const int3
   if (s) return s;
   if (!entry || !entry->decl) return kir_seterr(g, KILN_ERR_ARGUMENT, "kcg_c_emit_program: no entry declaration");
   *src = NULL;
-  gen G = {g, plan, NULL, 0, entry, {0}};
+  gen G = {g, plan, NULL, 0, entry, {0}, 0};
   G.ph_index = kir_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(int32_t));
   if (!G.ph_index) return kir_seterr(g, KILN_ERR_NOMEM, "kcg_c_generate: out of memory");
   s = generate(&G, outputs, n_outputs);

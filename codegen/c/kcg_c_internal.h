@@ -11,6 +11,15 @@
 
 #define KCG_HIDDEN __attribute__((visibility("hidden")))
 
+/* The ONNX-set ops (ops.def wire 37..56) that are not elementwise: the case list of the
+ * expression emitters' "no expression" arm. */
+#define KCG_CASES_NOT_ELEMENTWISE_ONNX                                                 \
+  case KIR_OP_REDUCE_MIN: case KIR_OP_LOG_SOFTMAX: case KIR_OP_ARGMAX:                  \
+  case KIR_OP_ARGMIN: case KIR_OP_CONCAT: case KIR_OP_SLICE: case KIR_OP_GATHER:        \
+  case KIR_OP_CAST: case KIR_OP_WHERE: case KIR_OP_CONV: case KIR_OP_MAX_POOL:          \
+  case KIR_OP_AVG_POOL: case KIR_OP_BATCH_NORM: case KIR_OP_FUSED_CONV:                 \
+  case KIR_OP_MAX_POOL_INDICES
+
 /* Buffer size that always holds kir_escape's output. */
 #define KCG_ESC_BUF 272
 
@@ -40,6 +49,43 @@ KCG_HIDDEN const char *kcg_ctype(kiln_dtype t);
  * memory with any input. Errors set on g, naming the node. */
 KCG_HIDDEN kiln_status kcg_c_emit_kernel(kir_graph *g, const kir_node *n, int32_t step,
                                          bool restrict_ok, kcg_buf *b);
+
+/* ---- shared by kcg_c_kernels.c and kcg_c_nn.c ---- */
+KCG_HIDDEN kiln_status kcg_node_err(kir_graph *g, const kir_node *n, kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* "for (int64_t iD = 0; iD < N; iD++) " */
+KCG_HIDDEN void kcg_put_loop(kcg_buf *b, int32_t d, int64_t n);
+/* "i0 * 12 + i2" over i0..i{rank-1} with element strides st (0 skipped); "0" if none. */
+KCG_HIDDEN void kcg_put_index(kcg_buf *b, int32_t rank, const int64_t *st);
+KCG_HIDDEN void kcg_contiguous_strides(const kir_type *t, int64_t *st);
+/* Strides of `in` seen through shape `out` (0 on broadcast dims). */
+KCG_HIDDEN void kcg_bcast_strides(const kir_type *in, const kir_type *out, int64_t *st);
+KCG_HIDDEN bool kcg_bcast_into(const kir_type *in, const kir_type *out);
+/* An OpenMP "parallel for" (collapse over the leading dims that give every core work)
+ * before a loop nest with trip counts dims[0..n); nothing below 64k elements of work. */
+KCG_HIDDEN void kcg_put_par(kcg_buf *b, int64_t work, const int64_t *dims, int32_t n, bool simd);
+/* The epilogue steps of fused node n on the local `T v`, inside loops i0..i{rank-1} over
+ * n->type (ost: its contiguous strides; operands are read at their broadcast index). */
+KCG_HIDDEN kiln_status kcg_c_put_epilogue(kir_graph *g, const kir_node *n, const kir_epilogue *e,
+                                          const int64_t *ost, kcg_buf *b);
+
+/* kcg_c_nn.c: kernel bodies of argmax/argmin, concat, slice, gather, cast, where,
+ * batch_norm, the pools and conv/fused_conv (errors set on g naming the node). */
+KCG_HIDDEN kiln_status kcg_c_emit_nn(kir_graph *g, const kir_node *n, kcg_buf *b);
+/* Bytes of arena scratch step n needs (a conv's im2col matrix), 0 for none. Its kernel
+ * then takes a last parameter `T *restrict col`. */
+KCG_HIDDEN int64_t kcg_c_step_scratch(const kir_graph *g, const kir_node *n);
+/* The largest step scratch of g's steps, rounded up to 64 bytes. */
+KCG_HIDDEN int64_t kcg_c_scratch_bytes(const kir_graph *g, const kps_memplan *plan);
+/* Makes room after planning: grows plan->arena_bytes (rounded to 64) by
+ * kcg_c_scratch_bytes, the scratch living in the arena's last bytes; appends each
+ * placeholder's `default` tensor to the weights block (plan->weights_bytes grows) and
+ * records its weights offset in plan->offset[placeholder] (-1: no default). Call once,
+ * right after kps_plan_memory. Errors set on g. */
+KCG_HIDDEN kiln_status kcg_c_reserve(kir_graph *g, kps_memplan *plan);
+/* Byte offset of the scratch in the arena (plan->arena_bytes - kcg_c_scratch_bytes), or
+ * -1 when the planned buffers reach into it (the plan was not reserved). */
+KCG_HIDDEN int64_t kcg_c_scratch_offset(const kir_graph *g, const kps_memplan *plan);
 
 /* How the program's entry function is declared: decl is the text before its parameter
  * list, e.g. "static int model_steps"; abi_symbol: also define kiln_abi_version; include:

@@ -92,6 +92,23 @@ static void put_index(kcg_buf *b, int32_t rank, const int64_t *st) {
   if (!any) kcg_printf(b, "0");
 }
 
+void kcg_put_loop(kcg_buf *b, int32_t d, int64_t n) { put_loop(b, d, n); }
+void kcg_put_index(kcg_buf *b, int32_t rank, const int64_t *st) { put_index(b, rank, st); }
+void kcg_contiguous_strides(const kir_type *t, int64_t *st) { contiguous_strides(t, st); }
+void kcg_bcast_strides(const kir_type *in, const kir_type *out, int64_t *st) {
+  bcast_strides(in, out, st);
+}
+bool kcg_bcast_into(const kir_type *in, const kir_type *out) { return bcast_into(in, out); }
+
+kiln_status kcg_node_err(kir_graph *g, const kir_node *n, kiln_status s, const char *fmt, ...) {
+  char esc[KCG_ESC_BUF], msg[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return kir_seterr(g, s, "node '%s': %s", kir_escape(n->name, esc, sizeof esc), msg);
+}
+
 /* ---------------------------------------------------------------- threads ------- */
 
 /* Loops over at least this many elements are split over the cores with OpenMP; below it
@@ -111,7 +128,7 @@ static void put_index(kcg_buf *b, int32_t rank, const int64_t *st) {
  * No oversubscription: the steps run one after another and a parallel loop ends (joins)
  * before its step returns, so these threads never run while OpenBLAS's do (a GEMM is a
  * step of its own); both pools default to one thread per core. */
-static void put_par(kcg_buf *b, int64_t work, const int64_t *dims, int32_t n, bool simd) {
+void kcg_put_par(kcg_buf *b, int64_t work, const int64_t *dims, int32_t n, bool simd) {
   if (work < PAR_MIN_ELEMS) return;
   int64_t trips = 1;
   for (int32_t c = 1; c <= n; c++) {
@@ -123,6 +140,10 @@ static void put_par(kcg_buf *b, int64_t work, const int64_t *dims, int32_t n, bo
     kcg_printf(b, "\n#endif\n");
     return;
   }
+}
+
+static void put_par(kcg_buf *b, int64_t work, const int64_t *dims, int32_t n, bool simd) {
+  kcg_put_par(b, work, dims, n, simd);
 }
 
 /* put_par for the loops over the dims of t where keep[d] == keep_value (keep NULL: all). */
@@ -146,6 +167,20 @@ static void put_clamp_side(kcg_buf *b, kiln_dtype c, const char *xa, double boun
   kcg_printf(b, " ? (%s)", kcg_ctype(c));
   kcg_put_double(b, bound);
   kcg_printf(b, " : ");
+}
+
+/* gelu in double: x/2 * (1 + erf(x/sqrt 2)), or with tanh(sqrt(2/pi) (x + 0.044715 x^3)). */
+static void put_gelu(kcg_buf *b, const char *xa, bool approx) {
+  kcg_printf(b, "0.5 * (double)%s * (1.0 + ", xa);
+  if (approx) {
+    kcg_printf(b, "tanh(");
+    kcg_put_double(b, sqrt(2.0 / 3.14159265358979323846));
+    kcg_printf(b, " * ((double)%s + 0.044715 * (double)%s * (double)%s * (double)%s)))", xa, xa, xa, xa);
+  } else {
+    kcg_printf(b, "erf((double)%s * ", xa);
+    kcg_put_double(b, 1.0 / sqrt(2.0));
+    kcg_printf(b, "))");
+  }
 }
 
 /* Float expression of an elementwise op on operands xa (and xb), computed in dtype c
@@ -180,13 +215,24 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
     put_clamp_side(b, c, xa, hi, '>');
     kcg_printf(b, "%s", xa);
     return true;
+  case KIR_OP_ABS: kcg_printf(b, "fabs%s(%s)", f, xa); return true;
+  /* pow, erf, gelu and leaky_relu are written in double whatever c is (float operands
+   * promote), so the value is the interpreter's: the op in double, rounded on store. */
+  case KIR_OP_POW: kcg_printf(b, "pow((double)%s, (double)%s)", xa, xb); return true;
+  case KIR_OP_ERF: kcg_printf(b, "erf((double)%s)", xa); return true;
+  case KIR_OP_LEAKY_RELU:
+    kcg_printf(b, "%s < 0 ? ", xa);
+    kcg_put_double(b, isnan(lo) ? 0.01 : lo);
+    kcg_printf(b, " * (double)%s : (double)%s", xa, xa);
+    return true;
+  case KIR_OP_GELU: put_gelu(b, xa, !isnan(lo) && lo != 0); return true;
   case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
   case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_MATMUL:
   case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
   case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
-  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KIR_CASES_PENDING_ONNX:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KCG_CASES_NOT_ELEMENTWISE_ONNX:
     break;
   }
   return false;
@@ -248,15 +294,19 @@ static bool put_iexpr(kcg_buf *b, kir_op op, kiln_dtype t, const char *xa, const
     }
     kcg_printf(b, "%s", xa);
     return true;
+  case KIR_OP_ABS:
+    kcg_printf(b, "(%s)(%s < 0 ? (%s)0 - (%s)%s : (%s)%s)", T, xa, U, U, xa, U, xa);
+    return true;
+  case KIR_OP_POW: kcg_printf(b, "(%s)(%s)kcg_ipow(%s, %s)", T, U, xa, xb); return true;
   case KIR_OP_DIV: case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT: case KIR_OP_TANH:
-  case KIR_OP_SIGMOID:
+  case KIR_OP_SIGMOID: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF: case KIR_OP_GELU:
   case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
   case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_MATMUL:
   case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
   case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
-  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KIR_CASES_PENDING_ONNX:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KCG_CASES_NOT_ELEMENTWISE_ONNX:
     break;
   }
   return false;
@@ -275,7 +325,9 @@ static void put_signature(kcg_buf *b, const kir_graph *g, const kir_node *n, int
       kcg_printf(b, "const %s *%s a%d, ", kcg_ctype(g->nodes[n->inputs[i]]->type.dtype),
                  restrict_ok ? "restrict" : "", (int)i);
   }
-  kcg_printf(b, "%s *%sy) {\n", kcg_ctype(n->type.dtype), R);
+  kcg_printf(b, "%s *%sy", kcg_ctype(n->type.dtype), R);
+  if (kcg_c_step_scratch(g, n) > 0) kcg_printf(b, ", %s *restrict col", kcg_ctype(n->type.dtype));
+  kcg_printf(b, ") {\n");
 }
 
 /* ---------------------------------------------------------------- elementwise --- */
@@ -298,6 +350,8 @@ static kiln_status put_ew_body(kir_graph *g, const kir_node *n, const int64_t st
     return KILN_OK;
   }
   double lo = kir_attr_float(n, "min", NAN), hi = kir_attr_float(n, "max", NAN);
+  if (n->op == KIR_OP_LEAKY_RELU) lo = kir_attr_float(n, "alpha", 0.01);
+  if (n->op == KIR_OP_GELU) lo = (double)kir_attr_int(n, "approximate", 0);
   const char *xb = n->n_inputs > 1 ? "x1" : NULL;
   kcg_printf(b, "    y[%s] = ", yi);
   bool ok = is_float(t) ? put_fexpr(b, n->op, t, "x0", xb, lo, hi)
@@ -491,15 +545,17 @@ static bool exact_in_f32(kir_op op) {
   switch (op) {
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_SQRT:
   case KIR_OP_NEG: case KIR_OP_RELU: case KIR_OP_MAXIMUM: case KIR_OP_MINIMUM: case KIR_OP_CLAMP:
+  case KIR_OP_ABS:
     return true;
   case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_TANH: case KIR_OP_SIGMOID:
+  case KIR_OP_POW: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF: case KIR_OP_GELU:
   case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
   case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_MATMUL:
   case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
   case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY:
   case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:
   case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:
-  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KIR_CASES_PENDING_ONNX:
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT: KCG_CASES_NOT_ELEMENTWISE_ONNX:
     break;
   }
   return false;
@@ -551,6 +607,15 @@ static kiln_status put_epilogue_step(kir_graph *g, const kir_node *n, const kir_
   return put_step(g, n, e, s, xb[0] ? xb : NULL, "    ", b);
 }
 
+kiln_status kcg_c_put_epilogue(kir_graph *g, const kir_node *n, const kir_epilogue *e,
+                               const int64_t *ost, kcg_buf *b) {
+  for (int32_t i = 0; i < e->n; i++) {
+    kiln_status s = put_epilogue_step(g, n, e, i, ost, b);
+    if (s) return s;
+  }
+  return KILN_OK;
+}
+
 static kiln_status emit_fused_matmul(kir_graph *g, const kir_node *n, kcg_buf *b) {
   kir_epilogue e;
   kiln_status s = kir_epilogue_get(g, n, &e);
@@ -592,16 +657,19 @@ static void put_red_init(kir_op kind, const kir_node *n, kcg_buf *b) {
   bool fl = is_float(n->type.dtype);
   if (kind == KIR_OP_REDUCE_MAX)
     kcg_printf(b, fl ? "double acc = -INFINITY;\n" : "int64_t acc = INT64_MIN;\n");
+  else if (kind == KIR_OP_REDUCE_MIN)
+    kcg_printf(b, fl ? "double acc = INFINITY;\n" : "int64_t acc = INT64_MAX;\n");
   else kcg_printf(b, fl ? "double acc = 0.0;\n" : "uint64_t acc = 0;\n");
 }
 
 static void put_red_step(kir_op kind, const kir_node *n, kcg_buf *b) {
   bool fl = is_float(n->type.dtype);
-  if (kind != KIR_OP_REDUCE_MAX)
+  char c = kind == KIR_OP_REDUCE_MAX ? '>' : '<';
+  if (kind != KIR_OP_REDUCE_MAX && kind != KIR_OP_REDUCE_MIN)
     kcg_printf(b, fl ? "acc += (double)x;\n" : "acc += (uint64_t)(int64_t)x;\n");
   else if (fl)
-    kcg_printf(b, "acc = (isnan(acc) || isnan((double)x)) ? NAN : ((double)x > acc ? (double)x : acc);\n");
-  else kcg_printf(b, "acc = (int64_t)x > acc ? (int64_t)x : acc;\n");
+    kcg_printf(b, "acc = (isnan(acc) || isnan((double)x)) ? NAN : ((double)x %c acc ? (double)x : acc);\n", c);
+  else kcg_printf(b, "acc = (int64_t)x %c acc ? (int64_t)x : acc;\n", c);
 }
 
 static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
@@ -618,8 +686,8 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
     if (red[d]) count *= in->dims[d];
     else { ost[d] = s; s *= in->dims[d]; }
   }
-  if (count == 0 && n->op == KIR_OP_REDUCE_MAX)
-    return node_err(g, n, KILN_ERR_SHAPE, "reduce_max over an empty axis");
+  if (count == 0 && (n->op == KIR_OP_REDUCE_MAX || n->op == KIR_OP_REDUCE_MIN))
+    return node_err(g, n, KILN_ERR_SHAPE, "%s over an empty axis", kir_op_get(n->op)->name);
   const char *T = kcg_ctype(n->type.dtype);
   put_par_dims(b, in, red, false, false);
   kcg_printf(b, "  ");
@@ -644,6 +712,7 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
 
 static void put_softmax_lines(const kir_node *n, int64_t ax, const char *src, kcg_buf *b);
 
+/* softmax and log_softmax (x - max - log(sum(exp(x - max))), in double, rounded). */
 static kiln_status emit_softmax(kir_graph *g, const kir_node *n, kcg_buf *b) {
   const kir_type *t = &n->type;
   int64_t ax = kir_attr_int(n, "axis", -1);
@@ -673,8 +742,12 @@ static void put_softmax_lines(const kir_node *n, int64_t ax, const char *src, kc
   kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) {\n        const double v = (double)x[j * %lld];\n"
              "        m = (isnan(m) || isnan(v)) ? NAN : (v > m ? v : m);\n      }\n", L, I);
   kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) s += exp((double)x[j * %lld] - m);\n", L, I);
-  kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) z[j * %lld] = (%s)(exp((double)x[j * %lld] - m) / s);\n",
-             L, I, T, I);
+  if (n->op == KIR_OP_LOG_SOFTMAX)
+    kcg_printf(b, "      const double ls = log(s);\n      for (int64_t j = 0; j < %lld; j++) "
+               "z[j * %lld] = (%s)((double)x[j * %lld] - m - ls);\n", L, I, T, I);
+  else
+    kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) z[j * %lld] = (%s)(exp((double)x[j * %lld] - m) / s);\n",
+               L, I, T, I);
   kcg_printf(b, "    }\n");
 }
 
@@ -783,15 +856,16 @@ static kiln_status emit_fused_reduce(kir_graph *g, const kir_node *n, kcg_buf *b
   int64_t ost[KILN_MAX_RANK] = {0}, count = 1, sz = 1, r = kir_attr_int(n, "reduce", 0);
   kiln_status s = chain_prepare(g, n, &e, &t, &flat);
   if (s || (s = reduced_axes(g, n, &t, red))) return s;
-  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX)
+  if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX &&
+      r != KIR_OP_REDUCE_MIN)
     return node_err(g, n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not a reduction", (long long)r);
   kir_op kind = (kir_op)r;
   for (int32_t d = t.rank - 1; d >= 0; d--) {
     if (red[d]) count *= t.dims[d];
     else { ost[d] = sz; sz *= t.dims[d]; }
   }
-  if (count == 0 && kind == KIR_OP_REDUCE_MAX)
-    return node_err(g, n, KILN_ERR_SHAPE, "reduce_max over an empty axis");
+  if (count == 0 && (kind == KIR_OP_REDUCE_MAX || kind == KIR_OP_REDUCE_MIN))
+    return node_err(g, n, KILN_ERR_SHAPE, "%s over an empty axis", kir_op_get(kind)->name);
   if (sz != kir_type_numel(&n->type))
     return node_err(g, n, KILN_ERR_SHAPE, "the reduction's size is not the node's");
   const char *T = kcg_ctype(n->type.dtype);
@@ -884,21 +958,26 @@ static kiln_status emit_body(kir_graph *g, const kir_node *n, kcg_buf *b) {
   switch (n->op) {
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_MAXIMUM:
   case KIR_OP_MINIMUM: case KIR_OP_NEG: case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT:
-  case KIR_OP_TANH: case KIR_OP_SIGMOID: case KIR_OP_RELU: case KIR_OP_CLAMP:
+  case KIR_OP_TANH: case KIR_OP_SIGMOID: case KIR_OP_RELU: case KIR_OP_CLAMP: case KIR_OP_POW:
+  case KIR_OP_ABS: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF: case KIR_OP_GELU:
     return emit_elementwise(g, n, b);
   case KIR_OP_MATMUL: return emit_matmul(g, n, b);
   case KIR_OP_FUSED_MATMUL: return emit_fused_matmul(g, n, b);
   case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_SOFTMAX: return emit_fused_chain(g, n, b);
   case KIR_OP_FUSED_REDUCE: return emit_fused_reduce(g, n, b);
   case KIR_OP_ADD_N: return emit_add_n(g, n, b);
-  case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX:
+  case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX: case KIR_OP_REDUCE_MIN:
     return emit_reduce(g, n, b);
-  case KIR_OP_SOFTMAX: return emit_softmax(g, n, b);
+  case KIR_OP_SOFTMAX: case KIR_OP_LOG_SOFTMAX: return emit_softmax(g, n, b);
+  case KIR_OP_ARGMAX: case KIR_OP_ARGMIN: case KIR_OP_CONCAT: case KIR_OP_SLICE:
+  case KIR_OP_GATHER: case KIR_OP_CAST: case KIR_OP_WHERE: case KIR_OP_CONV:
+  case KIR_OP_MAX_POOL: case KIR_OP_AVG_POOL: case KIR_OP_BATCH_NORM: case KIR_OP_FUSED_CONV:
+  case KIR_OP_MAX_POOL_INDICES:
+    return kcg_c_emit_nn(g, n, b);
   case KIR_OP_TRANSPOSE: return emit_transpose(g, n, b);
   case KIR_OP_RESHAPE: case KIR_OP_IDENTITY: case KIR_OP_TRANSFER: return emit_copy(g, n, b);
   case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE: case KIR_OP_ASSIGN:
   case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_GROUP: case KIR_OP_NO_OP:
-  KIR_CASES_PENDING_ONNX:
   case KIR_OP_INVALID: case KIR_OP_COUNT:
     return not_compiled(g, n);
   }
@@ -928,14 +1007,27 @@ static void put_step_comment(const kir_graph *g, const kir_node *n, int32_t step
   kcg_printf(b, " -> %s */\n", ty);
 }
 
+/* Input i's dtype as the kernel expects it: the node's own, except cast (any), where's
+ * condition (bool), gather's indices (i32/i64) and the i64-valued argmax, argmin and
+ * max_pool_indices (their data input any but bool). */
+static bool input_dtype_ok(const kir_node *n, int32_t i, kiln_dtype it) {
+  kir_op op = n->op;
+  if (op == KIR_OP_CAST) return it != KILN_DTYPE_INVALID;
+  if (op == KIR_OP_WHERE) return i == 0 ? it == KILN_BOOL : it == n->type.dtype;
+  if (op == KIR_OP_GATHER) return i == 1 ? is_int(it) : it == n->type.dtype;
+  if (op == KIR_OP_ARGMAX || op == KIR_OP_ARGMIN || op == KIR_OP_MAX_POOL_INDICES)
+    return n->type.dtype == KILN_I64 && (is_float(it) || is_int(it));
+  return it == n->type.dtype;
+}
+
 kiln_status kcg_c_emit_kernel(kir_graph *g, const kir_node *n, int32_t step, bool restrict_ok,
                               kcg_buf *b) {
   if (!kir_op_get(n->op)) return node_err(g, n, KILN_ERR_GRAPH, "invalid op %d", (int)n->op);
   for (int32_t i = 0; i < n->n_inputs; i++) {
     kiln_dtype it = g->nodes[n->inputs[i]]->type.dtype;
-    if (it != n->type.dtype)
-      return node_err(g, n, KILN_ERR_TYPE, "input %d is %s, the node is %s", (int)i,
-                      kiln_dtype_name(it), kiln_dtype_name(n->type.dtype));
+    if (!input_dtype_ok(n, i, it))
+      return node_err(g, n, KILN_ERR_TYPE, "input %d is %s, which %s of %s does not take", (int)i,
+                      kiln_dtype_name(it), kir_op_get(n->op)->name, kiln_dtype_name(n->type.dtype));
   }
   put_step_comment(g, n, step, b);
   put_signature(b, g, n, step, restrict_ok);

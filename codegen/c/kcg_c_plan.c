@@ -22,11 +22,12 @@ typedef struct plan_mem {
   int32_t *ints;   /* output_buffers, then each step's input buffer indices */
   char **names;    /* each step's source node names */
   int32_t *bidx;   /* per node: buffer index or -1 */
+  int64_t *defaults; /* per input: weights offset of its default, -1 none */
 } plan_mem;
 
 static void plan_mem_free(plan_mem *m) {
   void *blocks[] = {m->specs, m->in_ptrs, m->out_ptrs, m->bufs, m->buf_ptrs,
-                    m->steps, m->step_ptrs, m->ints, m->names, m->bidx};
+                    m->steps, m->step_ptrs, m->ints, m->names, m->bidx, m->defaults};
   for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) kir_free(blocks[i]);
   memset(m, 0, sizeof *m);
 }
@@ -67,8 +68,9 @@ static bool plan_mem_alloc(plan_mem *m, const counts *c, int32_t n_nodes) {
   m->ints = kir_calloc((size_t)c->outputs + (size_t)c->step_inputs + 1, sizeof *m->ints);
   m->names = kir_calloc((size_t)c->step_names + 1, sizeof *m->names);
   m->bidx = kir_calloc((size_t)n_nodes + 1, sizeof *m->bidx);
+  m->defaults = kir_calloc((size_t)c->inputs + 1, sizeof *m->defaults);
   return m->specs && m->in_ptrs && m->out_ptrs && m->bufs && m->buf_ptrs && m->steps &&
-         m->step_ptrs && m->ints && m->names && m->bidx;
+         m->step_ptrs && m->ints && m->names && m->bidx && m->defaults;
 }
 
 static void fill_spec(Kiln__Rt__TensorSpec *s, kir_node *n) {
@@ -93,17 +95,24 @@ static const char *device_of(const kir_node *n) {
   return n->assigned_device && n->assigned_device[0] ? n->assigned_device : "cpu:0";
 }
 
+static bool has_default(const kir_node *n) {
+  return n->op == KIR_OP_PLACEHOLDER && kir_attr_tensor(n, "default") != NULL;
+}
+
 /* Inputs (placeholders in node order) and buffers (every located node). */
 static void fill_buffers(kir_graph *g, const kps_memplan *plan, plan_mem *m, const counts *c,
                          Kiln__Rt__Plan *p) {
   Kiln__Rt__TensorSpec *spec = m->specs;
   int32_t ni = 0, nb = 0;
+  bool any_default = false;
   for (int32_t i = 0; i < g->n_nodes; i++) {
     kir_node *n = g->nodes[i];
     int32_t input = -1;
     m->bidx[i] = -1;
     if (n->op == KIR_OP_PLACEHOLDER) {
       fill_spec(spec, n);
+      m->defaults[ni] = has_default(n) ? plan->offset[i] : -1;
+      any_default = any_default || m->defaults[ni] >= 0;
       m->in_ptrs[input = ni++] = spec++;
     }
     if (plan->loc[i] == KPS_LOC_NONE) continue;
@@ -121,6 +130,8 @@ static void fill_buffers(kir_graph *g, const kps_memplan *plan, plan_mem *m, con
   }
   p->n_inputs = (size_t)c->inputs;
   p->inputs = m->in_ptrs;
+  p->n_input_defaults = any_default ? (size_t)c->inputs : 0;
+  p->input_defaults = m->defaults;
   p->n_buffers = (size_t)nb;
   p->buffers = m->buf_ptrs;
 }
@@ -202,13 +213,41 @@ static double chain_numel(const kir_graph *g, const kir_node *n) {
   return numel_d(&acc);
 }
 
+/* conv: 2 * (C/group * kernel volume) per output element (w is [M, C/group, k...]). */
+static double conv_flops(const kir_graph *g, const kir_node *n) {
+  const kir_type *w = &g->nodes[n->inputs[1]]->type;
+  double per = 1;
+  for (int32_t d = 1; d < w->rank; d++) per *= (double)w->dims[d];
+  return 2.0 * per * numel_d(&n->type);
+}
+
+/* pools: one per window element per output; batch_norm 4 per element; concat, slice,
+ * gather, cast and where move or convert values and count 0 (as the shape ops). */
+static double pool_flops(const kir_node *n) {
+  int32_t cnt = 0;
+  const int64_t *k = kir_attr_ints(n, "kernel", &cnt);
+  double per = 1;
+  for (int32_t i = 0; i < cnt; i++) per *= (double)k[i];
+  return per * numel_d(&n->type);
+}
+
 static double node_flops(const kir_graph *g, const kir_node *n) {
   double out = numel_d(&n->type);
   switch (n->op) {
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_MAXIMUM:
   case KIR_OP_MINIMUM: case KIR_OP_NEG: case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT:
-  case KIR_OP_TANH: case KIR_OP_SIGMOID: case KIR_OP_RELU: case KIR_OP_CLAMP:
+  case KIR_OP_TANH: case KIR_OP_SIGMOID: case KIR_OP_RELU: case KIR_OP_CLAMP: case KIR_OP_POW:
+  case KIR_OP_ABS: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF: case KIR_OP_GELU:
     return out;
+  case KIR_OP_CONV: return conv_flops(g, n) + (n->n_inputs == 3 ? out : 0);
+  case KIR_OP_FUSED_CONV: return conv_flops(g, n) + epilogue_steps(n) * out;
+  case KIR_OP_MAX_POOL: case KIR_OP_AVG_POOL: case KIR_OP_MAX_POOL_INDICES: return pool_flops(n);
+  case KIR_OP_BATCH_NORM: return 4 * out;
+  case KIR_OP_ARGMAX: case KIR_OP_ARGMIN: case KIR_OP_REDUCE_MIN:
+    return numel_d(&g->nodes[n->inputs[0]]->type);
+  case KIR_OP_LOG_SOFTMAX: return 5 * out;
+  case KIR_OP_CONCAT: case KIR_OP_SLICE: case KIR_OP_GATHER: case KIR_OP_CAST: case KIR_OP_WHERE:
+    return 0;
   case KIR_OP_ADD_N: return out * (double)(n->n_inputs - 1);
   case KIR_OP_MATMUL: return matmul_flops(g, n);
   case KIR_OP_FUSED_MATMUL: return matmul_flops(g, n) + epilogue_steps(n) * out;
@@ -222,7 +261,6 @@ static double node_flops(const kir_graph *g, const kir_node *n) {
   case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_RESHAPE:
   case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY: case KIR_OP_ASSIGN: case KIR_OP_GROUP:
   case KIR_OP_NO_OP: case KIR_OP_TRANSFER: case KIR_OP_INVALID: case KIR_OP_COUNT:
-  KIR_CASES_PENDING_ONNX:
     return 0;
   }
   return 0;
@@ -280,8 +318,10 @@ kiln_status kcg_c_weights_blob(kir_graph *g, const kps_memplan *plan, uint8_t **
                                (long long)plan->weights_bytes);
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *n = g->nodes[i];
-    if (plan->loc[i] != KPS_LOC_WEIGHTS) continue;
-    const kir_tensor *t = n->op == KIR_OP_CONSTANT ? kir_attr_tensor(n, "value") : NULL;
+    bool dflt = has_default(n);
+    if (plan->loc[i] != KPS_LOC_WEIGHTS && !dflt) continue;
+    const kir_tensor *t = n->op == KIR_OP_CONSTANT ? kir_attr_tensor(n, "value")
+                          : dflt ? kir_attr_tensor(n, "default") : NULL;
     int64_t nb = t ? kir_type_nbytes(&t->type) : -1;
     if (nb < 0 || !kir_type_equal(&t->type, &n->type) || plan->offset[i] < 0 ||
         plan->offset[i] > plan->weights_bytes - nb) {
@@ -292,6 +332,30 @@ kiln_status kcg_c_weights_blob(kir_graph *g, const kps_memplan *plan, uint8_t **
     }
     if (nb > 0) memcpy(*out + plan->offset[i], t->data, (size_t)nb);
   }
+  return KILN_OK;
+}
+
+static int64_t align64(int64_t v) { return (v + 63) / 64 * 64; }
+
+kiln_status kcg_c_reserve(kir_graph *g, kps_memplan *plan) {
+  char esc[KCG_ESC_BUF];
+  int64_t w = plan->weights_bytes;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    if (n->op != KIR_OP_PLACEHOLDER) continue;
+    const kir_tensor *t = kir_attr_tensor(n, "default");
+    int64_t nb = t ? kir_type_nbytes(&t->type) : 0;
+    plan->offset[i] = -1;
+    if (!t) continue;
+    if (nb < 0 || !kir_type_equal(&t->type, &n->type))
+      return kir_seterr(g, KILN_ERR_TYPE, "node '%s': the default's type is not the placeholder's",
+                        kir_escape(n->name, esc, sizeof esc));
+    plan->offset[i] = w = align64(w);
+    w += nb;
+  }
+  plan->weights_bytes = w;
+  int64_t sc = kcg_c_scratch_bytes(g, plan);
+  if (sc > 0) plan->arena_bytes = align64(plan->arena_bytes) + sc;
   return KILN_OK;
 }
 

@@ -385,6 +385,7 @@ static kiln_status lower(kir_graph *c, const int32_t *ids, int32_t n_outputs, co
     S.P[i] = prefix[i] >= 'a' && prefix[i] <= 'z' ? (char)(prefix[i] - 'a' + 'A') : prefix[i];
   kiln_status s = prepare(c);
   if (!s) s = kps_plan_memory(c, ids, n_outputs, &plan);
+  if (!s) s = kcg_c_reserve(c, &plan);
   if (!s && !(S.inputs = kir_calloc((size_t)c->n_nodes + 1, sizeof *S.inputs)))
     s = kir_seterr(c, KILN_ERR_NOMEM, "out of memory");
   for (int32_t i = 0; !s && i < c->n_nodes; i++)

@@ -31,6 +31,15 @@ typedef struct konnx_shape {
   int64_t dims[KILN_MAX_RANK];
 } konnx_shape;
 
+/* A graph input fixed at import to a value: it becomes a constant named as the input
+ * (not a placeholder), so inputs that must be static (Reshape's shape, Slice's starts,
+ * Squeeze's axes, ...) can come from data, as the ONNX test suite feeds them. Additive
+ * (issue 4): the value's dtype must match the input's, and its shape every fixed dim. */
+typedef struct konnx_value {
+  const char *name;
+  const kir_tensor *value; /* borrowed; copied into the graph */
+} konnx_value;
+
 typedef struct konnx_options {
   const konnx_shape *shapes; /* may be NULL */
   int32_t n_shapes;
@@ -39,6 +48,9 @@ typedef struct konnx_options {
   bool allow_external_data;
   const char *model_dir; /* directory of the model file; NULL = external data refused */
   FILE *log;             /* notes on what the import decided (may be NULL) */
+  /* Additive (issue 4): graph inputs fixed to values (see konnx_value); may be NULL. */
+  const konnx_value *values;
+  int32_t n_values;
 } konnx_options;
 
 /* Imports a serialized ModelProto into g, which must be empty. On success:

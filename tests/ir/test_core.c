@@ -108,7 +108,7 @@ static void test_op_table(void **state) {
 static void test_op_schemas_parse(void **state) {
   kir_graph *g = *state;
   int32_t x = ph(g, "x", T2(KILN_F32, 2, 2));
-  int32_t in[4] = {x, x, x, x};
+  int32_t in[5] = {x, x, x, x, x}; /* batch_norm takes 5 */
   for (int32_t op = 1; op < KIR_OP_COUNT; op++) {
     const kir_op_info *info = kir_op_get(op);
     char name[64];

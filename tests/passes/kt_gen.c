@@ -2,7 +2,8 @@
  * op by op, keeping every value finite and away from NaN by construction: a rough bound
  * on each value's magnitude is tracked and tamed (tanh/clamp) before it can overflow;
  * log/sqrt/float div only see values built to be positive; integer divisors are made
- * nonzero with maximum(x, 1) / minimum(x, -1). Depends on ir/ only. */
+ * nonzero with maximum(x, 1) / minimum(x, -1); pow, conv, pooling, gather and
+ * batch_norm get operands valid by construction (see "onnx ops"). Depends on ir/ only. */
 #include "kt_gen.h"
 
 #include <math.h>
@@ -483,6 +484,436 @@ static val emit_transpose(gen *G, val a) {
   return fin(G, nd, a.bound);
 }
 
+/* ---------------------------------------------------------------- onnx ops ------ */
+/* The ONNX operator set (issue 4). Shapes are drawn small (conv and pool sizes keep a
+ * graph's run in microseconds, also under ASan); attributes take their optional forms
+ * at random; every drawn shape is valid by construction, so generation never fails. */
+
+static kir_type type_of(kiln_dtype dt, int32_t rank, const int64_t *dims) {
+  kir_type t;
+  memset(&t, 0, sizeof t);
+  t.dtype = dt;
+  t.rank = rank;
+  for (int32_t i = 0; i < rank; i++) t.dims[i] = dims[i];
+  return t;
+}
+
+/* Reshapes a rank-0 value to [1] (ops that need an axis). */
+static val at_least_1d(gen *G, val a) {
+  if (a.id < 0 || T(G, a)->rank > 0) return a;
+  int64_t one = 1;
+  kir_node *nd = mk(G, KIR_OP_RESHAPE, &a.id, 1);
+  if (nd) attr(G, kir_attr_set_ints(G->g, nd, "shape", &one, 1));
+  return fin(G, nd, a.bound);
+}
+
+static val un_attr_f(gen *G, kir_op op, val a, const char *name, double v, bool set, double bound) {
+  kir_node *nd = mk(G, op, &a.id, 1);
+  if (nd && set) attr(G, kir_attr_set_float(G->g, nd, name, v));
+  return fin(G, nd, bound);
+}
+
+static val un_attr_i(gen *G, kir_op op, val a, const char *name, int64_t v, bool set, double bound) {
+  kir_node *nd = mk(G, op, &a.id, 1);
+  if (nd && set) attr(G, kir_attr_set_int(G->g, nd, name, v));
+  return fin(G, nd, bound);
+}
+
+/* pow: a float base >= 0.25 to an exponent in [-2, 2]; an integer base in [-8, 8] to an
+ * exponent in [0, 3] (a negative one would divide by a zero base). */
+static val emit_pow(gen *G, val a) {
+  bool fl = is_float(T(G, a)->dtype);
+  val base = fl ? positive(G, a) : tame(G, a, 8);
+  val e = partner(G, base, false);
+  e = fl ? clamp(G, e, true, -2, true, 2) : clamp(G, e, true, 0, true, 3);
+  double b = fmax(base.bound, fl ? 4 : 1);
+  return bin(G, KIR_OP_POW, base, e, fl ? b * b : b * b * b);
+}
+
+static val emit_onnx_unary(gen *G, kir_op op, val a) {
+  switch (op) {
+  case KIR_OP_LEAKY_RELU:
+    return un_attr_f(G, op, a, "alpha", round(runif(G, 0, 0.5) * 100) / 100, chance(G, 0.6), a.bound);
+  case KIR_OP_GELU: return un_attr_i(G, op, a, "approximate", rint_(G, 0, 1), chance(G, 0.6), a.bound + 1);
+  case KIR_OP_ERF: return un(G, op, a, 1);
+  default: return un(G, op, a, a.bound); /* abs */
+  }
+}
+
+static val emit_log_softmax(gen *G, val a) {
+  a = tame(G, a, LIM_F);
+  int32_t r = T(G, a)->rank;
+  if (r == 0) return un(G, KIR_OP_ERF, a, 1);
+  return un_attr_i(G, KIR_OP_LOG_SOFTMAX, a, "axis", rint_(G, -r, r - 1), chance(G, 0.6),
+                   2 * a.bound + log((double)numel(T(G, a))) + 1);
+}
+
+static val emit_arg(gen *G, kir_op op, val a) {
+  a = at_least_1d(G, a);
+  int32_t r = T(G, a)->rank;
+  kir_node *nd = mk(G, op, &a.id, 1);
+  if (nd && chance(G, 0.7)) attr(G, kir_attr_set_int(G->g, nd, "axis", rint_(G, -r, r - 1)));
+  if (nd && chance(G, 0.5)) attr(G, kir_attr_set_int(G->g, nd, "keep_dims", rint_(G, 0, 1)));
+  if (nd && chance(G, 0.4)) attr(G, kir_attr_set_int(G->g, nd, "select_last_index", rint_(G, 0, 1)));
+  return fin(G, nd, (double)numel(T(G, a)));
+}
+
+/* A value of type t: from the pool when one has it exactly, else a new source. */
+static val of_type(gen *G, const kir_type *t) {
+  for (int32_t tries = 0; tries < 4 && G->n_pool > 0 && chance(G, 0.5); tries++) {
+    val c = G->pool[rint_(G, 0, G->n_pool - 1)];
+    if (kir_type_equal(T(G, c), t)) return tame(G, c, lim_of(G, c));
+  }
+  return source(G, t);
+}
+
+/* concat of a and up to three values equal to a but along axis (sometimes a alone). */
+static val emit_concat(gen *G, val a) {
+  a = at_least_1d(G, tame(G, a, lim_of(G, a)));
+  const kir_type *ta = T(G, a);
+  int32_t r = ta->rank, axis = rint_(G, 0, r - 1), in[4] = {a.id, -1, -1, -1}, n = 1;
+  int64_t total = numel(ta);
+  double bound = a.bound;
+  for (int32_t k = chance(G, 0.15) ? 0 : rint_(G, 1, 3); k > 0; k--) {
+    kir_type t = *ta;
+    t.dims[axis] = rint_(G, 1, 3);
+    val v = chance(G, 0.2) ? a : of_type(G, &t);
+    if (v.id < 0) return BAD;
+    if (total + numel(T(G, v)) > G->max_numel) break;
+    in[n++] = v.id;
+    total += numel(T(G, v));
+    bound = fmax(bound, v.bound);
+  }
+  kir_node *nd = mk(G, KIR_OP_CONCAT, in, n);
+  if (nd) attr(G, kir_attr_set_int(G->g, nd, "axis", chance(G, 0.3) ? axis - r : axis));
+  return fin(G, nd, bound);
+}
+
+/* One axis of a slice: bounds anywhere in [-d-2, d+2] (they clamp), sometimes the
+ * extremes ONNX exporters write, steps 1, 2, -1 or -2. */
+static void slice_axis(gen *G, int64_t d, int64_t *start, int64_t *end, int64_t *step) {
+  double u = runif(G, 0, 1);
+  *step = u < 0.6 ? 1 : u < 0.75 ? 2 : u < 0.9 ? -1 : -2;
+  *start = rint_(G, (int32_t)-d - 2, (int32_t)d + 2);
+  *end = rint_(G, (int32_t)-d - 2, (int32_t)d + 2);
+  if (chance(G, 0.15)) *end = *step > 0 ? INT64_MAX : INT64_MIN;
+  if (chance(G, 0.2)) { /* a non-empty range in the step's direction */
+    *start = *step > 0 ? rint_(G, 0, (int32_t)d - 1) : rint_(G, 0, (int32_t)d - 1);
+    *end = *step > 0 ? d : -d - 1;
+  }
+}
+
+static val emit_slice(gen *G, val a) {
+  a = at_least_1d(G, a);
+  int32_t r = T(G, a)->rank, n = rint_(G, 1, r);
+  int64_t perm[KILN_MAX_RANK], starts[KILN_MAX_RANK], ends[KILN_MAX_RANK], steps[KILN_MAX_RANK];
+  bool all_one = true, in_order = true, whole = chance(G, 0.1);
+  for (int32_t i = 0; i < r; i++) perm[i] = i;
+  if (chance(G, 0.5)) shuffle(G, perm, r);
+  for (int32_t i = 0; i < n; i++) {
+    int64_t d = T(G, a)->dims[perm[i]];
+    if (whole) starts[i] = 0, ends[i] = d, steps[i] = 1;
+    else slice_axis(G, d, &starts[i], &ends[i], &steps[i]);
+    all_one = all_one && steps[i] == 1;
+    in_order = in_order && perm[i] == i;
+    if (chance(G, 0.2)) perm[i] -= r; /* a negative axis */
+    in_order = in_order && perm[i] == i;
+  }
+  kir_node *nd = mk(G, KIR_OP_SLICE, &a.id, 1);
+  if (nd) attr(G, kir_attr_set_ints(G->g, nd, "starts", starts, n));
+  if (nd) attr(G, kir_attr_set_ints(G->g, nd, "ends", ends, n));
+  if (nd && (!in_order || chance(G, 0.5))) attr(G, kir_attr_set_ints(G->g, nd, "axes", perm, n));
+  if (nd && (!all_one || chance(G, 0.5))) attr(G, kir_attr_set_ints(G->g, nd, "steps", steps, n));
+  return fin(G, nd, a.bound);
+}
+
+/* gather with constant indices in [-d, d-1] (negative ones count from the end). */
+static val emit_gather(gen *G, val a) {
+  a = at_least_1d(G, a);
+  const kir_type *ta = T(G, a);
+  int32_t r = ta->rank, axis = rint_(G, 0, r - 1);
+  int64_t d = ta->dims[axis], idims[2] = {rint_(G, 1, 3), rint_(G, 1, 3)};
+  int32_t ir = rint_(G, 0, 2);
+  kir_type it = type_of(chance(G, 0.5) ? KILN_I32 : KILN_I64, ir, idims);
+  if (numel(ta) / d * numel(&it) > G->max_numel) it.rank = 0;
+  val idx = constant_filled(G, &it, (double)-d, (double)d);
+  int32_t in[2] = {a.id, idx.id};
+  kir_node *nd = mk(G, KIR_OP_GATHER, in, 2);
+  if (nd && (axis != 0 || chance(G, 0.5)))
+    attr(G, kir_attr_set_int(G->g, nd, "axis", chance(G, 0.3) ? axis - r : axis));
+  return fin(G, nd, a.bound);
+}
+
+static val cast_to(gen *G, val a, kiln_dtype dt) {
+  bool to_int = dt == KILN_I32 || dt == KILN_I64;
+  double b = dt == KILN_BOOL ? 1 : to_int && a.bound > 2e9 ? 2.2e9 : a.bound;
+  return un_attr_i(G, KIR_OP_CAST, a, "dtype", dt, true, b);
+}
+
+/* cast between the numeric dtypes (to its own dtype now and then: simplify's no-op);
+ * bool results only ever feed where or are fetched, so they stay out of the pool. */
+static val emit_cast(gen *G, val a) {
+  if (chance(G, 0.15)) { /* from bool */
+    kir_type t = rand_shape(G, KILN_BOOL);
+    return cast_to(G, constant_filled(G, &t, 0, 1), rand_dtype(G));
+  }
+  kiln_dtype dt = chance(G, 0.15) ? T(G, a)->dtype : rand_dtype(G);
+  return cast_to(G, a, dt);
+}
+
+/* A bool condition broadcastable with a: a constant, or a cast of a value to bool
+ * (floats through relu first, so about half the elements are false). */
+static val condition(gen *G, val a) {
+  kir_type t = compat_shape(G, T(G, a), false);
+  if (chance(G, 0.35)) {
+    t.dtype = KILN_BOOL;
+    return constant_filled(G, &t, 0, 1);
+  }
+  val v = partner(G, a, false);
+  if (is_float(T(G, v)->dtype)) v = un(G, KIR_OP_RELU, v, v.bound);
+  return cast_to(G, v, KILN_BOOL);
+}
+
+static val emit_where(gen *G, val a) {
+  a = tame(G, a, lim_of(G, a));
+  val c = condition(G, a), y = tame(G, partner(G, a, false), lim_of(G, a));
+  kir_type ca, out;
+  if (c.id < 0 || y.id < 0) return BAD;
+  if (!kir_broadcast(T(G, a), T(G, c), &ca)) return BAD; /* compat by construction */
+  if (!kir_broadcast(&ca, T(G, y), &out) || numel(&out) > G->max_numel) y = source(G, T(G, a));
+  int32_t in[3] = {c.id, a.id, y.id};
+  return fin(G, mk(G, KIR_OP_WHERE, in, 3), fmax(a.bound, y.bound));
+}
+
+/* ---- convolution and pooling: x [N, C, d1..dk] */
+
+typedef struct window {
+  int32_t k; /* spatial dims */
+  int64_t kernel[3], stride[3], dil[3], pads[6];
+  bool ceil_mode;
+} window;
+
+/* A window that fits d (its extent never exceeds the input) and whose every position
+ * covers at least one input element: pads below the kernel, dilation only unpadded. */
+static void draw_window(gen *G, const int64_t *d, int32_t k, bool pool, window *w) {
+  memset(w, 0, sizeof *w);
+  w->k = k;
+  bool padded = chance(G, 0.4), dilated = !padded && chance(G, 0.25);
+  for (int32_t i = 0; i < k; i++) {
+    w->kernel[i] = rint_(G, 1, (int32_t)(d[i] < 3 ? d[i] : 3));
+    w->dil[i] = dilated && 2 * (w->kernel[i] - 1) + 1 <= d[i] ? 2 : 1;
+    w->stride[i] = rint_(G, 1, 2);
+    w->pads[i] = padded ? rint_(G, 0, (int32_t)w->kernel[i] - 1) : 0;
+    w->pads[k + i] = padded ? rint_(G, 0, (int32_t)w->kernel[i] - 1) : 0;
+  }
+  w->ceil_mode = pool && chance(G, 0.3);
+}
+
+static int64_t out_dim(const window *w, int32_t i, int64_t d) {
+  int64_t ext = w->dil[i] * (w->kernel[i] - 1) + 1, span = d + w->pads[i] + w->pads[w->k + i] - ext;
+  int64_t o = span / w->stride[i] + 1;
+  if (w->ceil_mode && span % w->stride[i]) o++;
+  return o;
+}
+
+static void window_attrs(gen *G, kir_node *nd, const window *w, bool kernel) {
+  if (!nd) return;
+  int32_t k = w->k;
+  bool any_pad = false, any_stride = false, any_dil = false;
+  for (int32_t i = 0; i < k; i++) {
+    any_pad = any_pad || w->pads[i] || w->pads[k + i];
+    any_stride = any_stride || w->stride[i] != 1;
+    any_dil = any_dil || w->dil[i] != 1;
+  }
+  if (kernel) attr(G, kir_attr_set_ints(G->g, nd, "kernel", w->kernel, k));
+  if (any_stride || chance(G, 0.3)) attr(G, kir_attr_set_ints(G->g, nd, "strides", w->stride, k));
+  if (any_pad || chance(G, 0.3)) attr(G, kir_attr_set_ints(G->g, nd, "pads", w->pads, 2 * k));
+  if (any_dil || chance(G, 0.2)) attr(G, kir_attr_set_ints(G->g, nd, "dilations", w->dil, k));
+  if (kernel && (w->ceil_mode || chance(G, 0.2)))
+    attr(G, kir_attr_set_int(G->g, nd, "ceil_mode", w->ceil_mode));
+}
+
+/* The input of a conv or pool: a itself when it is already [N, C, d..] of a fitting
+ * size, else a new source of a small such shape. */
+static val spatial_input(gen *G, val a, kiln_dtype dt, int32_t channels_mult) {
+  const kir_type *t = T(G, a);
+  if (a.id >= 0 && t->dtype == dt && t->rank >= 3 && t->rank <= 5 && t->dims[1] % channels_mult == 0 &&
+      chance(G, 0.7))
+    return tame(G, a, lim_of(G, a));
+  int32_t k = chance(G, 0.55) ? 2 : chance(G, 0.8) ? 1 : 3;
+  int64_t dims[5] = {rint_(G, 1, 2), channels_mult * rint_(G, 1, 2)};
+  for (int32_t i = 0; i < k; i++) dims[2 + i] = rint_(G, 2, k == 3 ? 3 : 6);
+  kir_type x = type_of(dt, 2 + k, dims);
+  for (int32_t i = 0; numel(&x) > G->max_numel / 2; i = (i + 1) % k)
+    x.dims[2 + i] = x.dims[2 + i] > 1 ? x.dims[2 + i] - 1 : 1;
+  return source(G, &x);
+}
+
+static double kernel_volume(const window *w) {
+  double v = 1;
+  for (int32_t i = 0; i < w->k; i++) v *= (double)w->kernel[i];
+  return v;
+}
+
+/* The window, with the output kept within max_numel (shrinking to 1x1 kernels). */
+static bool fit_window(gen *G, const kir_type *x, int64_t out_c, bool pool, window *w) {
+  draw_window(G, x->dims + 2, x->rank - 2, pool, w);
+  double out = (double)x->dims[0] * (double)out_c;
+  for (int32_t i = 0; i < w->k; i++) out *= (double)out_dim(w, i, x->dims[2 + i]);
+  return out <= G->max_numel;
+}
+
+/* A weight or bias: mostly a constant (so fold-batchnorm can fold), else any source. */
+static val param(gen *G, const kir_type *t, double lo, double hi) {
+  return chance(G, 0.8) ? constant_filled(G, t, lo, hi) : tame(G, source(G, t), LIM_F);
+}
+
+static val conv_of(gen *G, val x, val w, val b, const window *win, int64_t group, double bound) {
+  int32_t in[3] = {x.id, w.id, b.id};
+  kir_node *nd = mk(G, KIR_OP_CONV, in, b.id >= 0 ? 3 : 2);
+  window_attrs(G, nd, win, false);
+  if (nd && (group != 1 || chance(G, 0.2))) attr(G, kir_attr_set_int(G->g, nd, "group", group));
+  return fin(G, nd, bound);
+}
+
+/* conv(x, w[, b]) with group 1 or 2; w_out (if not NULL) receives the weight. */
+static val emit_conv_w(gen *G, val a, val *w_out) {
+  int64_t group = chance(G, 0.25) ? 2 : 1;
+  val x = spatial_input(G, a, T(G, a)->dtype, (int32_t)group);
+  if (x.id < 0) return BAD;
+  const kir_type *tx = T(G, x);
+  int64_t m = group * rint_(G, 1, 2);
+  window win;
+  if (!fit_window(G, tx, m, false, &win)) return tame(G, x, LIM_F);
+  int64_t wd[5] = {m, tx->dims[1] / group};
+  for (int32_t i = 0; i < win.k; i++) wd[2 + i] = win.kernel[i];
+  kir_type wt = type_of(tx->dtype, tx->rank, wd), bt = type_of(tx->dtype, 1, &m);
+  val w = param(G, &wt, -1, 1), b = chance(G, 0.6) ? param(G, &bt, -1, 1) : BAD;
+  if (w_out) *w_out = w;
+  double bound = (double)wd[1] * kernel_volume(&win) * x.bound * w.bound + (b.id >= 0 ? b.bound : 0);
+  return conv_of(G, x, w, b, &win, group, bound);
+}
+
+static val emit_conv(gen *G, val a) { return emit_conv_w(G, a, NULL); }
+
+static val emit_pool(gen *G, kir_op op, val a) {
+  val x = spatial_input(G, a, T(G, a)->dtype, 1);
+  if (x.id < 0) return BAD;
+  const kir_type *tx = T(G, x);
+  window win;
+  if (!fit_window(G, tx, tx->dims[1], true, &win)) return x;
+  kir_node *nd = mk(G, op, &x.id, 1);
+  window_attrs(G, nd, &win, true);
+  if (nd && op == KIR_OP_AVG_POOL && chance(G, 0.5))
+    attr(G, kir_attr_set_int(G->g, nd, "count_include_pad", rint_(G, 0, 1)));
+  if (nd && op == KIR_OP_MAX_POOL_INDICES && chance(G, 0.5))
+    attr(G, kir_attr_set_int(G->g, nd, "storage_order", rint_(G, 0, 1)));
+  return fin(G, nd, op == KIR_OP_MAX_POOL_INDICES ? (double)numel(tx) : x.bound);
+}
+
+/* ---- batch_norm */
+
+/* Parameters [C]: constants (var in [0.2, 2]) or, now and then, computed values (var
+ * made positive), which fold-batchnorm must leave alone. */
+static val bn_of(gen *G, val x) {
+  int64_t c = T(G, x)->dims[1];
+  kiln_dtype dt = T(G, x)->dtype;
+  kir_type pt = type_of(dt, 1, &c);
+  bool computed = chance(G, 0.1);
+  val scale = constant_filled(G, &pt, 0.5, 1.5), bias = constant_filled(G, &pt, -1, 1);
+  val mean = computed ? tame(G, source(G, &pt), 2) : constant_filled(G, &pt, -1, 1);
+  val var = computed && chance(G, 0.5) ? positive(G, source(G, &pt)) : constant_filled(G, &pt, 0.2, 2);
+  int32_t in[5] = {x.id, scale.id, bias.id, mean.id, var.id};
+  kir_node *nd = mk(G, KIR_OP_BATCH_NORM, in, 5);
+  if (nd && chance(G, 0.4)) attr(G, kir_attr_set_float(G->g, nd, "epsilon", round(runif(G, 1e-5, 1e-2) * 1e5) / 1e5));
+  return fin(G, nd, (x.bound + mean.bound) * 1.5 / sqrt(0.2) + 1);
+}
+
+static val emit_bn(gen *G, val a) {
+  a = tame(G, a, LIM_F);
+  if (T(G, a)->rank < 2 || T(G, a)->rank > 5 || chance(G, 0.3)) a = spatial_input(G, a, T(G, a)->dtype, 1);
+  return bn_of(G, a);
+}
+
+/* ---- patterns of CNNs: what fold-batchnorm, fuse and simplify look for */
+
+/* conv -> batch_norm -> activation [-> residual add]: folded, then fused_conv. */
+static val pattern_conv_block(gen *G, val a) {
+  val c = emit_conv(G, a);
+  if (c.id < 0 || T(G, c)->rank < 3) return c;
+  if (chance(G, 0.6)) c = bn_of(G, c);
+  c = tame(G, c, LIM_F);
+  double u = runif(G, 0, 1);
+  if (u < 0.4) c = un(G, KIR_OP_RELU, c, c.bound);
+  else if (u < 0.6) c = emit_onnx_unary(G, KIR_OP_LEAKY_RELU, c);
+  else if (u < 0.8) c = emit_clamp(G, c);
+  if (chance(G, 0.4)) c = bin(G, KIR_OP_ADD, c, tame(G, of_type(G, T(G, c)), LIM_F), c.bound + LIM_F);
+  return c;
+}
+
+/* Gemm then batch_norm: x [N, K] @ constant B -> batch_norm over the columns. */
+static val pattern_gemm_bn(gen *G, val a) {
+  a = tame(G, at_least_2d(G, a), LIM_F);
+  if (a.id < 0 || T(G, a)->rank != 2 || !is_float(T(G, a)->dtype)) return a;
+  int64_t k = T(G, a)->dims[1], n = rint_(G, 1, 5);
+  bool tb = chance(G, 0.4);
+  int64_t bd[2] = {tb ? n : k, tb ? k : n};
+  kir_type bt = type_of(T(G, a)->dtype, 2, bd);
+  val m = matmul_of(G, a, constant_filled(G, &bt, -1, 1), false, tb, (double)k * a.bound);
+  if (chance(G, 0.5)) { /* Gemm's bias: [n], [1, n], [N, 1] or [N, n] */
+    kir_type ct = compat_shape(G, T(G, m), true);
+    m = bin(G, KIR_OP_ADD, m, constant_filled(G, &ct, -1, 1), m.bound + 1);
+  }
+  return bn_of(G, tame(G, m, LIM_F));
+}
+
+/* Two convs sharing one constant weight, one followed by a batch_norm: not folded. */
+static val pattern_shared_weight(gen *G, val a) {
+  val w = BAD, c1 = emit_conv_w(G, a, &w);
+  if (c1.id < 0 || w.id < 0 || G->g->nodes[c1.id]->op != KIR_OP_CONV) return c1;
+  const kir_node *cn = G->g->nodes[c1.id];
+  int32_t in[2] = {cn->inputs[0], w.id};
+  kir_node *nd = mk(G, KIR_OP_CONV, in, 2);
+  if (nd) attr(G, kir_attr_copy_all(G->g, nd, cn)); /* same window and group, no bias */
+  val c2 = fin(G, nd, c1.bound);
+  val y = bn_of(G, tame(G, c1, LIM_F));
+  return bin(G, KIR_OP_ADD, tame(G, y, LIM_F), tame(G, c2, LIM_F), 2 * LIM_F);
+}
+
+/* The new simplify rules: a cast to the same dtype, a whole slice, a concat of one
+ * input, abs(abs(x)). */
+static val pattern_noops(gen *G, val a) {
+  switch (rint_(G, 0, 3)) {
+  case 0: return cast_to(G, a, T(G, a)->dtype);
+  case 1: {
+    a = at_least_1d(G, a);
+    int64_t s = 0, e = T(G, a)->dims[0], one = 1;
+    kir_node *nd = mk(G, KIR_OP_SLICE, &a.id, 1);
+    if (nd) attr(G, kir_attr_set_ints(G->g, nd, "starts", &s, 1));
+    if (nd) attr(G, kir_attr_set_ints(G->g, nd, "ends", &e, 1));
+    if (nd && chance(G, 0.5)) attr(G, kir_attr_set_ints(G->g, nd, "steps", &one, 1));
+    return fin(G, nd, a.bound);
+  }
+  case 2: {
+    a = at_least_1d(G, a);
+    kir_node *nd = mk(G, KIR_OP_CONCAT, &a.id, 1);
+    if (nd) attr(G, kir_attr_set_int(G->g, nd, "axis", 0));
+    return fin(G, nd, a.bound);
+  }
+  default: return un(G, KIR_OP_ABS, un(G, KIR_OP_ABS, a, a.bound), a.bound);
+  }
+}
+
+static val pattern_onnx(gen *G, val a) {
+  bool fl = is_float(T(G, a)->dtype);
+  switch (fl ? rint_(G, 0, 3) : 3) {
+  case 0: return pattern_conv_block(G, a);
+  case 1: return pattern_gemm_bn(G, a);
+  case 2: return pattern_shared_weight(G, a);
+  default: return pattern_noops(G, a);
+  }
+}
+
 /* ---------------------------------------------------------------- op choice ----- */
 
 typedef struct opw {
@@ -500,6 +931,14 @@ static const opw OPS[] = {
     {KIR_OP_ADD_N, 3},      {KIR_OP_REDUCE_SUM, 3},  {KIR_OP_REDUCE_MEAN, 2},
     {KIR_OP_REDUCE_MAX, 2}, {KIR_OP_SOFTMAX, 2},     {KIR_OP_RESHAPE, 3},
     {KIR_OP_TRANSPOSE, 3},  {KIR_OP_IDENTITY, 1},
+    /* the ONNX operator set (issue 4) */
+    {KIR_OP_POW, 2},        {KIR_OP_ABS, 2},         {KIR_OP_LEAKY_RELU, 2},
+    {KIR_OP_ERF, 1},        {KIR_OP_GELU, 2},        {KIR_OP_REDUCE_MIN, 2},
+    {KIR_OP_LOG_SOFTMAX, 1}, {KIR_OP_ARGMAX, 1},     {KIR_OP_ARGMIN, 1},
+    {KIR_OP_CONCAT, 2},     {KIR_OP_SLICE, 3},       {KIR_OP_GATHER, 2},
+    {KIR_OP_CAST, 2},       {KIR_OP_WHERE, 2},       {KIR_OP_CONV, 3},
+    {KIR_OP_MAX_POOL, 2},   {KIR_OP_AVG_POOL, 2},    {KIR_OP_BATCH_NORM, 2},
+    {KIR_OP_MAX_POOL_INDICES, 1},
 };
 #define N_OPS ((int32_t)(sizeof OPS / sizeof OPS[0]))
 
@@ -528,7 +967,26 @@ static val emit(gen *G, kir_op op, val a) {
   case KIR_OP_ADD_N: return emit_add_n(G, a);
   case KIR_OP_REDUCE_SUM:
   case KIR_OP_REDUCE_MEAN:
-  case KIR_OP_REDUCE_MAX: return emit_reduce(G, op, tame(G, a, lim_of(G, a)));
+  case KIR_OP_REDUCE_MAX:
+  case KIR_OP_REDUCE_MIN: return emit_reduce(G, op, tame(G, a, lim_of(G, a)));
+  case KIR_OP_POW: return emit_pow(G, a);
+  case KIR_OP_ABS:
+  case KIR_OP_LEAKY_RELU:
+  case KIR_OP_ERF:
+  case KIR_OP_GELU: return emit_onnx_unary(G, op, a);
+  case KIR_OP_LOG_SOFTMAX: return emit_log_softmax(G, a);
+  case KIR_OP_ARGMAX:
+  case KIR_OP_ARGMIN: return emit_arg(G, op, a);
+  case KIR_OP_CONCAT: return emit_concat(G, a);
+  case KIR_OP_SLICE: return emit_slice(G, a);
+  case KIR_OP_GATHER: return emit_gather(G, a);
+  case KIR_OP_CAST: return emit_cast(G, a);
+  case KIR_OP_WHERE: return emit_where(G, a);
+  case KIR_OP_CONV: return emit_conv(G, a);
+  case KIR_OP_MAX_POOL:
+  case KIR_OP_AVG_POOL:
+  case KIR_OP_MAX_POOL_INDICES: return emit_pool(G, op, a);
+  case KIR_OP_BATCH_NORM: return emit_bn(G, a);
   case KIR_OP_SOFTMAX: return emit_softmax(G, tame(G, a, LIM_F));
   case KIR_OP_RESHAPE: return emit_reshape(G, a);
   case KIR_OP_TRANSPOSE: return emit_transpose(G, a);
@@ -593,7 +1051,9 @@ static val pattern_dup(gen *G, val a) {
 }
 
 static val pattern(gen *G, val a) {
-  switch (rint_(G, 0, 4)) {
+  switch (rint_(G, 0, 6)) {
+  case 5:
+  case 6: return pattern_onnx(G, a);
   case 0: return pattern_identity_op(G, a);
   case 1: return pattern_twice(G, a);
   case 2: return pattern_sum_matmul(G, a);
@@ -752,8 +1212,11 @@ static void grow_graph(gen *G, kt_gen *out) {
       continue;
     }
     val a = pick(G);
-    if (chance(G, 0.12)) pool_add(G, pattern(G, a));
-    else pool_add(G, emit(G, choose_op(G, T(G, a)->dtype), a));
+    val v = chance(G, 0.12) ? pattern(G, a) : emit(G, choose_op(G, T(G, a)->dtype), a);
+    if (v.id >= 0 && numel(T(G, v)) == 0) /* an empty slice: fetched, never an operand */
+      push_id(G, &G->extra, &G->n_extra, &G->cap_extra, v.id);
+    else
+      pool_add(G, v);
   }
   if (G->o->stateful) make_assigns(G, out);
 }

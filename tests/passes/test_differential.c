@@ -31,8 +31,8 @@ static const known_failure KNOWN[] = {
 };
 
 /* The canonical order of the full pipeline; passes not registered are left out. */
-static const char *const FULL_ORDER[] = {"infer-shapes", "fold", "simplify", "cse", "dce",
-                                         "fuse", "place", "plan-memory"};
+static const char *const FULL_ORDER[] = {"infer-shapes", "fold", "fold-batchnorm", "simplify",
+                                         "cse", "dce", "fuse", "place", "plan-memory"};
 
 typedef struct reference {
   kir_tensor **outs;  /* n_fetches */
@@ -53,6 +53,7 @@ typedef struct seed_case {
   const char *const *devices;
   int32_t n_devices;
   bool reorders_sums; /* has reduce_sum(matmul): simplify may reorder the sums */
+  bool has_f32_bn;    /* has an f32 batch_norm: fold-batchnorm rounds its factors to f32 */
   uint8_t *orig;      /* the generated graph's bytes */
   size_t n_orig;
   suite *s;
@@ -200,6 +201,11 @@ static double tolerance(const seed_case *c, const char *pass, kiln_dtype dt) {
    * B's rows: the same sum reordered, so f32/f64 results may differ by a few more ulps
    * of the (larger) partial sums. Only then, and only for pipelines holding simplify. */
   if (c->reorders_sums && strstr(pass, "simplify")) tol *= 10;
+  /* fold-batchnorm computes x * s + t (or conv with w * s) where the interpreter computes
+   * (x - mean) / sqrt(var + eps) * scale + bias in one double expression: f32 rounding
+   * of s and of each step, which a later cast to f64 carries into f64 values. */
+  if (c->has_f32_bn && strstr(pass, "fold-batchnorm") && (dt == KILN_F32 || dt == KILN_F64))
+    tol = fmax(tol, 10 * kt_tolerance(KILN_F32));
   return tol;
 }
 
@@ -367,18 +373,29 @@ static bool sim_node(seed_case *c, const char *pass, kir_graph *h, const kps_mem
                      const sim *m, const int32_t *last, int32_t j) {
   const kir_node *n = h->nodes[j];
   if (p->loc[j] != KPS_LOC_ARENA) return true;
-  kir_tensor views[8];
-  const kir_tensor *in[8];
-  if (n->n_inputs > 8) return true; /* add_n with many inputs: covered by the interval check */
+  size_t cnt = (size_t)n->n_inputs + 1; /* fused nodes can have many operands */
+  kir_tensor *views = kir_calloc(cnt, sizeof *views);
+  const kir_tensor **in = kir_calloc(cnt, sizeof *in);
+  if (!views || !in) {
+    kir_free(views);
+    kir_free(in);
+    return report(c, pass, h, "plan simulation: out of memory"), false;
+  }
   for (int32_t k = 0; k < n->n_inputs; k++) {
     int32_t i = n->inputs[k];
     views[k] = (kir_tensor){h->nodes[i]->type, slot(h, p, m, i)};
     in[k] = &views[k];
-    if (!views[k].data && kir_type_nbytes(&views[k].type) > 0)
-      return report(c, pass, h, "plan: input %d of node %d has no location", (int)i, (int)j), false;
   }
+  for (int32_t k = 0; k < n->n_inputs; k++)
+    if (!views[k].data && kir_type_nbytes(&views[k].type) > 0) {
+      kir_free(views);
+      kir_free(in);
+      return report(c, pass, h, "plan: input %d of node %d has no location", (int)n->inputs[k], (int)j), false;
+    }
   kir_tensor *out = NULL;
   kiln_status s = kir_eval_node(h, n, in, &out);
+  kir_free(views);
+  kir_free(in);
   if (s != KILN_OK)
     return report(c, pass, h, "plan simulation: node %d: %s: %s", (int)j, kiln_status_name(s), h->error), false;
   for (int32_t k = 0; k < n->n_inputs; k++) {
@@ -476,6 +493,12 @@ static bool has_sum_of_matmul(const kir_graph *g) {
   return false;
 }
 
+static bool has_f32_bn(const kir_graph *g) {
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->op == KIR_OP_BATCH_NORM && g->nodes[i]->type.dtype == KILN_F32) return true;
+  return false;
+}
+
 static const char *const DEV_CPU[] = {"cpu:0"};
 static const char *const DEV_GPU[] = {"cpu:0", "cuda:0"};
 
@@ -499,6 +522,7 @@ static void run_seed(suite *s, uint64_t seed, bool stateful) {
   char err[768];
   if (kt_gen_build(seed, &o, &c.k, err, sizeof err) != KILN_OK) fail_msg("%s", err);
   c.reorders_sums = has_sum_of_matmul(c.k.g);
+  c.has_f32_bn = has_f32_bn(c.k.g);
   char why[512] = "";
   kiln_status st = make_reference(&c, why, sizeof why);
   if (st != KILN_OK) {
@@ -592,6 +616,7 @@ static void test_generator_covers_ops(void **state) {
   bool seen[KIR_OP_COUNT] = {false};
   bool dt[KILN_DTYPE_COUNT] = {false};
   bool bcast = false, batched = false, ta = false, tb = false, keep = false, neg_axis = false;
+  bool neg_step = false, grouped = false, ceil_mode = false, empty = false, conv_bias = false;
   for (uint64_t seed = 1; seed <= 300; seed++) {
     kt_gen k;
     kt_gen_opts o = opts_for(seed, seed % 4 == 0);
@@ -613,6 +638,12 @@ static void test_generator_covers_ops(void **state) {
       int32_t na = 0;
       const int64_t *axes = kir_attr_ints(n, "axes", &na);
       for (int32_t a = 0; axes && a < na; a++) neg_axis |= axes[a] < 0;
+      const int64_t *steps = kir_attr_ints(n, "steps", &na);
+      for (int32_t a = 0; steps && a < na; a++) neg_step |= steps[a] < 0;
+      grouped |= n->op == KIR_OP_CONV && kir_attr_int(n, "group", 1) > 1;
+      conv_bias |= n->op == KIR_OP_CONV && n->n_inputs == 3;
+      ceil_mode |= kir_attr_int(n, "ceil_mode", 0) != 0;
+      empty |= n->type.dtype != KILN_DTYPE_INVALID && kir_type_numel(&n->type) == 0;
     }
     kt_gen_free(&k);
   }
@@ -623,6 +654,7 @@ static void test_generator_covers_ops(void **state) {
   for (int32_t d = 1; d < KILN_DTYPE_COUNT; d++)
     if (!dt[d]) fail_msg("the generator never made a %s value", kiln_dtype_name((kiln_dtype)d));
   assert_true(bcast && batched && ta && tb && keep && neg_axis);
+  assert_true(neg_step && grouped && ceil_mode && empty && conv_bias);
 }
 
 int main(void) {

@@ -187,14 +187,15 @@ static void test_levels(void **state) {
   assert_true(kps_pipeline_for_level(0, buf, sizeof buf));
   assert_string_equal(buf, "infer-shapes,place");
   assert_true(kps_pipeline_for_level(1, buf, sizeof buf));
-  assert_string_equal(buf, "infer-shapes,fold,dce,place");
+  assert_string_equal(buf, "infer-shapes,fold,fold-batchnorm,dce,place");
   assert_true(kps_pipeline_for_level(2, buf, sizeof buf));
   assert_true(strncmp(buf, "infer-shapes,fold,", 18) == 0);
   /* Every -O2 name is registered, and every registered O2 pass is there, in order. */
   kir_graph *g = kir_graph_create();
   kps_pipeline pl;
   OK(g, kps_pipeline_parse(g, buf, &pl));
-  const char *o2[] = {"infer-shapes", "fold", "simplify", "cse", "dce", "fuse", "place", "plan-memory"};
+  const char *o2[] = {"infer-shapes", "fold", "fold-batchnorm", "simplify", "cse", "dce", "fuse",
+                      "place", "plan-memory"};
   int32_t k = 0;
   for (size_t i = 0; i < sizeof o2 / sizeof o2[0]; i++) {
     if (!kps_pass_find(o2[i])) continue;

@@ -221,6 +221,40 @@ static void test_lecture_soft_placement(void **state) {
   kir_graph_destroy(g);
 }
 
+/* The ONNX operator set has no CUDA kernels yet: elementwise and reduction ones included
+ * (their flags alone would say CUDA), and a fused node with a step of one runs on the
+ * CPU too, with the step's op named in the reason. */
+static void test_onnx_ops_cpu_only(void **state) {
+  (void)state;
+  for (int32_t op = KIR_OP_POW; op < KIR_OP_COUNT; op++) {
+    assert_false(kps_device_has_kernel("cuda:0", (kir_op)op));
+    assert_true(kps_device_has_kernel("cpu:0", (kir_op)op));
+  }
+  kir_graph *g = kir_graph_create();
+  kir_node *x = rnd(g, "x", "", 2, 3);
+  kir_node *a = opn(g, KIR_OP_ABS, "a", "", 1, x);
+  kir_node *e = opn(g, KIR_OP_EXP, "e", "", 1, a);
+  opn(g, KIR_OP_NEG, "y", "", 1, e);
+  const char *roots[] = {"y"};
+  kps_context ctx = {.roots = roots, .n_roots = 1};
+  kps_result r;
+  memset(&r, 0, sizeof r);
+  OK(g, kps_fuse(g, &ctx, &r)); /* y = fused_elementwise(x): abs, exp, neg */
+  assert_int_equal(kt_find(g, "y")->op, KIR_OP_FUSED_ELEMENTWISE);
+  place(g, CPU_GPU, 2, false);
+  assert_string_equal(kt_find(g, "y")->assigned_device, "cpu:0");
+  assert_string_equal(kt_find(g, "y")->placement_reason, "no CUDA kernel for 'abs'; cpu:0");
+  kir_graph_destroy(g);
+  /* pinned to cuda: soft placement naming the step */
+  g = kir_graph_create();
+  x = rnd(g, "x", "", 2, 3);
+  opn(g, KIR_OP_GELU, "gl", "cuda:0", 1, x);
+  place(g, CPU_GPU, 2, false);
+  assert_string_equal(kt_find(g, "gl")->placement_reason,
+                      "requested 'cuda:0', which has no kernel for 'gelu'; soft placement to cpu:0");
+  kir_graph_destroy(g);
+}
+
 static void test_no_kernel_fallback(void **state) {
   (void)state;
   assert_true(kps_device_has_kernel("cuda:0", KIR_OP_ADD));
@@ -457,6 +491,7 @@ static void test_out_of_memory(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cpu_only_defaults_and_pins),
+      cmocka_unit_test(test_onnx_ops_cpu_only),
       cmocka_unit_test(test_defaults_with_cuda),
       cmocka_unit_test(test_lecture_soft_placement),
       cmocka_unit_test(test_no_kernel_fallback),

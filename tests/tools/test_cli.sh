@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test_cli.sh BIN_DIR — end to end through the command line: the lecture's programs print
 # what the lecture prints; an MLP built in C, compiled by `kiln compile` and run by
-# `deploy` (libkiln_rt only) matches `kiln run --target ref`; bad input of each kind gets
-# a non-zero exit, a specific message, and leaves no file behind.
+# `deploy` (libkiln_rt only) matches `kiln run --target ref`; ONNX models (the suite's
+# libonnx-testdata cases, and ones make_onnx_cases.py writes) import, run and match their
+# expected outputs; bad input of each kind gets a non-zero exit, a specific message, and
+# leaves no file behind.
 set -u
 bin="$1"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-cli.XXXXXX")
@@ -117,7 +119,7 @@ expect "future artifact version" 1 "kiln|future|newer|version|size" "$bin/deploy
 # ---- kiln opt: pass manager flags (issue 3) ----
 expect "opt --print-after-all --stats" 0 "fuse - matmuls fused" \
   "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.o2.kiln" --print-after-all --stats
-for p in infer-shapes fold simplify cse dce fuse place plan-memory; do
+for p in infer-shapes fold fold-batchnorm simplify cse dce fuse place plan-memory; do
   if grep -q -- "^// -----// IR Dump After $p //----- //$" "$work/out"; then ok "print-after-all shows $p"; else bad "print-after-all shows $p"; fi
 done
 if grep -Eq "^ +[0-9]+ fold - nodes folded$" "$work/out"; then ok "stats show fold's counters"; else bad "stats show fold's counters"; fi
@@ -145,7 +147,7 @@ expect "opt -O2 output matches" 0 "ok" "$bin/kiln" compare "$work/y_o2.npy" "$wo
 expect "opt --dump-dir" 0 "" \
   "$bin/kiln" opt "$work/mlp.kiln" -o "$work/mlp.dd.kiln" -O2 --dump-dir "$work/dump"
 i=0
-for p in input infer-shapes fold simplify cse dce fuse place plan-memory; do
+for p in input infer-shapes fold fold-batchnorm simplify cse dce fuse place plan-memory; do
   for ext in ktxt dot json; do
     f="$work/dump/$(printf %02d $i)-$p.$ext"
     if [ -s "$f" ]; then ok "dump $(basename "$f")"; else bad "dump $(basename "$f") missing"; fi
@@ -158,7 +160,7 @@ for p in input infer-shapes fold simplify cse dce fuse place plan-memory; do
   fi
   i=$((i + 1))
 done
-if grep -q '"name": "h"' "$work/dump/06-fuse.json" && grep -q '"what": \["op", "inputs", "attrs"\]' "$work/dump/06-fuse.json"; then
+if grep -q '"name": "h"' "$work/dump/07-fuse.json" && grep -q '"what": \["op", "inputs", "attrs"\]' "$work/dump/07-fuse.json"; then
   ok "fuse JSON names what it removed and changed"; else bad "fuse JSON names what it removed and changed"; fi
 nostray "$work/dump" "no temp files in the dump directory"
 expect "opt: --passes with -O1" 2 "contradict" "$bin/kiln" opt "$work/mlp.kiln" -o "$work/c1.kiln" --passes fold -O1
@@ -341,6 +343,148 @@ expect "generic artifact runs" 0 "" "$bin/deploy" "$work/generic.kart" --input x
 expect "generic artifact matches ref" 0 "ok" "$bin/kiln" compare "$work/y_generic.npy" "$work/y_ref.npy" --tol 1e-5
 expect "usage: unknown --cpu" 2 "--cpu must be host or generic" "$bin/kiln" compile "$work/mlp.kiln" -o "$work/bad.kart" --cpu arm
 nofile "$work/bad.kart" "no artifact after a bad --cpu"
+
+# ---- ONNX (issue 4): kiln import, .onnx wherever a MODEL is taken, .pb tensors ----
+onnxdata=/usr/share/libonnx-testdata/data/node
+expect "usage lists kiln import" 0 "import +MODEL.onnx -o OUT.kiln" "$bin/kiln" --help
+# onnx_case TEST INPUT...: import the suite's model, run it (ref and cpu, the .onnx and the
+# imported .kiln) on test_data_set_0's .pb inputs and compare with output_0.pb.
+onnx_case() {
+  local t="$1" d="$onnxdata/$1" k=0 ins=() n target; shift
+  for n in "$@"; do ins+=(--input "$n=$d/test_data_set_0/input_$k.pb"); k=$((k + 1)); done
+  local want="$# inputs"; [ "$#" = 1 ] && want="1 input"
+  expect "import $t" 0 "^imported .*model.onnx: [0-9]+ nodes, $want, 1 output; wrote .*$t.kiln$" \
+    "$bin/kiln" import "$d/model.onnx" -o "$work/$t.kiln"
+  for target in ref cpu; do
+    expect "run $t .onnx --target $target on .pb inputs" 0 "" \
+      "$bin/kiln" run "$d/model.onnx" --target $target "${ins[@]}" --output y="$work/$t.$target.npy"
+    expect "... $t $target matches output_0.pb" 0 "ok$" \
+      "$bin/kiln" compare "$work/$t.$target.npy" "$d/test_data_set_0/output_0.pb" --tol 1e-5
+  done
+  expect "run imported $t.kiln" 0 "" "$bin/kiln" run "$work/$t.kiln" "${ins[@]}" --output y="$work/$t.kiln.npy"
+  expect "... imported $t matches output_0.pb" 0 "ok$" \
+    "$bin/kiln" compare "$work/$t.kiln.npy" "$d/test_data_set_0/output_0.pb" --tol 1e-5
+}
+if [ -d "$onnxdata" ]; then
+  onnx_case test_relu x
+  onnx_case test_gemm_all_attributes a b c
+  onnx_case test_conv_with_strides_padding x W
+  onnx_case test_maxpool_2d_pads x
+  onnx_case test_softmax_axis_1 x
+  nostray "$work" "no temp files after imports"
+  relu="$onnxdata/test_relu/model.onnx" conv="$onnxdata/test_conv_with_strides_padding"
+  expect "show x.onnx: opset and operators" 0 "[Oo]pset.*14" "$bin/kiln" show "$relu"
+  expect "show x.onnx: the input's shape" 0 "x.*3, ?4, ?5" "$bin/kiln" show "$relu"
+  expect "show x.onnx: operator counts" 0 "Relu.*1" "$bin/kiln" show "$relu" --format text
+  expect "show x.onnx --format json parses" 0 "Relu" \
+    sh -c "'$bin/kiln' show '$relu' --format json | python3 -m json.tool"
+  expect "show --imported: the Kiln graph" 0 '"y" = relu\(%0\)' "$bin/kiln" show "$relu" --imported
+  expect "show --imported --format json" 0 '"op": "relu"' "$bin/kiln" show "$relu" --imported --format json
+  expect "show x.onnx --format dot is the imported graph" 0 "^digraph kiln" "$bin/kiln" show "$relu" --format dot
+  expect "show --full-constants needs --imported" 2 "add --imported" "$bin/kiln" show "$relu" --full-constants
+  expect "show --imported on a .kiln graph" 2 "--imported applies to ONNX" "$bin/kiln" show "$work/mlp.kiln" --imported
+  expect "import --log prints the importer's notes" 0 "opset.*14" "$bin/kiln" import "$relu" -o "$work/relu.log.kiln" --log
+  if grep -q "^imported " "$work/out"; then ok "... and the summary"; else bad "... and the summary"; fi
+  expect "opt x.onnx -O2" 0 "" "$bin/kiln" opt "$conv/model.onnx" -o "$work/conv.opt.kiln" -O2 --verify-each
+  expect "... optimized ONNX graph runs" 0 "" "$bin/kiln" run "$work/conv.opt.kiln" \
+    --input x="$conv/test_data_set_0/input_0.pb" --input W="$conv/test_data_set_0/input_1.pb" --output y="$work/conv.opt.npy"
+  expect "... and matches output_0.pb" 0 "ok$" "$bin/kiln" compare "$work/conv.opt.npy" "$conv/test_data_set_0/output_0.pb" --tol 1e-5
+  expect "compile x.onnx" 0 "wrote .*conv.kart" "$bin/kiln" compile "$conv/model.onnx" -o "$work/conv.kart"
+  expect "... the artifact runs on .pb inputs" 0 "" "$bin/kiln" run "$work/conv.kart" \
+    --input x="$conv/test_data_set_0/input_0.pb" --input W="$conv/test_data_set_0/input_1.pb" --output y="$work/conv.kart.npy"
+  expect "... and matches output_0.pb" 0 "ok$" "$bin/kiln" compare "$work/conv.kart.npy" "$conv/test_data_set_0/output_0.pb" --tol 1e-5
+  expect "bench x.onnx on a .pb input" 0 "^latency +median [0-9.]+ us" \
+    "$bin/kiln" bench "$relu" --iterations 3 --warmup 1 --input x="$onnxdata/test_relu/test_data_set_0/input_0.pb"
+  # bad input at the command line
+  expect "run x.onnx: a .pb of the wrong shape" 1 "input 'x': the model expects f32\[3,4,5\], .*holds f32\[1,1,7,5\]" \
+    "$bin/kiln" run "$relu" --input x="$conv/test_data_set_0/input_0.pb"
+  head -c 300 /dev/urandom > "$work/garbage.pb"
+  expect "run x.onnx: a garbage .pb" 1 "garbage.pb" "$bin/kiln" run "$relu" --input x="$work/garbage.pb"
+  expect "compare: a garbage .pb" 1 "garbage.pb" "$bin/kiln" compare "$work/test_relu.ref.npy" "$work/garbage.pb"
+  head -c 4096 /dev/urandom > "$work/garbage.onnx"
+  expect "import a garbage .onnx" 1 "garbage.onnx" "$bin/kiln" import "$work/garbage.onnx" -o "$work/g.kiln"
+  nofile "$work/g.kiln" "no output after importing garbage"
+  expect "show a garbage .onnx" 1 "garbage.onnx" "$bin/kiln" show "$work/garbage.onnx"
+  expect "run a garbage .onnx" 1 "garbage.onnx" "$bin/kiln" run "$work/garbage.onnx" --random-inputs 1
+  size=$(stat -c %s "$conv/model.onnx")
+  head -c $((size / 2)) "$conv/model.onnx" > "$work/trunc.onnx"
+  expect "import a truncated .onnx" 1 "trunc.onnx" "$bin/kiln" import "$work/trunc.onnx" -o "$work/t.kiln"
+  nofile "$work/t.kiln" "no output after importing a truncated file"
+  expect "show a truncated .onnx" 1 "trunc.onnx" "$bin/kiln" show "$work/trunc.onnx"
+  : > "$work/empty.onnx"
+  expect "import an empty .onnx" 1 "empty.onnx" "$bin/kiln" import "$work/empty.onnx" -o "$work/e.kiln"
+  nofile "$work/e.kiln" "no output after importing an empty file"
+  expect "import -o into a missing directory" 1 "kiln:" "$bin/kiln" import "$relu" -o "$work/no/such/dir/r.kiln"
+  nofile "$work/no" "nothing made for -o into a missing directory"
+  cp "$work/mlp.kiln" "$work/keep.kiln"
+  expect "import failing over an existing file" 1 "garbage.onnx" "$bin/kiln" import "$work/garbage.onnx" -o "$work/keep.kiln"
+  expect "... leaves that file as it was" 0 "" cmp "$work/mlp.kiln" "$work/keep.kiln"
+  expect "import -o x.onnx" 2 "not ONNX" "$bin/kiln" import "$relu" -o "$work/r.onnx"
+  nofile "$work/r.onnx" "no output after a usage error"
+  expect "import without -o" 2 "needs MODEL.onnx and -o" "$bin/kiln" import "$relu"
+  expect "import: unknown option" 2 "unknown option '--frob'" "$bin/kiln" import "$relu" -o "$work/r.kiln" --frob
+  expect "--input-shape: bad dims" 2 "dims are whole numbers" "$bin/kiln" import "$relu" -o "$work/r.kiln" --input-shape x=3,,5
+  expect "--input-shape: negative dim" 2 "dims are whole numbers" "$bin/kiln" run "$relu" --input-shape x=-3
+  expect "--input-shape: no name" 2 "wants NAME=d0,d1" "$bin/kiln" compile "$relu" -o "$work/r.kart" --input-shape =3
+  expect "--input-shape: rank over 8" 2 "more than 8 dims" "$bin/kiln" opt "$relu" -o "$work/r.kiln" --input-shape x=1,1,1,1,1,1,1,1,1
+  expect "--input-shape: twice" 2 "x given twice" "$bin/kiln" bench "$relu" --input-shape x=3 --input-shape=x=4
+  expect "--input-shape: no such input" 1 "'nope': the model has no (graph )?input of that name" \
+    "$bin/kiln" import "$relu" -o "$work/r.kiln" --input-shape nope=3,4,5
+  nofile "$work/r.kiln" "no output after bad --input-shape"
+  expect "--input-shape on a .kiln graph" 1 "apply to ONNX models; this is a Kiln graph" \
+    "$bin/kiln" run "$work/mlp.kiln" --input-shape x=1 --random-inputs 1
+  expect "--input-shape on an artifact" 1 "apply to ONNX models; this is an artifact" \
+    "$bin/kiln" run "$work/mlp.kart" --input-shape x=1 --random-inputs 1
+else ok "$onnxdata absent (Debian libonnx-testdata): ONNX test-suite checks skipped"; fi
+
+# models made on the spot with python3-onnx: symbolic dims, an unsupported operator,
+# external data, an unknown opset
+pyonnx=""
+for py in python3 /usr/bin/python3; do
+  if "$py" -c 'import onnx, numpy' >/dev/null 2>&1; then pyonnx="$py"; break; fi
+done
+src=$(cd "$(dirname "$0")" && pwd)
+if [ -n "$pyonnx" ] && mkdir -p "$work/ox" && "$pyonnx" "$src/make_onnx_cases.py" "$work/ox" >/dev/null; then
+  ox="$work/ox"
+  expect "show names a symbolic dim" 0 "N" "$bin/kiln" show "$ox/sym.onnx"
+  expect "import: symbolic dim without --input-shape" 1 "x.*N.*\(unsupported\)" \
+    "$bin/kiln" import "$ox/sym.onnx" -o "$work/sym.kiln"
+  nofile "$work/sym.kiln" "no output for a symbolic dim"
+  expect "run: symbolic dim without --input-shape" 1 "x.*N.*\(unsupported\)" \
+    "$bin/kiln" run "$ox/sym.onnx" --input x="$ox/sym_x.npy"
+  expect "import --input-shape x=3,4" 0 "^imported .*: [0-9]+ nodes, 1 input, 1 output" \
+    "$bin/kiln" import "$ox/sym.onnx" -o "$work/sym.kiln" --input-shape x=3,4
+  expect "... the input has that shape" 0 "x f32\[3,4\]" "$bin/kiln" show "$work/sym.kiln"
+  for target in ref cpu; do
+    expect "run --input-shape --target $target" 0 "" \
+      "$bin/kiln" run "$ox/sym.onnx" --input-shape x=3,4 --target $target --input x="$ox/sym_x.npy" --output y="$work/sym.$target.npy"
+    expect "... $target matches numpy" 0 "ok$" "$bin/kiln" compare "$work/sym.$target.npy" "$ox/sym_y.npy" --tol 0
+  done
+  expect "run --input-shape other than the file's" 1 "expects f32\[5,4\]" \
+    "$bin/kiln" run "$ox/sym.onnx" --input-shape x=5,4 --input x="$ox/sym_x.npy"
+  expect "import: an unsupported operator names node and op" 1 "hm.*Hardmax|Hardmax.*hm" \
+    "$bin/kiln" import "$ox/unsupported.onnx" -o "$work/uns.kiln"
+  nofile "$work/uns.kiln" "no output for an unsupported operator"
+  expect "compile: an unsupported operator" 1 "Hardmax" "$bin/kiln" compile "$ox/unsupported.onnx" -o "$work/uns.kart"
+  nofile "$work/uns.kart" "no artifact for an unsupported operator"
+  expect "show lists the unsupported operator" 0 "Hardmax" "$bin/kiln" show "$ox/unsupported.onnx"
+  expect "show --format json with an unsupported operator parses" 0 "Hardmax" \
+    sh -c "'$bin/kiln' show '$ox/unsupported.onnx' --format json | python3 -m json.tool"
+  expect "import: an unknown opset" 1 "99" "$bin/kiln" import "$ox/badopset.onnx" -o "$work/bo.kiln"
+  nofile "$work/bo.kiln" "no output for an unknown opset"
+  expect "import: external data refused by default" 1 "external" \
+    "$bin/kiln" import "$ox/external.onnx" -o "$work/ext.kiln"
+  nofile "$work/ext.kiln" "no output for refused external data"
+  expect "import --allow-external-data" 0 "^imported " \
+    "$bin/kiln" import "$ox/external.onnx" -o "$work/ext.kiln" --allow-external-data
+  expect "run --allow-external-data --target cpu" 0 "" "$bin/kiln" run "$ox/external.onnx" --allow-external-data \
+    --target cpu --input x="$ox/ext_x.npy" --output y="$work/ext.npy"
+  expect "... matches numpy" 0 "ok$" "$bin/kiln" compare "$work/ext.npy" "$ox/ext_y.npy" --tol 1e-6
+  expect "external data outside the model's directory" 1 "\.\./external.bin" \
+    "$bin/kiln" import "$ox/sub/escape.onnx" -o "$work/esc.kiln" --allow-external-data
+  nofile "$work/esc.kiln" "no output for external data outside the model's directory"
+  nostray "$work" "no temp files after failed imports"
+else ok "python3 with onnx and numpy absent: generated-ONNX checks skipped"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
