@@ -208,10 +208,10 @@ def check_outputs(a, name, d, tmp):
     return errs
 
 
-def fmt_us(r):
+def fmt_us(r, ms=False):
     if r is None or "error" in r:
         return "n/a"
-    if r["median_ns"] >= 1e7:  # the convolutional networks: milliseconds, marked
+    if ms:  # the convolutional networks: milliseconds, marked
         return "%.1f ms (%.1f-%.1f)" % (r["median_ns"] / 1e6, r["p10_ns"] / 1e6,
                                         r["p90_ns"] / 1e6)
     return "%.2f (%.2f-%.2f)" % (r["median_ns"] / 1e3, r["p10_ns"] / 1e3, r["p90_ns"] / 1e3)
@@ -333,7 +333,8 @@ def main_driver(a):
             p = run_framework("torch", d, t, n, w)
             res[(name, t)] = {"kiln": k, "hand": h, "ort": o, "torch": p}
             print("%-40s %2d | %-24s %-24s %-24s %-24s | %8s %8s %8s" % (
-                label, t, fmt_us(k), fmt_us(h), fmt_us(o), fmt_us(p), ratio(k, o),
+                label, t, fmt_us(k, name in CONVNETS), fmt_us(h), fmt_us(o, name in CONVNETS),
+                fmt_us(p, name in CONVNETS), ratio(k, o),
                 ratio(k, p), ratio(k, h)))
             sys.stdout.flush()
     for name, why in no_kiln.items():

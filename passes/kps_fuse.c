@@ -1,6 +1,8 @@
 /* kps_fuse.c — fusion. (1) A float matmul (or conv) and the chain of elementwise
  * consumers after it become one fused_matmul (fused_conv) with an epilogue; a conv's own
- * bias becomes the epilogue's first step, an add of the bias as [M, 1, .., 1]. (2) A maximal linear chain of float elementwise ops
+ * bias becomes the epilogue's first step, an add of the bias as [M, 1, .., 1] (so the
+ * conv's sum is rounded to the dtype before the bias is added: one rounding more than the
+ * plain conv, the only fusion that is not bit-exact). (2) A maximal linear chain of float elementwise ops
  * (each the only user of the one before) becomes one fused_elementwise loop. (3) Such a
  * chain that ends in reduce_sum/mean/max/min or softmax becomes one fused_reduce /
  * fused_softmax that computes the chain where the reduction reads it. The plan is made on

@@ -58,6 +58,7 @@ static const char *const kc_status_names[KC_NSTATUS] = {"pass", "unsupported", "
 typedef struct kc_result {
   kc_status st[2]; /* [0] compiled, [1] reference */
   char msg[2][KC_MSG];
+  char note[160]; /* graph inputs the import left out (no output needs them) */
 } kc_result;
 
 /* Names the wire scan of model.onnx found (malloc'd strings). */
@@ -83,7 +84,7 @@ typedef struct kc_opts {
   const char *data, *filter, *json, *gaps;
   int jobs;
   double timeout;
-  bool list, verbose;
+  bool list, verbose, no_static;
 } kc_opts;
 
 /* ------------------------------------------------------------ small helpers ----- */
@@ -231,12 +232,13 @@ static bool kc_scan_name(kc_pb sub, uint32_t want, char ***v, int *n, bool disti
 /* Inputs that give a shape or an attribute rather than data: Kiln compiles ahead of
  * time with static shapes, so where the suite feeds these as graph inputs the runner
  * binds them to the test data's values at import (as an exporter would have written
- * them as initializers). Each entry: op_type and a bit per input position. */
+ * them as initializers). Each entry: op_type and a bit per input position. Clip's bounds
+ * and Dropout's ratio stay fed at run time (the importer takes them as tensors). */
 static const struct { const char *op; unsigned positions; } kc_static[] = {
     {"Reshape", 1u << 1},   {"Slice", 0x1eu},      {"Squeeze", 1u << 1},
     {"Unsqueeze", 1u << 1}, {"ReduceSum", 1u << 1}, {"ReduceMean", 1u << 1},
-    {"ReduceMax", 1u << 1}, {"ReduceMin", 1u << 1}, {"Clip", 0x6u},
-    {"Dropout", 0x6u},      {"Expand", 1u << 1},   {"Tile", 1u << 1},
+    {"ReduceMax", 1u << 1}, {"ReduceMin", 1u << 1}, {"Dropout", 1u << 2},
+    {"Expand", 1u << 1},    {"Tile", 1u << 1},
     {"Pad", 0x6u},          {"ConstantOfShape", 1u}, {"Split", 1u << 1},
     {"TopK", 1u << 1},      {"OneHot", 1u << 1},   {"Resize", 0xeu},
     {"Upsample", 1u << 1},  {"Range", 0x7u},       {NULL, 0}};
@@ -409,6 +411,11 @@ static kc_case *kc_discover(const kc_opts *o, int *n_cases) {
   for (int i = 0; i < k; i++) {
     kc_resolve_op(cases, k, &cases[i]);
     cases[i].listed = kc_is_listed(cases[i].op);
+    if (o->no_static) { /* feed everything at run time, as the file says */
+      kc_free_strs(cases[i].m.frozen, cases[i].m.n_frozen);
+      cases[i].m.frozen = NULL;
+      cases[i].m.n_frozen = 0;
+    }
   }
   *n_cases = k;
   return cases;
@@ -848,15 +855,25 @@ static kc_status kc_check_outputs(kc_run *k, int col, const kc_set *s, const kc_
 
 /* ---- reference column */
 
+static void kc_note_unused(kc_result *r, const char *name) {
+  size_t n = strlen(r->note);
+  if (strstr(r->note, name)) return;
+  snprintf(r->note + n, sizeof r->note - n, "%s'%s'", n ? ", " : "not imported (unused): ", name);
+}
+
 static kc_status kc_reference_set(kc_run *k, const kc_set *s) {
   kir_feed feeds[KC_MAX_IO];
   int32_t fetches[KC_MAX_IO], n_feeds = 0;
   for (int i = 0; i < s->n_in; i++) {
     if (kc_is_frozen(&k->c->m, s->in_name[i])) continue;
     const kir_node *n = kir_graph_find(k->g, s->in_name[i]);
-    if (!n || n->op != KIR_OP_PLACEHOLDER) {
-      kc_col(k->r, 1, KC_ERROR, "graph input '%s' is not a placeholder of the imported graph "
-             "(kiln_onnx.h: every non-initializer graph input is one)", s->in_name[i]);
+    if (!n) { /* the importer leaves out inputs no output needs (Shape of x, Dropout's ratio) */
+      kc_note_unused(k->r, s->in_name[i]);
+      continue;
+    }
+    if (n->op != KIR_OP_PLACEHOLDER) {
+      kc_col(k->r, 1, KC_ERROR, "graph input '%s' is a %s in the imported graph, not a placeholder",
+             s->in_name[i], kir_op_table[n->op].name);
       return KC_ERROR;
     }
     feeds[n_feeds++] = (kir_feed){n->id, s->in[i]};
@@ -1262,7 +1279,8 @@ static void kc_print_msg(FILE *out, const char *m, size_t max) {
 static void kc_print_case(const kc_case *c, bool verbose) {
   printf("  %-52s %-18s %-12s ", c->name, c->op, kc_status_names[c->outcome]);
   if (c->outcome == KC_PASS) {
-    if (c->m.n_frozen) printf("(static inputs bound to the test data)");
+    if (c->m.n_frozen) printf("(static inputs bound to the test data) ");
+    if (c->r.note[0]) printf("(inputs %s)", c->r.note);
     putchar('\n');
     return;
   }
@@ -1370,7 +1388,8 @@ static bool kc_write_json(const char *path, const kc_case *cases, const int *sel
       if (i) fputs(", ", f);
       kc_json_str(f, c->m.frozen[i]);
     }
-    fputc(']', f);
+    fputs("], \"note\": ", f);
+    kc_json_str(f, c->r.note);
     if (c->gap) { fputs(", \"known_gap\": ", f); kc_json_str(f, c->gap); }
     fputc('}', f);
   }
@@ -1386,7 +1405,7 @@ static int usage(const char *fmt, const char *arg) {
   if (fmt) { fprintf(stderr, "conformance: "); fprintf(stderr, fmt, arg); fputc('\n', stderr); }
   fprintf(stderr,
           "usage: conformance [--data DIR] [--filter SUBSTR] [--jobs N] [--timeout SECONDS]\n"
-          "                   [--known-gaps FILE|none] [--json FILE] [--list] [-v]\n"
+          "                   [--known-gaps FILE|none] [--json FILE] [--no-static] [--list] [-v]\n"
           "Runs the ONNX backend node tests (default %s) through import, the default\n"
           "pipeline, kcg_compile_cpu and libkiln_rt, and through the reference interpreter.\n"
           "Exit 0 when the gate holds, 1 when a rule breaks, 2 on usage errors, %d when the\n"
@@ -1408,6 +1427,7 @@ static int kc_parse(int argc, char **argv, kc_opts *o) {
     bool has = i + 1 < argc;
     if (!strcmp(a, "--list")) o->list = true;
     else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
+    else if (!strcmp(a, "--no-static")) o->no_static = true;
     else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(NULL, NULL);
     else if (!kc_valued_option(a)) return usage("unknown option %s", a);
     else if (!has) return usage("%s needs a value", a);

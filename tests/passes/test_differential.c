@@ -54,6 +54,9 @@ typedef struct seed_case {
   int32_t n_devices;
   bool reorders_sums; /* has reduce_sum(matmul): simplify may reorder the sums */
   bool has_f32_bn;    /* has an f32 batch_norm: fold-batchnorm rounds its factors to f32 */
+  bool has_f32_conv_bias; /* fuse adds a conv's bias after rounding the conv's sum */
+  bool f32_sum_of_matmul; /* an f32 reduce_sum(matmul), whose reordered sums a cast to f64
+                             shows at f64 tolerance */
   uint8_t *orig;      /* the generated graph's bytes */
   size_t n_orig;
   suite *s;
@@ -197,15 +200,21 @@ static void report(seed_case *c, const char *pass, const kir_graph *after, const
 
 static double tolerance(const seed_case *c, const char *pass, kiln_dtype dt) {
   double tol = kt_tolerance(dt);
-  /* simplify computes reduce_sum(matmul(A, B)) as sums of A's columns times sums of
-   * B's rows: the same sum reordered, so f32/f64 results may differ by a few more ulps
-   * of the (larger) partial sums. Only then, and only for pipelines holding simplify. */
-  if (c->reorders_sums && strstr(pass, "simplify")) tol *= 10;
-  /* fold-batchnorm computes x * s + t (or conv with w * s) where the interpreter computes
-   * (x - mean) / sqrt(var + eps) * scale + bias in one double expression: f32 rounding
-   * of s and of each step, which a later cast to f64 carries into f64 values. */
-  if (c->has_f32_bn && strstr(pass, "fold-batchnorm") && (dt == KILN_F32 || dt == KILN_F64))
-    tol = fmax(tol, 10 * kt_tolerance(KILN_F32));
+  bool fl = dt == KILN_F32 || dt == KILN_F64;
+  /* Rewrites that are not bit-exact in f32; a cast to f64 downstream carries their f32
+   * rounding into f64 values, so those are held to the f32 tolerance:
+   * - fold-batchnorm computes x * s + t (or a conv with w * s), where the interpreter
+   *   computes (x - mean) / sqrt(var + eps) * scale + bias in one double expression;
+   * - fuse: fused_conv adds the conv's bias as its first epilogue step, after the conv's
+   *   sum is rounded; the plain conv adds it before rounding (ops.def);
+   * - simplify computes reduce_sum(matmul(A, B)) as sums of A's columns times sums of
+   *   B's rows: the same sum reordered, a few more ulps of the (larger) partial sums. */
+  bool bn = (c->has_f32_bn && strstr(pass, "fold-batchnorm")) ||
+            ((c->has_f32_bn || c->has_f32_conv_bias) && strstr(pass, "fuse"));
+  bool sums = c->reorders_sums && strstr(pass, "simplify");
+  if (fl && bn) tol = fmax(tol, 10 * kt_tolerance(KILN_F32));
+  if (fl && sums && c->f32_sum_of_matmul) tol = fmax(tol, kt_tolerance(KILN_F32));
+  if (sums) tol *= 10; /* with bn too: the reordered sums may cancel its rounding */
   return tol;
 }
 
@@ -485,17 +494,21 @@ static void check_pipeline(seed_case *c, const char *pipeline, const char *label
   kir_graph_destroy(h);
 }
 
-static bool has_sum_of_matmul(const kir_graph *g) {
+/* Whether g has reduce_sum(matmul) (of dtype dt; KILN_DTYPE_INVALID: any). */
+static bool has_sum_of_matmul(const kir_graph *g, kiln_dtype dt) {
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *n = g->nodes[i];
-    if (n->op == KIR_OP_REDUCE_SUM && g->nodes[n->inputs[0]]->op == KIR_OP_MATMUL) return true;
+    if (n->op == KIR_OP_REDUCE_SUM && g->nodes[n->inputs[0]]->op == KIR_OP_MATMUL &&
+        (dt == KILN_DTYPE_INVALID || n->type.dtype == dt))
+      return true;
   }
   return false;
 }
 
-static bool has_f32_bn(const kir_graph *g) {
+static bool has_f32(const kir_graph *g, kir_op op, int32_t min_inputs) {
   for (int32_t i = 0; i < g->n_nodes; i++)
-    if (g->nodes[i]->op == KIR_OP_BATCH_NORM && g->nodes[i]->type.dtype == KILN_F32) return true;
+    if (g->nodes[i]->op == op && g->nodes[i]->type.dtype == KILN_F32 && g->nodes[i]->n_inputs >= min_inputs)
+      return true;
   return false;
 }
 
@@ -521,8 +534,10 @@ static void run_seed(suite *s, uint64_t seed, bool stateful) {
   kt_gen_opts o = opts_for(seed, stateful);
   char err[768];
   if (kt_gen_build(seed, &o, &c.k, err, sizeof err) != KILN_OK) fail_msg("%s", err);
-  c.reorders_sums = has_sum_of_matmul(c.k.g);
-  c.has_f32_bn = has_f32_bn(c.k.g);
+  c.reorders_sums = has_sum_of_matmul(c.k.g, KILN_DTYPE_INVALID);
+  c.f32_sum_of_matmul = has_sum_of_matmul(c.k.g, KILN_F32);
+  c.has_f32_bn = has_f32(c.k.g, KIR_OP_BATCH_NORM, 5);
+  c.has_f32_conv_bias = has_f32(c.k.g, KIR_OP_CONV, 3);
   char why[512] = "";
   kiln_status st = make_reference(&c, why, sizeof why);
   if (st != KILN_OK) {
