@@ -28,6 +28,7 @@ typedef struct gen {
   int32_t n_pool, cap_pool;
   int32_t counter;
   int64_t max_numel;
+  int32_t window; /* 0: operands from the whole pool; N: from its last N values */
   int32_t *extra; /* extra fetch roots (bool chains, assigns) */
   int32_t n_extra, cap_extra;
   int32_t *assigns;
@@ -288,11 +289,17 @@ static val positive(gen *G, val v) {
   }
 }
 
+/* Index of a pool value: any, or one of the last G->window. */
+static int32_t pool_index(gen *G) {
+  int32_t lo = G->window > 0 && G->n_pool > G->window ? G->n_pool - G->window : 0;
+  return rint_(G, lo, G->n_pool - 1);
+}
+
 /* A value of v's dtype that broadcasts with v: from the pool or a new source. */
 static val partner(gen *G, val a, bool into) {
   const kir_type *ta = T(G, a);
   for (int32_t tries = 0; tries < 4 && G->n_pool > 0 && chance(G, 0.6); tries++) {
-    val c = G->pool[rint_(G, 0, G->n_pool - 1)];
+    val c = G->pool[pool_index(G)];
     const kir_type *tc = T(G, c);
     kir_type out;
     if (tc->dtype != ta->dtype || !kir_broadcast(ta, tc, &out) || numel(&out) > G->max_numel) continue;
@@ -308,7 +315,7 @@ static val partner(gen *G, val a, bool into) {
 static val pick(gen *G) {
   int32_t n = G->n_pool;
   if (chance(G, 0.5) && n > 6) return G->pool[rint_(G, n - 6, n - 1)];
-  return G->pool[rint_(G, 0, n - 1)];
+  return G->pool[pool_index(G)];
 }
 
 /* ---------------------------------------------------------------- op emitters --- */
@@ -406,7 +413,7 @@ static val emit_add_n(gen *G, val a) {
     val v = a;
     if (i > 0 && !chance(G, 0.4)) v = tame(G, source(G, T(G, a)), lim_of(G, a));
     for (int32_t tries = 0; i > 0 && tries < 3 && chance(G, 0.3); tries++) {
-      val c = G->pool[rint_(G, 0, G->n_pool - 1)];
+      val c = G->pool[pool_index(G)];
       if (a.id >= 0 && kir_type_equal(T(G, c), T(G, a))) { v = tame(G, c, lim_of(G, a)); break; }
     }
     if (v.id < 0) return BAD;
@@ -561,7 +568,7 @@ static val emit_arg(gen *G, kir_op op, val a) {
 /* A value of type t: from the pool when one has it exactly, else a new source. */
 static val of_type(gen *G, const kir_type *t) {
   for (int32_t tries = 0; tries < 4 && G->n_pool > 0 && chance(G, 0.5); tries++) {
-    val c = G->pool[rint_(G, 0, G->n_pool - 1)];
+    val c = G->pool[pool_index(G)];
     if (kir_type_equal(T(G, c), t)) return tame(G, c, lim_of(G, c));
   }
   return source(G, t);
@@ -1231,6 +1238,7 @@ kiln_status kt_gen_build(uint64_t seed, const kt_gen_opts *opts, kt_gen *out, ch
   G.o = opts ? opts : &dflt;
   G.rng = seed * 0x2545F4914F6CDD1Dull + 17;
   G.max_numel = G.o->max_numel >= 16 ? G.o->max_numel : MAX_NUMEL;
+  G.window = G.o->window > 0 ? G.o->window : 0;
   G.g = out->g = kir_graph_create();
   if (!G.g) G.st = KILN_ERR_NOMEM;
   if (G.st == KILN_OK) grow_graph(&G, out);

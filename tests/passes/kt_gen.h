@@ -16,6 +16,10 @@ typedef struct kt_gen_opts {
   bool roots_all_sinks;  /* every value nobody uses is a root (benchmarks: graph stays big) */
   bool pins;             /* request devices on some nodes ("cpu:0", "/device:GPU:0") */
   int32_t max_numel;     /* elements of any value, at least 16 (0: 400) */
+  /* 0: an operand is drawn from every value made so far (long, uniformly random edges:
+   * the worst case for caches); N > 0: from the last N values only (short edges, like
+   * real networks, whose skip connections span a few layers). */
+  int32_t window;
 } kt_gen_opts;
 
 /* A generated graph with its interface. Every string and tensor here is owned by the
