@@ -16,17 +16,73 @@ static kiln_status fail(kir_graph *g, kiln_status s, const char *msg) {
 
 static bool default_domain(const char *d) { return !d || !*d || strcmp(d, "ai.onnx") == 0; }
 
+/* Opsets 1..6 predate KONNX_MIN_OPSET. A model of such an opset still imports when each
+ * of its operators had, at the model's opset, the same definition it has at opset 7
+ * (no new version in between): then opset 7's semantics apply. Each entry: an op_type
+ * and the oldest opset from which its definition stays unchanged up to opset 7 (from
+ * the ONNX operator changelog). */
+static const struct { const char *op; int64_t since; } LEGACY_SAME_AS_7[] = {
+    {"Abs", 6},       {"ArgMax", 1},   {"ArgMin", 1},        {"Cast", 6},
+    {"Clip", 6},      {"Concat", 4},   {"Constant", 1},      {"Conv", 1},
+    {"Exp", 6},       {"Flatten", 1},  {"Gather", 1},        {"GlobalAveragePool", 1},
+    {"GlobalMaxPool", 1}, {"Identity", 1}, {"LeakyRelu", 6}, {"Log", 6},
+    {"LogSoftmax", 1}, {"MatMul", 1},  {"Max", 6},           {"MaxPool", 1},
+    {"Mean", 6},      {"Min", 6},      {"Neg", 6},           {"ReduceMax", 1},
+    {"ReduceMean", 1}, {"ReduceMin", 1}, {"ReduceSum", 1},   {"Relu", 6},
+    {"Reshape", 5},   {"Shape", 1},    {"Sigmoid", 6},       {"Slice", 1},
+    {"Softmax", 1},   {"Sqrt", 6},     {"Squeeze", 1},       {"Sum", 6},
+    {"Tanh", 6},      {"Transpose", 1}, {"Unsqueeze", 1},
+};
+
+static kiln_status check_legacy_ops(konnx_ctx *c, const Onnx__GraphProto *gp) {
+  for (size_t j = 0; j < gp->n_node; j++) {
+    const Onnx__NodeProto *n = gp->node[j];
+    if (!default_domain(n->domain)) continue; /* refused later, naming the domain */
+    const char *op = konnx_s(n->op_type);
+    bool known = false;
+    for (const char *const *k = konnx_supported_ops(); *k && !known; k++) known = !strcmp(*k, op);
+    if (!known) continue; /* refused later as an unsupported operator */
+    bool same = false;
+    for (size_t k = 0; k < sizeof LEGACY_SAME_AS_7 / sizeof LEGACY_SAME_AS_7[0]; k++)
+      if (!strcmp(op, LEGACY_SAME_AS_7[k].op)) same = c->opset >= LEGACY_SAME_AS_7[k].since;
+    if (!same) {
+      char eo[KONNX_ESC];
+      return konnx_err(c, KILN_ERR_UNSUPPORTED,
+                       "model: opset %lld: operator %s at that opset differs from its opset-7 "
+                       "definition (Kiln imports opsets %d to %d, and older models only where "
+                       "every operator is unchanged up to opset 7)",
+                       (long long)c->opset, kir_escape(op, eo, sizeof eo), KONNX_MIN_OPSET,
+                       KONNX_MAX_OPSET);
+    }
+  }
+  return KILN_OK;
+}
+
 static kiln_status check_opset(konnx_ctx *c, const Onnx__ModelProto *m) {
   c->opset = -1;
-  for (size_t i = 0; i < m->n_opset_import; i++)
+  const char *other = NULL;
+  for (size_t i = 0; i < m->n_opset_import; i++) {
     if (default_domain(m->opset_import[i]->domain))
       c->opset = m->opset_import[i]->has_version ? m->opset_import[i]->version : 1;
+    else if (!other)
+      other = m->opset_import[i]->domain;
+  }
+  if (c->opset < 0 && other) {
+    char ed[KONNX_ESC];
+    return konnx_err(c, KILN_ERR_UNSUPPORTED, "model: imports only domain '%s', not the "
+                     "default ONNX domain; Kiln imports the default domain only",
+                     kir_escape(other, ed, sizeof ed));
+  }
   if (c->opset < 0)
     return konnx_err(c, KILN_ERR_FORMAT, "model: no opset_import for the default domain");
-  if (c->opset < KONNX_MIN_OPSET || c->opset > KONNX_MAX_OPSET)
+  if (c->opset < 1 || c->opset > KONNX_MAX_OPSET)
     return konnx_err(c, KILN_ERR_UNSUPPORTED, "model: opset %lld of the default domain is not supported (Kiln imports opsets %d to %d)",
                      (long long)c->opset, KONNX_MIN_OPSET, KONNX_MAX_OPSET);
   if (!m->graph) return konnx_err(c, KILN_ERR_FORMAT, "model: no graph");
+  if (c->opset < KONNX_MIN_OPSET) {
+    kiln_status s = check_legacy_ops(c, m->graph);
+    if (s != KILN_OK) return s;
+  }
   if (m->graph->n_node > KIR_MAX_NODES)
     return konnx_err(c, KILN_ERR_LIMIT, "model: %zu nodes (limit %d)", m->graph->n_node, KIR_MAX_NODES);
   if (m->graph->n_sparse_initializer)
