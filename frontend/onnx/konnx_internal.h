@@ -120,6 +120,7 @@ KONNX_HIDDEN kiln_status konnx_op_global_avg_pool(konnx_ctx *c, const Onnx__Node
 KONNX_HIDDEN kiln_status konnx_op_global_max_pool(konnx_ctx *c, const Onnx__NodeProto *n);
 KONNX_HIDDEN kiln_status konnx_op_batch_norm(konnx_ctx *c, const Onnx__NodeProto *n);
 KONNX_HIDDEN kiln_status konnx_op_dropout(konnx_ctx *c, const Onnx__NodeProto *n);
+KONNX_HIDDEN kiln_status konnx_op_pad(konnx_ctx *c, const Onnx__NodeProto *n);
 
 /* Helpers shared by konnx_ops.c and konnx_ops_nn.c. Messages are short: the caller
  * prefixes "node 'NAME' (op_type 'T'): ". */

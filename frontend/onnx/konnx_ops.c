@@ -551,6 +551,7 @@ static const op_entry ops[] = {
     {"Min", op_min},
     {"Mul", op_mul},
     {"Neg", op_neg},
+    {"Pad", konnx_op_pad},
     {"Pow", op_pow},
     {"ReduceMax", op_reduce_max},
     {"ReduceMean", op_reduce_mean},

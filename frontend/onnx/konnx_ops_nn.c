@@ -143,6 +143,117 @@ kiln_status konnx_op_where(C *c, const N *n) {
   return s == KILN_OK ? konnx_finish(c, y) : s;
 }
 
+/* ---------------------------------------------------------------- pad ------------ */
+
+static void fill(kir_tensor *t, double v);
+static kir_tensor *new_tensor(kiln_dtype dt, int32_t rank, const int64_t *dims);
+
+/* Pad's pads (2 x rank: begins then ends) and constant value: attributes before opset
+ * 11, static inputs from 11. */
+static kiln_status pad_read(C *c, const N *n, int32_t rank, int64_t *pads, double *value) {
+  int32_t k = 0, cv = -1;
+  kiln_status s;
+  *value = 0;
+  if (c->opset < 11) {
+    const int64_t *v;
+    bool present;
+    if ((s = konnx_attr_ints(c, n, "pads", &v, &k, &present)) != KILN_OK) return s;
+    if (!present) return konnx_err(c, KILN_ERR_GRAPH, "attribute 'pads' is required");
+    if (k == 2 * rank) memcpy(pads, v, sizeof(int64_t) * (size_t)k);
+    if ((s = konnx_attr_float(c, n, "value", 0, value)) != KILN_OK) return s;
+  } else {
+    if ((s = konnx_static_ints(c, n, 1, "pads", pads, 2 * KILN_MAX_RANK, &k)) != KILN_OK) return s;
+    if ((s = konnx_opt_in(c, n, 2, &cv)) != KILN_OK) return s;
+    if (cv >= 0) {
+      const kir_tensor *t = konnx_static(c, cv);
+      if (!t) return konnx_err(c, KILN_ERR_UNSUPPORTED, "input 2 (constant_value) must be static");
+      if (kir_type_numel(&t->type) != 1)
+        return konnx_err(c, KILN_ERR_SHAPE, "input 2 (constant_value) has %lld elements, not 1",
+                         (long long)kir_type_numel(&t->type));
+      *value = kir_tensor_get_f(t, 0);
+    }
+  }
+  if (k != 2 * rank)
+    return konnx_err(c, KILN_ERR_SHAPE, "pads has %d entries; the input's rank %d needs %d", k,
+                     rank, 2 * rank);
+  return KILN_OK;
+}
+
+/* Crops axis a of *x by the negative parts of b and e (a slice). */
+static kiln_status pad_crop(C *c, const N *n, int32_t a, int64_t b, int64_t e, int32_t *x) {
+  int64_t dim = konnx_type(c, *x)->dims[a];
+  int64_t start = b < 0 ? -b : 0, end = dim - (e < 0 ? -e : 0), ax = a;
+  if (start > dim || end < start)
+    return konnx_err(c, KILN_ERR_SHAPE, "pads crop axis %d (size %lld) by %lld and %lld: nothing is left",
+                     (int)a, (long long)dim, (long long)-b, (long long)-e);
+  char role[32];
+  snprintf(role, sizeof role, "crop%d", (int)a);
+  kir_node *y;
+  kiln_status s = konnx_emit_sub(c, n, role, KIR_OP_SLICE, x, 1, &y);
+  if (s == KILN_OK) s = kir_attr_set_ints(c->g, y, "starts", &start, 1);
+  if (s == KILN_OK) s = kir_attr_set_ints(c->g, y, "ends", &end, 1);
+  if (s == KILN_OK) s = kir_attr_set_ints(c->g, y, "axes", &ax, 1);
+  if (s == KILN_OK) s = konnx_finish(c, y);
+  if (s == KILN_OK) *x = y->id;
+  return s;
+}
+
+/* Grows axis a of *x by b before and e after, filled with value (a concat). */
+static kiln_status pad_grow(C *c, const N *n, int32_t a, int64_t b, int64_t e, double value,
+                            int32_t *x) {
+  int32_t parts[3], np = 0;
+  const int64_t amounts[2] = {b, e};
+  kiln_status s = KILN_OK;
+  for (int32_t side = 0; side < 2 && s == KILN_OK; side++) {
+    if (side == 1) parts[np++] = *x;
+    if (amounts[side] <= 0) continue;
+    kir_type t = *konnx_type(c, *x);
+    t.dims[a] = amounts[side];
+    if (kir_type_nbytes(&t) < 0)
+      return konnx_err(c, KILN_ERR_LIMIT, "pads make axis %d too large", (int)a);
+    kir_tensor *fillv = new_tensor(t.dtype, t.rank, t.dims);
+    if (!fillv) return konnx_err(c, KILN_ERR_NOMEM, "out of memory");
+    fill(fillv, value);
+    char role[32];
+    snprintf(role, sizeof role, side ? "after%d" : "before%d", (int)a);
+    s = konnx_emit_const(c, n, 0, role, fillv, &parts[np++]);
+    kir_tensor_free(fillv);
+  }
+  if (s != KILN_OK) return s;
+  char role[32];
+  snprintf(role, sizeof role, "pad%d", (int)a);
+  kir_node *y;
+  s = konnx_emit_sub(c, n, role, KIR_OP_CONCAT, parts, np, &y);
+  if (s == KILN_OK) s = kir_attr_set_int(c->g, y, "axis", a);
+  if (s == KILN_OK) s = konnx_finish(c, y);
+  if (s == KILN_OK) *x = y->id;
+  return s;
+}
+
+/* Pad, mode "constant": per axis a slice for negative pads and a concat with constant
+ * blocks for positive ones; all-zero pads are an identity. Modes reflect and edge are
+ * not supported. */
+kiln_status konnx_op_pad(C *c, const N *n) {
+  char mode[16];
+  int32_t x;
+  kiln_status s = konnx_in(c, n, 0, &x);
+  if (s == KILN_OK) s = konnx_attr_string(c, n, "mode", "constant", mode, sizeof mode);
+  if (s != KILN_OK) return s;
+  if (strcmp(mode, "constant") != 0)
+    return konnx_err(c, KILN_ERR_UNSUPPORTED, "mode '%s' is not supported (only 'constant')", mode);
+  int32_t rank = konnx_type(c, x)->rank;
+  int64_t pads[2 * KILN_MAX_RANK];
+  double value;
+  if ((s = pad_read(c, n, rank, pads, &value)) != KILN_OK) return s;
+  for (int32_t a = 0; a < rank && s == KILN_OK; a++)
+    if (pads[a] < 0 || pads[a + rank] < 0) s = pad_crop(c, n, a, pads[a], pads[a + rank], &x);
+  for (int32_t a = 0; a < rank && s == KILN_OK; a++)
+    if (pads[a] > 0 || pads[a + rank] > 0) s = pad_grow(c, n, a, pads[a], pads[a + rank], value, &x);
+  kir_node *y;
+  if (s == KILN_OK) s = konnx_emit_out(c, n, 0, KIR_OP_IDENTITY, &x, 1, &y);
+  return s == KILN_OK ? konnx_finish(c, y) : s;
+}
+
 /* ---------------------------------------------------------------- constants ------ */
 
 static void fill(kir_tensor *t, double v) {

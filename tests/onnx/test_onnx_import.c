@@ -377,6 +377,61 @@ static void test_slice_attributes_vs_inputs(void **st) {
   expect_err(b, KILN_ERR_UNSUPPORTED, "node 'sl' (op_type 'Slice')", "input 1 ('s', starts) must be static");
 }
 
+/* Pad (constant mode): crops for negative pads, constant blocks for positive ones. */
+static void test_pad_constant_mode(void **st) {
+  (void)st;
+  const float xv[6] = {1, 2, 3, 4, 5, 6};
+  /* opset 13: pads [0, 1, 1, -1] on [2, 3] = rows: +0 before, +1 after; cols: +1 before,
+   * -1 after; constant_value 9 */
+  const int64_t pv[4] = {0, 1, 1, -1}, d4[] = {4};
+  const float cv[1] = {9};
+  ob *b = ob_new(13);
+  ob_input(b, "x", F, 2, d2x3);
+  ob_init(b, ob_i64(b, "pads", 1, d4, pv, 4));
+  ob_init(b, ob_f32(b, "cv", 0, NULL, cv, 1));
+  ob_node(b, "Pad", "p", "x,pads,cv", "y");
+  ob_output(b, "y");
+  kir_graph *g = import_ok(b);
+  kir_tensor *x = tensor_f32(2, d2x3, xv), *y = run1(g, "x", x, "y");
+  const float want[9] = {9, 1, 2, 9, 4, 5, 9, 9, 9};
+  assert_int_equal(y->type.dims[0], 3);
+  assert_int_equal(y->type.dims[1], 3);
+  assert_f32(y, want, 9);
+  kir_tensor_free(y), kir_tensor_free(x), kir_graph_destroy(g), ob_free(b);
+  /* opset 2: pads attribute, all zero: an identity (PyTorch's AvgPool2d export) */
+  const int64_t z4[4] = {0, 0, 0, 0};
+  b = ob_new(9);
+  ob_input(b, "x", F, 2, d2x3);
+  Onnx__NodeProto *n = ob_node(b, "Pad", "p", "x", "y");
+  ob_attr_ints(b, n, "pads", z4, 4);
+  ob_output(b, "y");
+  g = import_ok(b);
+  x = tensor_f32(2, d2x3, xv), y = run1(g, "x", x, "y");
+  assert_f32(y, xv, 6);
+  kir_tensor_free(y), kir_tensor_free(x), kir_graph_destroy(g), ob_free(b);
+  /* refusals: another mode, pads of the wrong length, a crop past the size */
+  b = ob_new(9);
+  ob_input(b, "x", F, 2, d2x3);
+  n = ob_node(b, "Pad", "p", "x", "y");
+  ob_attr_ints(b, n, "pads", z4, 4);
+  ob_attr_string(b, n, "mode", "reflect");
+  ob_output(b, "y");
+  expect_err(b, KILN_ERR_UNSUPPORTED, "node 'p' (op_type 'Pad')", "mode 'reflect'");
+  b = ob_new(9);
+  ob_input(b, "x", F, 2, d2x3);
+  n = ob_node(b, "Pad", "p", "x", "y");
+  ob_attr_ints(b, n, "pads", z4, 2);
+  ob_output(b, "y");
+  expect_err(b, KILN_ERR_SHAPE, "node 'p' (op_type 'Pad')", "pads has 2 entries");
+  const int64_t crop[4] = {0, -2, 0, -2};
+  b = ob_new(9);
+  ob_input(b, "x", F, 2, d2x3);
+  n = ob_node(b, "Pad", "p", "x", "y");
+  ob_attr_ints(b, n, "pads", crop, 4);
+  ob_output(b, "y");
+  expect_err(b, KILN_ERR_SHAPE, "node 'p' (op_type 'Pad')", "nothing is left");
+}
+
 static void test_fixed_input_values(void **st) {
   (void)st;
   const int64_t d[] = {4}, s0[] = {1}, e0[] = {3};
@@ -974,6 +1029,7 @@ int main(void) {
       cmocka_unit_test(test_squeeze_unsqueeze_opsets),
       cmocka_unit_test(test_clip_opsets_and_dynamic_bounds),
       cmocka_unit_test(test_slice_attributes_vs_inputs),
+      cmocka_unit_test(test_pad_constant_mode),
       cmocka_unit_test(test_fixed_input_values),
       cmocka_unit_test(test_conv_auto_pad_and_kernel_check),
       cmocka_unit_test(test_pools_and_batchnorm),
