@@ -43,11 +43,23 @@ typedef enum kiln_dtype {
   KILN_F64 = 2,
   KILN_I32 = 3,
   KILN_I64 = 4,
-  KILN_BOOL = 5 /* one byte, 0 or 1 */
+  KILN_BOOL = 5, /* one byte, 0 or 1 */
+  /* Integers wrap at their width (unsigned ones modulo 2^bits). */
+  KILN_U8 = 6,
+  KILN_I8 = 7,
+  KILN_U16 = 8,
+  KILN_I16 = 9,
+  KILN_U32 = 10,
+  KILN_U64 = 11,
+  /* IEEE binary16 and bfloat16, stored as 16 bits; every op computes in double and
+   * rounds to the type (nearest even; overflow to infinity; NaN stays NaN). */
+  KILN_F16 = 12,
+  KILN_BF16 = 13
 } kiln_dtype;
-#define KILN_DTYPE_COUNT 6
+#define KILN_DTYPE_COUNT 14
 
-/* "f32", "f64", "i32", "i64", "bool"; "invalid" for anything else. */
+/* "f32", "f64", "i32", "i64", "bool", "u8", "i8", "u16", "i16", "u32", "u64", "f16",
+ * "bf16"; "invalid" for anything else. */
 const char *kiln_dtype_name(kiln_dtype t);
 /* Bytes per element; 0 for an invalid dtype. */
 size_t kiln_dtype_size(kiln_dtype t);

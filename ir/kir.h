@@ -45,7 +45,7 @@ enum {
   KIR_F_CONTROL = 1u << 7,   /* ordering only */
   KIR_F_NO_OUTPUT = 1u << 8, /* produces no value (group, no_op) */
   KIR_F_INPLACE_OK = 1u << 9,/* output may share the buffer of its first input */
-  KIR_F_FLOAT_ONLY = 1u << 10,/* f32/f64 only */
+  KIR_F_FLOAT_ONLY = 1u << 10,/* float dtypes only (f16 bf16 f32 f64) */
   KIR_F_FUSED = 1u << 11     /* made by the fuse pass; carries fused_from */
 };
 
@@ -107,9 +107,39 @@ typedef struct kir_tensor {
 kir_tensor *kir_tensor_new(const kir_type *t);
 kir_tensor *kir_tensor_clone(const kir_tensor *src);
 void kir_tensor_free(kir_tensor *t); /* accepts NULL */
-/* Element i as double / int64, whatever the dtype (bool: 0 or 1). */
+/* Element i as double / int64, whatever the dtype (bool: 0 or 1). get_f is exact for
+ * every float dtype and for integers up to 2^53 (u64 read as unsigned). get_i of a
+ * narrower integer is its value (signed types sign-extended, unsigned zero-extended);
+ * for u64 it is only the bit pattern (values >= 2^63 come back negative); floats are
+ * truncated toward zero and saturated to int64, NaN -> 0. */
 double kir_tensor_get_f(const kir_tensor *t, int64_t i);
 int64_t kir_tensor_get_i(const kir_tensor *t, int64_t i);
+/* Stores into element i. set_f: floats rounded to the dtype (f16/bf16 correctly rounded
+ * from double, nearest even, overflow to inf); integers truncated toward zero and
+ * saturated to the dtype's range, NaN -> 0; bool v != 0 (NaN -> 1). set_i: integers wrap
+ * modulo 2^bits (v is a signed value or a bit pattern alike); floats get the signed value
+ * v correctly rounded; bool v != 0. set_u: as set_i with v read as unsigned (a u64
+ * source), which only matters for float targets. */
+void kir_tensor_set_f(kir_tensor *t, int64_t i, double v);
+void kir_tensor_set_i(kir_tensor *t, int64_t i, int64_t v);
+void kir_tensor_set_u(kir_tensor *t, int64_t i, uint64_t v);
+
+/* ---------------------------------------------------------------- dtype families */
+/* floats: f16 bf16 f32 f64; integers: i8 i16 i32 i64 u8 u16 u32 u64; bool is neither. */
+bool kir_dtype_is_float(kiln_dtype t);
+bool kir_dtype_is_int(kiln_dtype t);
+bool kir_dtype_is_unsigned(kiln_dtype t); /* u8 u16 u32 u64 */
+int kir_dtype_bits(kiln_dtype t);         /* 8 * size; 0 for invalid */
+/* Wraps v (a signed value or bit pattern) to integer dtype t: sign-extended for signed
+ * types, zero-extended for unsigned ones; other dtypes: v unchanged. */
+int64_t kir_int_wrap(kiln_dtype t, int64_t v);
+/* IEEE binary16 / bfloat16 bit patterns <-> double. from_double rounds correctly (to
+ * nearest, ties to even; overflow to inf; NaN to a quiet NaN of the same sign); to_double
+ * is exact. */
+uint16_t kir_f16_from_double(double v);
+double kir_f16_to_double(uint16_t h);
+uint16_t kir_bf16_from_double(double v);
+double kir_bf16_to_double(uint16_t h);
 
 /* ---------------------------------------------------------------- attributes ---- */
 typedef enum kir_attr_kind {

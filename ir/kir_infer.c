@@ -19,7 +19,7 @@ static const char *tyfmt(const kir_type *t, char *buf) {
   return buf;
 }
 
-static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
+static bool is_float(kiln_dtype t) { return kir_dtype_is_float(t); }
 
 static const char *opname(const kir_node *n) {
   const kir_op_info *i = kir_op_get((int32_t)n->op);
@@ -30,10 +30,10 @@ static const kir_type *input_type(const infer_ctx *c, int32_t k) {
   return &c->g->nodes[c->n->inputs[k]]->type;
 }
 
-/* f32/f64 only for KIR_F_FLOAT_ONLY ops; no bool for arithmetic. */
+/* Float dtypes only for KIR_F_FLOAT_ONLY ops; no bool for arithmetic. */
 static kiln_status check_dtype_for_op(const infer_ctx *c, kiln_dtype t, bool arithmetic) {
   if (kir_op_has(c->n->op, KIR_F_FLOAT_ONLY) && !is_float(t))
-    return kir_node_err(c->g, c->n, KILN_ERR_TYPE, "%s takes f32 or f64, got %s", opname(c->n),
+    return kir_node_err(c->g, c->n, KILN_ERR_TYPE, "%s takes a float dtype (f16, bf16, f32 or f64), got %s", opname(c->n),
                         kiln_dtype_name(t));
   if (arithmetic && t == KILN_BOOL)
     return kir_node_err(c->g, c->n, KILN_ERR_TYPE, "%s does no arithmetic on bool", opname(c->n));
@@ -104,7 +104,7 @@ static kiln_status infer_random(const infer_ctx *c, kir_type *out) {
   kiln_status s = attr_dtype(c, &out->dtype);
   if (s != KILN_OK) return s;
   if (!is_float(out->dtype))
-    return kir_node_err(c->g, c->n, KILN_ERR_TYPE, "%s makes f32 or f64, not %s", opname(c->n),
+    return kir_node_err(c->g, c->n, KILN_ERR_TYPE, "%s makes a float dtype (f16, bf16, f32 or f64), not %s", opname(c->n),
                         kiln_dtype_name(out->dtype));
   return attr_shape(c, out);
 }

@@ -22,48 +22,30 @@ static const char *tfmt(const kir_type *t, char *buf, size_t n) {
 
 /* ---------------------------------------------------------------- elements ------ */
 
-static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
-static bool is_int(kiln_dtype t) { return t == KILN_I32 || t == KILN_I64; }
+static bool is_float(kiln_dtype t) { return kir_dtype_is_float(t); }
+static bool is_int(kiln_dtype t) { return kir_dtype_is_int(t); }
+static bool is_uns(kiln_dtype t) { return kir_dtype_is_unsigned(t); }
 
 /* uint64 -> int64 two's complement, without implementation-defined conversions. */
 static int64_t wrap64(uint64_t u) {
   return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
 }
 
-static int32_t wrap32(int64_t v) {
-  uint32_t u = (uint32_t)(uint64_t)v;
-  return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
+/* a < b, as unsigned for the unsigned dtypes (a u64 >= 2^63 loads as a negative int64). */
+static bool lt(int64_t a, int64_t b, bool uns) { return uns ? (uint64_t)a < (uint64_t)b : a < b; }
+
+/* v truncated toward zero and saturated to integer dtype t (NaN -> 0), as get_i gives it. */
+static int64_t sat_int(double v, kiln_dtype t) {
+  uint64_t buf = 0;
+  kir_tensor tmp = {{t, 0, {0}}, &buf};
+  kir_tensor_set_f(&tmp, 0, v);
+  return kir_tensor_get_i(&tmp, 0);
 }
 
-/* Saturating double -> int64 (NaN -> 0); only for values that need not be exact. */
-static int64_t sat64(double v) {
-  if (isnan(v)) return 0;
-  if (v <= -9223372036854775808.0) return INT64_MIN;
-  if (v >= 9223372036854775808.0) return INT64_MAX;
-  return (int64_t)v;
-}
+void kirk_st_i(kir_tensor *t, int64_t i, int64_t v) { kir_tensor_set_i(t, i, v); }
 
-void kirk_st_i(kir_tensor *t, int64_t i, int64_t v) {
-  switch (t->type.dtype) {
-  case KILN_F32: ((float *)t->data)[i] = (float)v; break;
-  case KILN_F64: ((double *)t->data)[i] = (double)v; break;
-  case KILN_I32: ((int32_t *)t->data)[i] = wrap32(v); break;
-  case KILN_I64: ((int64_t *)t->data)[i] = v; break;
-  case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
-  case KILN_DTYPE_INVALID: break;
-  }
-}
-
-/* Stores v rounded to the dtype (integers: truncated, saturated; only random_* on an
- * integer tensor gets there). */
-void kirk_st_f(kir_tensor *t, int64_t i, double v) {
-  switch (t->type.dtype) {
-  case KILN_F32: ((float *)t->data)[i] = (float)v; break;
-  case KILN_F64: ((double *)t->data)[i] = v; break;
-  case KILN_I32: case KILN_I64: case KILN_BOOL: kirk_st_i(t, i, sat64(v)); break;
-  case KILN_DTYPE_INVALID: break;
-  }
-}
+/* Stores v rounded to the dtype (integers: truncated, saturated to the dtype). */
+void kirk_st_f(kir_tensor *t, int64_t i, double v) { kir_tensor_set_f(t, i, v); }
 
 static double ld_f(const kir_tensor *t, int64_t i) { return kir_tensor_get_f(t, i); }
 static int64_t ld_i(const kir_tensor *t, int64_t i) { return kir_tensor_get_i(t, i); }
@@ -138,17 +120,19 @@ double kir_apply_binary(kir_op op, double a, double b) {
   return NAN;
 }
 
-/* a^b wrapping; a negative b gives 1/a^|b| truncated: 0 unless a is 1 or -1. */
-static int64_t int_pow(int64_t a, int64_t b) {
-  if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;
+/* a^b wrapping; a negative b (signed dtypes only) gives 1/a^|b| truncated: 0 unless a
+ * is 1 or -1. */
+static int64_t int_pow(int64_t a, int64_t b, bool uns) {
+  if (b < 0 && !uns) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;
   uint64_t r = 1, base = (uint64_t)a, e = (uint64_t)b;
   for (; e; e >>= 1, base *= base)
     if (e & 1) r *= base;
   return wrap64(r);
 }
 
-/* Integer binary op in wrapping two's complement. false: division by zero. */
-static bool int_binary(kir_op op, int64_t a, int64_t b, int64_t *r) {
+/* Integer binary op in wrapping two's complement (the store truncates to the width);
+ * uns: unsigned compare and divide. false: division by zero. */
+static bool int_binary(kir_op op, int64_t a, int64_t b, bool uns, int64_t *r) {
   uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
   switch (op) {
   case KIR_OP_ADD: *r = wrap64(ua + ub); return true;
@@ -156,11 +140,12 @@ static bool int_binary(kir_op op, int64_t a, int64_t b, int64_t *r) {
   case KIR_OP_MUL: *r = wrap64(ua * ub); return true;
   case KIR_OP_DIV:
     if (b == 0) return false;
-    *r = b == -1 ? wrap64(0 - ua) : a / b; /* INT_MIN / -1 wraps to INT_MIN */
+    if (uns) *r = wrap64(ua / ub);
+    else *r = b == -1 ? wrap64(0 - ua) : a / b; /* INT_MIN / -1 wraps to INT_MIN */
     return true;
-  case KIR_OP_MAXIMUM: *r = a > b ? a : b; return true;
-  case KIR_OP_MINIMUM: *r = a < b ? a : b; return true;
-  case KIR_OP_POW: *r = int_pow(a, b); return true;
+  case KIR_OP_MAXIMUM: *r = lt(a, b, uns) ? b : a; return true;
+  case KIR_OP_MINIMUM: *r = lt(b, a, uns) ? b : a; return true;
+  case KIR_OP_POW: *r = int_pow(a, b, uns); return true;
   KIR_CASES_UNARY:
   KIR_CASES_NOT_ELEMENTWISE:
     *r = 0;
@@ -170,27 +155,21 @@ static bool int_binary(kir_op op, int64_t a, int64_t b, int64_t *r) {
   return true;
 }
 
-static int64_t dtype_min(kiln_dtype t) { return t == KILN_I32 ? INT32_MIN : INT64_MIN; }
-static int64_t dtype_max(kiln_dtype t) { return t == KILN_I32 ? INT32_MAX : INT64_MAX; }
-
-/* Integer clamp bounds: the smallest integer >= lo and the largest <= hi, limited to the
- * dtype's range (so x < lo ⇔ x < ceil(lo) for integer x); NaN = no bound. */
+/* Integer clamp bounds: the smallest integer >= lo and the largest <= hi, saturated to
+ * the dtype's range (so x < lo ⇔ x < ceil(lo) for integer x); NaN = no bound. */
 static void int_bounds(kiln_dtype t, double lo, double hi, int64_t *ilo, int64_t *ihi) {
-  double mn = (double)dtype_min(t), mx = (double)dtype_max(t);
-  double l = isnan(lo) ? mn : fmin(fmax(ceil(lo), mn), mx);
-  double h = isnan(hi) ? mx : fmin(fmax(floor(hi), mn), mx);
-  /* (double)INT64_MAX rounds up to 2^63, which sat64 maps back to INT64_MAX */
-  *ilo = sat64(l);
-  *ihi = sat64(h);
+  *ilo = sat_int(isnan(lo) ? -INFINITY : ceil(lo), t);
+  *ihi = sat_int(isnan(hi) ? INFINITY : floor(hi), t);
 }
 
-/* Integer unary op (float-only ops never reach here). */
-static int64_t int_unary(kir_op op, int64_t x, int64_t lo, int64_t hi) {
+/* Integer unary op (float-only ops never reach here); relu and abs of an unsigned value
+ * are the identity, neg wraps. */
+static int64_t int_unary(kir_op op, int64_t x, int64_t lo, int64_t hi, bool uns) {
   switch (op) {
   case KIR_OP_NEG: return wrap64(0 - (uint64_t)x);
-  case KIR_OP_RELU: return x < 0 ? 0 : x;
-  case KIR_OP_CLAMP: return x < lo ? lo : x > hi ? hi : x;
-  case KIR_OP_ABS: return x < 0 ? wrap64(0 - (uint64_t)x) : x;
+  case KIR_OP_RELU: return !uns && x < 0 ? 0 : x;
+  case KIR_OP_CLAMP: return lt(x, lo, uns) ? lo : lt(hi, x, uns) ? hi : x;
+  case KIR_OP_ABS: return !uns && x < 0 ? wrap64(0 - (uint64_t)x) : x;
   case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT: case KIR_OP_TANH:
   case KIR_OP_SIGMOID: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF: case KIR_OP_GELU:
   KIR_CASES_BINARY:
@@ -273,8 +252,8 @@ static kiln_status check_arith(kir_graph *g, const kir_node *n, const kir_tensor
     return kerr(g, n, KILN_ERR_TYPE, "%s is not defined on %s", kir_op_get(n->op)->name,
                 kiln_dtype_name(t));
   if (!is_float(t) && kir_op_has(n->op, KIR_F_FLOAT_ONLY))
-    return kerr(g, n, KILN_ERR_TYPE, "%s needs f32 or f64, got %s", kir_op_get(n->op)->name,
-                kiln_dtype_name(t));
+    return kerr(g, n, KILN_ERR_TYPE, "%s needs a float dtype (f16, bf16, f32 or f64), got %s",
+                kir_op_get(n->op)->name, kiln_dtype_name(t));
   return KILN_OK;
 }
 
@@ -328,7 +307,7 @@ static kiln_status k_binary(kir_graph *g, const kir_node *n, const kir_tensor *c
       continue;
     }
     int64_t r;
-    if (!int_binary(n->op, ld_i(in[0], ia), ld_i(in[1], ib), &r)) {
+    if (!int_binary(n->op, ld_i(in[0], ia), ld_i(in[1], ib), is_uns(o->type.dtype), &r)) {
       kir_tensor_free(o);
       *out = NULL;
       return kerr(g, n, KILN_ERR_EXEC, "integer division by zero at element %lld", (long long)i);
@@ -348,7 +327,8 @@ static void apply_unary_all(kir_op op, const kir_tensor *src, kir_tensor *dst, d
   }
   int64_t ilo, ihi;
   int_bounds(dst->type.dtype, lo, hi, &ilo, &ihi);
-  for (int64_t i = 0; i < ne; i++) kirk_st_i(dst, i, int_unary(op, ld_i(src, i), ilo, ihi));
+  bool uns = is_uns(dst->type.dtype);
+  for (int64_t i = 0; i < ne; i++) kirk_st_i(dst, i, int_unary(op, ld_i(src, i), ilo, ihi, uns));
 }
 
 static kiln_status k_unary(kir_graph *g, const kir_node *n, const kir_tensor *const *in,
@@ -626,12 +606,13 @@ static double red_float(kir_op op, const kir_tensor *x, const red_iter *it, int6
 static int64_t red_int(kir_op op, const kir_tensor *x, const red_iter *it, int64_t base,
                        int64_t count) {
   uint64_t sum = 0;
-  int64_t mx = INT64_MIN, mn = INT64_MAX;
+  bool uns = is_uns(x->type.dtype);
+  int64_t mx = 0, mn = 0; /* count >= 1 for max and min (checked by the plan) */
   for (int64_t r = 0; r < count; r++) {
     int64_t v = ld_i(x, base + decompose(r, it->reduced, it->nr, it));
     sum += (uint64_t)v;
-    if (v > mx) mx = v;
-    if (v < mn) mn = v;
+    if (r == 0 || lt(mx, v, uns)) mx = v;
+    if (r == 0 || lt(v, mn, uns)) mn = v;
   }
   return op == KIR_OP_REDUCE_MAX ? mx : op == KIR_OP_REDUCE_MIN ? mn : wrap64(sum);
 }
@@ -932,8 +913,8 @@ void kir_random_fill(kir_tensor *t, kir_op op, uint64_t seed, double a, double b
 
 static kiln_status k_random(kir_graph *g, const kir_node *n, kir_tensor **out) {
   if (!is_float(n->type.dtype))
-    return kerr(g, n, KILN_ERR_TYPE, "%s needs f32 or f64, got %s", kir_op_get(n->op)->name,
-                kiln_dtype_name(n->type.dtype));
+    return kerr(g, n, KILN_ERR_TYPE, "%s needs a float dtype (f16, bf16, f32 or f64), got %s",
+                kir_op_get(n->op)->name, kiln_dtype_name(n->type.dtype));
   kiln_status s = kirk_new_out(g, n, &n->type, out);
   if (s) return s;
   bool normal = n->op == KIR_OP_RANDOM_NORMAL;

@@ -59,8 +59,8 @@ static const char *tyf(const kir_type *t, char *b) {
 }
 
 static const char *opname(const kir_node *n) { return kir_op_get(n->op)->name; }
-static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
-static bool is_int(kiln_dtype t) { return t == KILN_I32 || t == KILN_I64; }
+static bool is_float(kiln_dtype t) { return kir_dtype_is_float(t); }
+static bool is_int(kiln_dtype t) { return kir_dtype_is_int(t); }
 static int64_t numel(const kir_type *t) { return kir_type_numel(t); }
 static double ld_f(const kir_tensor *t, int64_t i) { return kir_tensor_get_f(t, i); }
 static int64_t ld_i(const kir_tensor *t, int64_t i) { return kir_tensor_get_i(t, i); }
@@ -71,7 +71,7 @@ static kiln_status need_float(const nn_ctx *c, int32_t k) {
   char b[TB];
   const kir_type *t = in_type(c, k);
   if (is_float(t->dtype)) return KILN_OK;
-  return kerr(c->g, c->n, KILN_ERR_TYPE, "%s takes f32 or f64, input %d is %s", opname(c->n),
+  return kerr(c->g, c->n, KILN_ERR_TYPE, "%s takes a float dtype (f16, bf16, f32 or f64), input %d is %s", opname(c->n),
               (int)k, tyf(t, b));
 }
 
@@ -79,7 +79,7 @@ static kiln_status need_numeric(const nn_ctx *c, int32_t k) {
   char b[TB];
   const kir_type *t = in_type(c, k);
   if (is_float(t->dtype) || is_int(t->dtype)) return KILN_OK;
-  return kerr(c->g, c->n, KILN_ERR_TYPE, "%s takes f32, f64, i32 or i64, input %d is %s",
+  return kerr(c->g, c->n, KILN_ERR_TYPE, "%s takes a float or integer dtype, input %d is %s",
               opname(c->n), (int)k, tyf(t, b));
 }
 
@@ -158,6 +158,10 @@ static bool arg_better(const kir_tensor *x, int64_t v, int64_t best, bool is_max
                   : f_above(b, a) || (last && f_same(a, b));
   }
   int64_t a = ld_i(x, v), b = ld_i(x, best);
+  if (kir_dtype_is_unsigned(x->type.dtype)) { /* u64 >= 2^63 loads negative */
+    uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
+    return is_max ? ua > ub || (last && a == b) : ua < ub || (last && a == b);
+  }
   return is_max ? a > b || (last && a == b) : a < b || (last && a == b);
 }
 
@@ -359,24 +363,16 @@ static kiln_status cast_type(const nn_ctx *c, kir_type *out) {
   return KILN_OK;
 }
 
-/* float -> int: toward zero, saturated to the target's range, NaN -> 0. */
-static int64_t float_to_int(double v, kiln_dtype to) {
-  double lo = to == KILN_I32 ? -2147483648.0 : -9223372036854775808.0;
-  double hi = to == KILN_I32 ? 2147483647.0 : 9223372036854775807.0; /* rounds to 2^63 */
-  if (isnan(v)) return 0;
-  if (v <= lo) return to == KILN_I32 ? INT32_MIN : INT64_MIN;
-  if (v >= hi) return to == KILN_I32 ? INT32_MAX : INT64_MAX;
-  return (int64_t)v;
-}
-
+/* int -> int wraps to the target (unsigned sources read as unsigned, for float
+ * targets); float -> int truncates toward zero and saturates, NaN -> 0; -> bool is != 0
+ * (NaN -> 1); -> float rounds to nearest even (see kir_tensor_set_f/set_i/set_u). */
 static void k_cast(const kir_tensor *x, kir_tensor *o) {
   int64_t ne = numel(&o->type);
-  kiln_dtype from = x->type.dtype, to = o->type.dtype;
+  kiln_dtype from = x->type.dtype;
   for (int64_t i = 0; i < ne; i++) {
-    if (!is_float(from)) kirk_st_i(o, i, ld_i(x, i)); /* wraps, or != 0 for bool */
-    else if (is_float(to)) kirk_st_f(o, i, ld_f(x, i));
-    else if (to == KILN_BOOL) kirk_st_i(o, i, ld_f(x, i) != 0); /* NaN -> 1 */
-    else kirk_st_i(o, i, float_to_int(ld_f(x, i), to));
+    if (is_float(from)) kir_tensor_set_f(o, i, ld_f(x, i));
+    else if (kir_dtype_is_unsigned(from)) kir_tensor_set_u(o, i, (uint64_t)ld_i(x, i));
+    else kir_tensor_set_i(o, i, ld_i(x, i));
   }
 }
 

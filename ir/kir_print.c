@@ -117,6 +117,27 @@ static void fmt_f32(char *buf, size_t n, float v) {
   mark_float(buf, n);
 }
 
+/* f16 / bf16 bits: the shortest decimal that reads back (strtod, then rounding to the
+ * format) to the same bits; the default quiet NaN is "nan", any other NaN its bits. */
+static void fmt_half(char *buf, size_t n, uint16_t bits, bool bf16) {
+  double v = bf16 ? kir_bf16_to_double(bits) : kir_f16_to_double(bits);
+  if (isnan(v)) {
+    if (bits == (bf16 ? 0x7fc0 : 0x7e00)) snprintf(buf, n, "nan");
+    else snprintf(buf, n, "nan(0x%04x)", (unsigned)bits);
+    return;
+  }
+  if (isinf(v)) {
+    snprintf(buf, n, v < 0 ? "-inf" : "inf");
+    return;
+  }
+  for (int p = 1; p <= 17; p++) {
+    snprintf(buf, n, "%.*g", p, v);
+    double r = strtod(buf, NULL);
+    if ((bf16 ? kir_bf16_from_double(r) : kir_f16_from_double(r)) == bits) break;
+  }
+  mark_float(buf, n);
+}
+
 /* ---------------------------------------------------------------- types, tensors - */
 
 static void sb_type(sbuf *b, kiln_dtype dt, int32_t rank, const int64_t *dims) {
@@ -135,6 +156,14 @@ static void sb_element(sbuf *b, const kir_tensor *t, int64_t i) {
   case KILN_I32: snprintf(num, sizeof num, "%" PRId32, ((const int32_t *)t->data)[i]); break;
   case KILN_I64: snprintf(num, sizeof num, "%" PRId64, ((const int64_t *)t->data)[i]); break;
   case KILN_BOOL: snprintf(num, sizeof num, "%u", ((const uint8_t *)t->data)[i]); break;
+  case KILN_U8: snprintf(num, sizeof num, "%u", (unsigned)((const uint8_t *)t->data)[i]); break;
+  case KILN_I8: snprintf(num, sizeof num, "%d", (int)((const int8_t *)t->data)[i]); break;
+  case KILN_U16: snprintf(num, sizeof num, "%u", (unsigned)((const uint16_t *)t->data)[i]); break;
+  case KILN_I16: snprintf(num, sizeof num, "%d", (int)((const int16_t *)t->data)[i]); break;
+  case KILN_U32: snprintf(num, sizeof num, "%" PRIu32, ((const uint32_t *)t->data)[i]); break;
+  case KILN_U64: snprintf(num, sizeof num, "%" PRIu64, ((const uint64_t *)t->data)[i]); break;
+  case KILN_F16: fmt_half(num, sizeof num, ((const uint16_t *)t->data)[i], false); break;
+  case KILN_BF16: fmt_half(num, sizeof num, ((const uint16_t *)t->data)[i], true); break;
   case KILN_DTYPE_INVALID: snprintf(num, sizeof num, "?"); break;
   }
   sb_puts(b, num);

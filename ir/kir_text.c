@@ -18,12 +18,15 @@
  *            | "<" DTYPE dims HASH ">"          an elided constant: refused here
  *   dims    := "[" [INT {"," INT}] "]"
  *   type    := DTYPE dims | "(" ")" | "?"     "()" = no output, "?" = not stated
- *   DTYPE   := f32 | f64 | i32 | i64 | bool
+ *   DTYPE   := f32 | f64 | i32 | i64 | bool | u8 | i8 | u16 | i16 | u32 | u64 | f16 | bf16
  *   STRING  := '"' {printable ASCII except '"' '\' | '\"' | '\\' | '\xNN'} '"'
  *   INT     := ["-"] digits
  *   FLOAT   := decimal with "." or an exponent | inf | -inf | nan | nan(0xBITS)
  * A float is printed as the shortest decimal that reads back to the same bits; a NaN
- * other than the default quiet NaN carries its bits (f32: 8 hex digits, f64: 16).
+ * other than the default quiet NaN carries its bits (f32: 8 hex digits, f64: 16, f16 and
+ * bf16: 4). An f16/bf16 element is read as a double and rounded to the format (nearest
+ * even); the printer writes the shortest decimal that comes back to the same bits. u64
+ * elements may exceed the int64 range (up to 2^64 - 1); nothing else may.
  * Conveniences for hand-written text (the printer writes the canonical spelling):
  * "dtype = f32" is the dtype's number; an INT where the op's schema wants a float (or
  * floats) is that float when exact; "[]" takes the schema's list kind; ": type" may be
@@ -346,7 +349,8 @@ static kiln_status expect_punct(parser *p, char c, const char *what) {
 
 /* ---------------------------------------------------------------- numbers ------- */
 
-typedef enum nkind { N_INT, N_FLOAT, N_NANBITS } nkind;
+/* N_BIGUINT: an integer in (INT64_MAX, UINT64_MAX], in bits; only u64 elements take it. */
+typedef enum nkind { N_INT, N_FLOAT, N_NANBITS, N_BIGUINT } nkind;
 typedef struct number {
   nkind kind;
   int64_t i;
@@ -359,10 +363,12 @@ static bool raw_eq(const token *t, const char *s) {
   return t->len == strlen(s) && !memcmp(t->start, s, t->len);
 }
 
-static kiln_status parse_int_text(parser *p, const char *s, int64_t *out) {
+/* *big: a positive value above INT64_MAX (up to UINT64_MAX), left in *ubig. */
+static kiln_status parse_int_text(parser *p, const char *s, int64_t *out, bool *big,
+                                  uint64_t *ubig) {
   bool neg = *s == '-';
   if (*s == '-' || *s == '+') s++;
-  uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : UINT64_MAX;
   if (!*s) return expected(p, "a number");
   for (; *s; s++) {
     if (!is_digit((unsigned char)*s)) return expected(p, "a number");
@@ -371,6 +377,9 @@ static kiln_status parse_int_text(parser *p, const char *s, int64_t *out) {
       return perr_at(p, p->tok.line, p->tok.col, KILN_ERR_OVERFLOW, "integer out of int64 range");
     v = v * 10 + d;
   }
+  *big = !neg && v > (uint64_t)INT64_MAX;
+  *ubig = v;
+  if (*big) return KILN_OK;
   *out = neg ? (int64_t)(0 - v) : (int64_t)v;
   return KILN_OK;
 }
@@ -433,8 +442,10 @@ static kiln_status parse_number(parser *p, number *n) {
     if (isinf(n->f))
       return perr_at(p, t->line, t->col, KILN_ERR_OVERFLOW, "float '%s' out of range", buf);
   } else {
+    bool big = false;
     n->kind = N_INT;
-    TRY(parse_int_text(p, buf, &n->i));
+    TRY(parse_int_text(p, buf, &n->i, &big, &n->bits));
+    if (big) n->kind = N_BIGUINT;
   }
   return next(p);
 }
@@ -443,8 +454,13 @@ static kiln_status num_err(parser *p, const number *n, const char *what) {
   return perr_at(p, n->line, n->col, KILN_ERR_FORMAT, "%s", what);
 }
 
+static kiln_status big_err(parser *p, const number *n) {
+  return perr_at(p, n->line, n->col, KILN_ERR_OVERFLOW, "integer out of int64 range");
+}
+
 static kiln_status num_to_f64(parser *p, const number *n, double *out) {
   switch (n->kind) {
+  case N_BIGUINT: return big_err(p, n);
   case N_FLOAT: *out = n->f; return KILN_OK;
   case N_INT:
     if (n->i > (INT64_C(1) << 53) || n->i < -(INT64_C(1) << 53))
@@ -483,9 +499,37 @@ static kiln_status num_to_f32(parser *p, const number *n, float *out) {
 }
 
 static kiln_status num_to_int(parser *p, const number *n, int64_t lo, int64_t hi, int64_t *out) {
+  if (n->kind == N_BIGUINT) return big_err(p, n);
   if (n->kind != N_INT) return num_err(p, n, "expected an integer");
   if (n->i < lo || n->i > hi) return num_err(p, n, "integer out of range for the dtype");
   *out = n->i;
+  return KILN_OK;
+}
+
+/* An f16 / bf16 element: NaN bits given as nan(0xBITS) must be a NaN of the format; a
+ * finite value that rounds to infinity and an integer that is not exact are refused. */
+static kiln_status num_to_half(parser *p, const number *n, bool bf16, uint16_t *out) {
+  const char *fmt = bf16 ? "bf16" : "f16";
+  uint16_t expo = bf16 ? 0x7f80 : 0x7c00, man = bf16 ? 0x007f : 0x03ff;
+  if (n->kind == N_NANBITS) {
+    if (n->bits > 0xffff || (n->bits & expo) != expo || !(n->bits & man))
+      return num_err(p, n, bf16 ? "nan(0x...) bits are not a bf16 NaN"
+                                : "nan(0x...) bits are not an f16 NaN");
+    *out = (uint16_t)n->bits;
+    return KILN_OK;
+  }
+  if (n->kind == N_FLOAT && isnan(n->f)) {
+    *out = (uint16_t)((signbit(n->f) ? 0x8000 : 0) | (bf16 ? 0x7fc0 : 0x7e00));
+    return KILN_OK;
+  }
+  double d;
+  TRY(num_to_f64(p, n, &d));
+  *out = bf16 ? kir_bf16_from_double(d) : kir_f16_from_double(d);
+  double back = bf16 ? kir_bf16_to_double(*out) : kir_f16_to_double(*out);
+  if (isinf(back) && !isinf(d))
+    return perr_at(p, n->line, n->col, KILN_ERR_FORMAT, "value out of %s range", fmt);
+  if (n->kind == N_INT && back != d)
+    return perr_at(p, n->line, n->col, KILN_ERR_FORMAT, "integer not exact in %s", fmt);
   return KILN_OK;
 }
 
@@ -493,7 +537,7 @@ static kiln_status num_to_int(parser *p, const number *n, int64_t lo, int64_t hi
 
 static kiln_status parse_dtype(parser *p, kiln_dtype *dt) {
   char buf[8];
-  if (p->tok.kind != T_IDENT || p->tok.len >= sizeof buf) return expected(p, "a dtype (f32 f64 i32 i64 bool)");
+  if (p->tok.kind != T_IDENT || p->tok.len >= sizeof buf) return expected(p, "a dtype (f32 f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64 bool)");
   memcpy(buf, p->tok.start, p->tok.len);
   buf[p->tok.len] = '\0';
   for (int d = 1; d < KILN_DTYPE_COUNT; d++)
@@ -501,7 +545,7 @@ static kiln_status parse_dtype(parser *p, kiln_dtype *dt) {
       *dt = (kiln_dtype)d;
       return next(p);
     }
-  return expected(p, "a dtype (f32 f64 i32 i64 bool)");
+  return expected(p, "a dtype (f32 f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64 bool)");
 }
 
 static bool dtype_word(const parser *p) {
@@ -527,6 +571,15 @@ static kiln_status parse_dims(parser *p, kir_type *t) {
   return next(p);
 }
 
+/* Range of the integer dtypes narrower than 64 bits. */
+static int64_t int_lo(kiln_dtype t) {
+  return t == KILN_I8 ? INT8_MIN : t == KILN_I16 ? INT16_MIN : t == KILN_I32 ? INT32_MIN : 0;
+}
+static int64_t int_hi(kiln_dtype t) {
+  return t == KILN_U8 ? UINT8_MAX : t == KILN_I8 ? INT8_MAX : t == KILN_U16 ? UINT16_MAX
+       : t == KILN_I16 ? INT16_MAX : t == KILN_U32 ? UINT32_MAX : INT32_MAX;
+}
+
 static kiln_status store_element(parser *p, kir_tensor *t, int64_t i, const number *n) {
   int64_t v = 0;
   switch (t->type.dtype) {
@@ -541,6 +594,20 @@ static kiln_status store_element(parser *p, kir_tensor *t, int64_t i, const numb
     TRY(num_to_int(p, n, 0, 1, &v));
     ((uint8_t *)t->data)[i] = (uint8_t)v;
     return KILN_OK;
+  case KILN_U8: case KILN_I8: case KILN_U16: case KILN_I16: case KILN_U32:
+    TRY(num_to_int(p, n, int_lo(t->type.dtype), int_hi(t->type.dtype), &v));
+    kir_tensor_set_i(t, i, v);
+    return KILN_OK;
+  case KILN_U64:
+    if (n->kind == N_BIGUINT) {
+      ((uint64_t *)t->data)[i] = n->bits;
+      return KILN_OK;
+    }
+    TRY(num_to_int(p, n, 0, INT64_MAX, &v));
+    ((uint64_t *)t->data)[i] = (uint64_t)v;
+    return KILN_OK;
+  case KILN_F16: return num_to_half(p, n, false, (uint16_t *)t->data + i);
+  case KILN_BF16: return num_to_half(p, n, true, (uint16_t *)t->data + i);
   case KILN_DTYPE_INVALID: break;
   }
   return num_err(p, n, "bad dtype");

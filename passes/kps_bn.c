@@ -84,10 +84,7 @@ static kiln_status nomem(kir_graph *g) {
 
 /* ---------------------------------------------------------------- tensors ------- */
 
-static void set_f(kir_tensor *t, int64_t i, double v) {
-  if (t->type.dtype == KILN_F32) ((float *)t->data)[i] = (float)v;
-  else ((double *)t->data)[i] = v;
-}
+static void set_f(kir_tensor *t, int64_t i, double v) { kir_tensor_set_f(t, i, v); }
 
 static const kir_tensor *const_value(const kir_node *n) {
   return n->op == KIR_OP_CONSTANT ? kir_attr_tensor(n, "value") : NULL;
@@ -430,6 +427,10 @@ static kiln_status one_bn(bn_pass *P, kir_node *bn) {
   kir_graph *g = P->g;
   char why[BN_WHY], esc[KPS_ESC];
   kir_escape(bn->name, esc, sizeof esc);
+  if (bn->type.dtype == KILN_F16 || bn->type.dtype == KILN_BF16) {
+    say(P, "'%s' kept: %s (folding takes f32/f64 only)", esc, kiln_dtype_name(bn->type.dtype));
+    return KILN_OK;
+  }
   if (!is_float(bn->type.dtype) || bn->type.rank < 2) return KILN_OK;
   bn_factors f;
   memset(&f, 0, sizeof f);

@@ -113,6 +113,8 @@ static int32_t only_consumer(const fuse_info *fi, int32_t id) { return fi->use_l
 
 /* ---------------------------------------------------------------- op classes ---- */
 
+/* Fused kernels (fused_elementwise, matmul/conv epilogues) take f32 and f64 only: a
+ * fused chain of f16/bf16 would have to round after every member, so those stay unfused. */
 static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
 
 static bool is_ew(const kir_node *n) {
@@ -413,8 +415,9 @@ static void plan_chains(const kir_graph *g, fuse_info *fi, int32_t *buf) {
       if (cnt < 2) continue;
       for (int32_t k = 0; k < cnt; k++) fi->owner[buf[k]] = -2; /* said once per chain */
       if (fi->out) chain_list(g, buf, cnt, list, sizeof list); /* only said */
-      say(fi, "%s not fused: %s chain: fused_elementwise is float-only", list,
-          kiln_dtype_name(h->type.dtype));
+      bool half = h->type.dtype == KILN_F16 || h->type.dtype == KILN_BF16;
+      say(fi, "%s not fused: %s chain: fused_elementwise %s", list, kiln_dtype_name(h->type.dtype),
+          half ? "takes f32/f64 only" : "is float-only");
       continue;
     }
     if (why[0])

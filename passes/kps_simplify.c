@@ -14,6 +14,8 @@
  * so the error is about eps(dtype) * sum_k |colsum_k * rowsum_k| — the same order as the
  * original's per-element rounding of the product — and stays within the f32 test
  * tolerance unless the total cancels catastrophically. Integers are exact (mod 2^n).
+ * Not done for f16/bf16, whose extra roundings would exceed their tolerance; every
+ * other rewrite applies to every integer (signed or not) and float dtype alike.
  *
  * Uses of a replaced node go to the surviving value within the same sweep (node ids are
  * topological, so one forward sweep resolves chains); replaced nodes are removed, other
@@ -78,8 +80,19 @@ static const kir_node *input(const kir_graph *g, const kir_node *n, int32_t k) {
   return g->nodes[n->inputs[k]];
 }
 
-static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
-static bool is_int(kiln_dtype t) { return t == KILN_I32 || t == KILN_I64; }
+/* Every float dtype: each op computes in double and rounds once to the dtype, so the
+ * exact identities below hold for f16/bf16 as for f32. */
+static bool is_float(kiln_dtype t) {
+  return t == KILN_F32 || t == KILN_F64 || t == KILN_F16 || t == KILN_BF16;
+}
+/* Every integer dtype: all wrap at their width, so the ring identities hold for each. */
+static bool is_int(kiln_dtype t) {
+  return t == KILN_I32 || t == KILN_I64 || t == KILN_I8 || t == KILN_I16 || t == KILN_U8 ||
+         t == KILN_U16 || t == KILN_U32 || t == KILN_U64;
+}
+/* The reduce_sum(matmul) reassociation rounds three more times: at f16/bf16 precision
+ * that exceeds their tolerance, so it is kept to f32/f64 (and the exact integers). */
+static bool reassociates(kiln_dtype t) { return is_int(t) || t == KILN_F32 || t == KILN_F64; }
 
 static const char *op_name(kir_op op) {
   const kir_op_info *i = kir_op_get((int32_t)op);
@@ -450,7 +463,7 @@ static bool reduce_matmul_candidate(const kir_graph *g, const kir_node *s, const
   const kir_node *m = input(g, s, 0);
   if (m->op != KIR_OP_MATMUL || m->n_inputs != 2 || root[m->id] || uses[m->id] != 1) return false;
   kiln_dtype dt = m->type.dtype;
-  if (!(is_int(dt) || is_float(dt)) || s->type.dtype != dt) return false;
+  if (!reassociates(dt) || s->type.dtype != dt) return false;
   const kir_node *a = input(g, m, 0), *b = input(g, m, 1);
   return a->type.rank == 2 && b->type.rank == 2 && sums_all_2d(g, s);
 }

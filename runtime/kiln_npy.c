@@ -17,7 +17,9 @@ static const struct {
   const char *descr;
   int dtype;
 } DESCRS[] = {{"<f4", KILN_RT_F32}, {"<f8", KILN_RT_F64}, {"<i4", KILN_RT_I32},
-              {"<i8", KILN_RT_I64}, {"|b1", KILN_RT_BOOL}};
+              {"<i8", KILN_RT_I64}, {"|b1", KILN_RT_BOOL}, {"|u1", KILN_RT_U8},
+              {"|i1", KILN_RT_I8},  {"<u2", KILN_RT_U16},  {"<i2", KILN_RT_I16},
+              {"<u4", KILN_RT_U32}, {"<u8", KILN_RT_U64},  {"<f2", KILN_RT_F16}};
 
 static const char *descr_of(int dtype) {
   for (size_t i = 0; i < sizeof DESCRS / sizeof DESCRS[0]; i++)
@@ -243,7 +245,8 @@ static kiln_rt_status check_header(npy_parse *p, const char *path, int *dtype, c
     if (strcmp(p->descr, DESCRS[i].descr) == 0) *dtype = DESCRS[i].dtype;
   if (!*dtype)
     return npy_fail(err, errlen, KILN_RT_ERR_UNSUPPORTED, path,
-                    "descr '%s' is not supported (only <f4 <f8 <i4 <i8 |b1)",
+                    "descr '%s' is not supported (only <f4 <f8 <i4 <i8 |b1 |u1 |i1 <u2 <i2 <u4 <u8 "
+                    "<f2; bf16 has no NumPy type)",
                     rt_escape(p->descr, esc));
   if (p->fortran)
     return npy_fail(err, errlen, KILN_RT_ERR_UNSUPPORTED, path,
@@ -345,6 +348,9 @@ kiln_rt_status kiln_rt_npy_write(const char *path, int dtype, int rank, const in
                                  const void *data, char *err, size_t errlen) {
   if (err && errlen) err[0] = '\0';
   if (!path || !*path) return npy_fail(err, errlen, KILN_RT_ERR_ARGUMENT, path, "empty path");
+  if (dtype == KILN_RT_BF16)
+    return npy_fail(err, errlen, KILN_RT_ERR_UNSUPPORTED, path,
+                    "bf16 has no NumPy type; cast to f32 to save it as .npy");
   if (!descr_of(dtype))
     return npy_fail(err, errlen, KILN_RT_ERR_ARGUMENT, path, "dtype %d is not valid", dtype);
   if (rank < 0 || rank > KILN_RT_MAX_RANK || (rank > 0 && !dims))

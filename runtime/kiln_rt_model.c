@@ -51,8 +51,8 @@ static kiln_rt_status check_spec(kiln_rt_model *m, const char *what,
   char esc[RT_ESC_BYTES];
   if (!t) return model_fail(m, KILN_RT_ERR_FORMAT, "%s has no tensor spec", what);
   rt_escape(t->name, esc);
-  if (t->dtype < KILN_RT_F32 || t->dtype > KILN_RT_BOOL)
-    return model_fail(m, KILN_RT_ERR_FORMAT, "%s '%s': dtype %d is not valid (1..5)", what, esc,
+  if (t->dtype < KILN_RT_F32 || t->dtype >= KILN_RT_DTYPE_COUNT)
+    return model_fail(m, KILN_RT_ERR_FORMAT, "%s '%s': dtype %d is not valid (1..13)", what, esc,
                       (int)t->dtype);
   if (t->n_dims > KILN_RT_MAX_RANK)
     return model_fail(m, KILN_RT_ERR_LIMIT, "%s '%s': rank %zu is over the limit of %d", what,

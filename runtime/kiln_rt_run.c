@@ -38,6 +38,14 @@ const char *kiln_rt_dtype_name(int dtype) {
   case KILN_RT_I32: return "i32";
   case KILN_RT_I64: return "i64";
   case KILN_RT_BOOL: return "bool";
+  case KILN_RT_U8: return "u8";
+  case KILN_RT_I8: return "i8";
+  case KILN_RT_U16: return "u16";
+  case KILN_RT_I16: return "i16";
+  case KILN_RT_U32: return "u32";
+  case KILN_RT_U64: return "u64";
+  case KILN_RT_F16: return "f16";
+  case KILN_RT_BF16: return "bf16";
   }
   return "invalid";
 }
@@ -49,6 +57,10 @@ size_t kiln_rt_dtype_size(int dtype) {
   case KILN_RT_I32: return 4;
   case KILN_RT_I64: return 8;
   case KILN_RT_BOOL: return 1;
+  case KILN_RT_U8: case KILN_RT_I8: return 1;
+  case KILN_RT_U16: case KILN_RT_I16: case KILN_RT_F16: case KILN_RT_BF16: return 2;
+  case KILN_RT_U32: return 4;
+  case KILN_RT_U64: return 8;
   }
   return 0;
 }

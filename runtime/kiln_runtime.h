@@ -53,7 +53,14 @@ typedef enum kiln_rt_status {
 } kiln_rt_status;
 
 /* Same numbers as kiln_dtype. */
-enum { KILN_RT_F32 = 1, KILN_RT_F64 = 2, KILN_RT_I32 = 3, KILN_RT_I64 = 4, KILN_RT_BOOL = 5 };
+enum {
+  KILN_RT_F32 = 1, KILN_RT_F64 = 2, KILN_RT_I32 = 3, KILN_RT_I64 = 4, KILN_RT_BOOL = 5,
+  KILN_RT_U8 = 6, KILN_RT_I8 = 7, KILN_RT_U16 = 8, KILN_RT_I16 = 9, KILN_RT_U32 = 10,
+  KILN_RT_U64 = 11,
+  KILN_RT_F16 = 12, /* IEEE binary16, 16-bit patterns */
+  KILN_RT_BF16 = 13 /* bfloat16, 16-bit patterns */
+};
+#define KILN_RT_DTYPE_COUNT 14
 #define KILN_RT_MAX_RANK 8
 
 typedef struct kiln_rt_model kiln_rt_model;
@@ -128,6 +135,8 @@ typedef struct kiln_rt_npy {
   size_t nbytes;
 } kiln_rt_npy;
 
+/* descr <-> dtype: <f4 <f8 <i4 <i8 |b1 |u1 |i1 <u2 <i2 <u4 <u8 <f2. bf16 has no NumPy
+ * type: writing it, or reading anything else, is KILN_RT_ERR_UNSUPPORTED. */
 /* Reads a .npy file. Errors (bad magic, header, dtype, fortran order, truncated data,
  * sizes that overflow or disagree with the file) written to err (naming the path and
  * value); the struct is left empty. */

@@ -8,8 +8,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # Test-only tools: graphviz checks every DOT dump with `dot -Tsvg`; clang builds the
-# fuzz targets for the smoke run.
-export KILN_EXTRA_PKGS="graphviz clang"
+# fuzz targets for the smoke run; libonnx-testdata holds the ONNX node conformance cases
+# (tests/onnx); python3-onnx writes the hand-made ONNX files of the CLI test.
+export KILN_EXTRA_PKGS="graphviz clang libonnx-testdata python3-onnx"
 scripts/build.sh build || { echo "0 passed, 1 failed: build"; exit 1; }
 # test_models (real networks against ONNX Runtime): Debian's python3-torch and
 # python3-torchvision and a venv with pip's onnxruntime. Never fails here: without them

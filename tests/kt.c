@@ -22,17 +22,18 @@ void kt_fill(kir_tensor *t, uint64_t seed, double lo, double hi) {
     double u = (double)(splitmix(&s) >> 11) / 9007199254740992.0;
     double v = lo + (hi - lo) * u;
     switch (t->type.dtype) {
-    case KILN_F32: ((float *)t->data)[i] = (float)v; break;
-    case KILN_F64: ((double *)t->data)[i] = v; break;
-    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)floor(v); break;
-    case KILN_I64: ((int64_t *)t->data)[i] = (int64_t)floor(v); break;
+    case KILN_F32: case KILN_F64: case KILN_F16: case KILN_BF16: kir_tensor_set_f(t, i, v); break;
+    case KILN_I32: case KILN_I64: case KILN_U8: case KILN_I8: case KILN_U16: case KILN_I16:
+    case KILN_U32: case KILN_U64:
+      kir_tensor_set_f(t, i, floor(v)); /* saturated to the dtype's range */
+      break;
     case KILN_BOOL: ((uint8_t *)t->data)[i] = v >= (lo + hi) / 2; break;
     case KILN_DTYPE_INVALID: break;
     }
   }
 }
 
-static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
+static bool is_float(kiln_dtype t) { return kir_dtype_is_float(t); }
 
 double kt_rel_error(const kir_tensor *a, const kir_tensor *b) {
   if (!a || !b || !kir_type_equal(&a->type, &b->type)) return INFINITY;
@@ -53,7 +54,8 @@ double kt_rel_error(const kir_tensor *a, const kir_tensor *b) {
 }
 
 double kt_tolerance(kiln_dtype t) {
-  return t == KILN_F32 ? 1e-5 : t == KILN_F64 ? 1e-12 : 0;
+  return t == KILN_F32 ? 1e-5 : t == KILN_F64 ? 1e-12 : t == KILN_F16 ? 1e-3
+       : t == KILN_BF16 ? 1e-2 : 0;
 }
 
 void kt_assert_close(const kir_tensor *got, const kir_tensor *want, double tol) {

@@ -160,8 +160,10 @@ void ktool_print_tensor(const char *name, const kir_tensor *t, int limit) {
   int64_t n = kir_type_numel(&t->type);
   printf("%s %s = [", name, ty);
   for (int64_t i = 0; i < n && i < limit; i++) {
-    if (t->type.dtype == KILN_F32 || t->type.dtype == KILN_F64)
+    if (kir_dtype_is_float(t->type.dtype)) /* f16/bf16 widened exactly */
       printf("%s%.7g", i ? ", " : "", kir_tensor_get_f(t, i));
+    else if (kir_dtype_is_unsigned(t->type.dtype)) /* u64 >= 2^63 stays positive */
+      printf("%s%llu", i ? ", " : "", (unsigned long long)kir_tensor_get_i(t, i));
     else
       printf("%s%lld", i ? ", " : "", (long long)kir_tensor_get_i(t, i));
   }
@@ -180,14 +182,13 @@ void ktool_fill_random(kir_tensor *t, uint64_t seed) {
   uint64_t s = seed;
   for (int64_t i = 0; i < n; i++) {
     double u = (double)(splitmix64(&s) >> 11) / 9007199254740992.0; /* [0, 1) */
-    switch (t->type.dtype) {
-    case KILN_F32: ((float *)t->data)[i] = (float)(2 * u - 1); break;
-    case KILN_F64: ((double *)t->data)[i] = 2 * u - 1; break;
-    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)(u * 16) - 8; break;
-    case KILN_I64: ((int64_t *)t->data)[i] = (int64_t)(u * 16) - 8; break;
-    case KILN_BOOL: ((uint8_t *)t->data)[i] = u >= 0.5; break;
-    case KILN_DTYPE_INVALID: break;
-    }
+    /* floats in [-1, 1) (rounded to the dtype), signed integers in [-8, 8), unsigned
+     * ones in [0, 16), bool half true */
+    kiln_dtype dt = t->type.dtype;
+    if (kir_dtype_is_float(dt)) kir_tensor_set_f(t, i, 2 * u - 1);
+    else if (kir_dtype_is_unsigned(dt)) kir_tensor_set_i(t, i, (int64_t)(u * 16));
+    else if (dt == KILN_BOOL) kir_tensor_set_i(t, i, u >= 0.5);
+    else kir_tensor_set_i(t, i, (int64_t)(u * 16) - 8);
   }
 }
 

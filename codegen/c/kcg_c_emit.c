@@ -174,12 +174,87 @@ static void put_call(gen *G, const kir_node *n, int32_t step) {
   kcg_printf(b, ")) return %d;\n", (int)step + 1);
 }
 
-static bool uses_int_pow(const kir_graph *g) {
+/* Whether g has an integer pow of a signed (uns false) or unsigned (true) dtype. */
+static bool uses_int_pow(const kir_graph *g, bool uns) {
   for (int32_t i = 0; i < g->n_nodes; i++)
-    if (g->nodes[i]->op == KIR_OP_POW && g->nodes[i]->type.dtype != KILN_F32 &&
-        g->nodes[i]->type.dtype != KILN_F64)
+    if (g->nodes[i]->op == KIR_OP_POW && kir_dtype_is_int(g->nodes[i]->type.dtype) &&
+        kir_dtype_is_unsigned(g->nodes[i]->type.dtype) == uns)
       return true;
   return false;
+}
+
+/* Whether any value of g (a node's output or input) is f16 or bf16. */
+static bool uses_half(const kir_graph *g) {
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    if (kcg_is_half(n->type.dtype)) return true;
+  }
+  return false;
+}
+
+/* Unsigned integer pow: wrapping; the exponent is never negative. */
+static void put_upow(kcg_buf *b) {
+  kcg_printf(b, "static inline uint64_t kcg_upow(uint64_t a, uint64_t e) {\n"
+             "  uint64_t r = 1;\n"
+             "  for (; e; e >>= 1) {\n    if (e & 1) r *= a;\n    a *= a;\n  }\n"
+             "  return r;\n}\n\n");
+}
+
+/* f16/bf16 <-> double, the interpreter's algorithm (ir/kir_types.c) so results agree bit
+ * for bit: a double is rounded to the format once (nearest even, overflow to infinity,
+ * NaN to a quiet NaN of its sign); widening is exact. A 64-bit integer first becomes a
+ * double rounded to odd, which the second rounding turns into the correctly rounded
+ * value. No _Float16: plain C11 on any compiler. */
+static void put_half_helpers(kcg_buf *b) {
+  kcg_printf(b,
+    "static inline uint16_t kcg_half_from_d(double v, int p, int bias) {\n"
+    "  uint16_t sign = signbit(v) ? (uint16_t)0x8000 : 0;\n"
+    "  int emax_field = 2 * bias + 1;\n"
+    "  if (isnan(v)) return (uint16_t)(sign | (emax_field << p) | (1u << (p - 1)));\n"
+    "  double a = fabs(v);\n"
+    "  if (a == 0) return sign;\n"
+    "  if (isinf(a)) return (uint16_t)(sign | (emax_field << p));\n"
+    "  int e;\n"
+    "  (void)frexp(a, &e);\n"
+    "  e -= 1;\n"
+    "  int emin = 1 - bias;\n"
+    "  if (e < emin) e = emin;\n"
+    "  if (e > bias + 1) return (uint16_t)(sign | (emax_field << p));\n"
+    "  double m = ldexp(a, p - e);\n"
+    "  double fl = floor(m), frac = m - fl;\n"
+    "  if (frac > 0.5 || (frac == 0.5 && fmod(fl, 2.0) != 0)) fl += 1;\n"
+    "  uint32_t r = (uint32_t)fl, bits;\n"
+    "  if (r < (1u << p)) bits = r;\n"
+    "  else bits = ((uint32_t)(e - emin + 1) << p) + (r - (1u << p));\n"
+    "  if (bits >= (uint32_t)emax_field << p) bits = (uint32_t)emax_field << p;\n"
+    "  return (uint16_t)(sign | bits);\n}\n\n"
+    "static inline double kcg_half_to_d(uint16_t h, int p, int bias) {\n"
+    "  int ef = (h >> p) & (2 * bias + 1);\n"
+    "  uint32_t f = h & ((1u << p) - 1);\n"
+    "  double mag;\n"
+    "  if (ef == 2 * bias + 1) mag = f ? NAN : INFINITY;\n"
+    "  else if (ef == 0) mag = ldexp((double)f, 1 - bias - p);\n"
+    "  else mag = ldexp((double)(f | (1u << p)), ef - bias - p);\n"
+    "  return (h & 0x8000) ? -mag : mag;\n}\n\n"
+    "static inline uint16_t kcg_f16_from_d(double v) { return kcg_half_from_d(v, 10, 15); }\n"
+    "static inline double kcg_f16_to_d(uint16_t h) { return kcg_half_to_d(h, 10, 15); }\n"
+    "static inline uint16_t kcg_bf16_from_d(double v) { return kcg_half_from_d(v, 7, 127); }\n"
+    "static inline double kcg_bf16_to_d(uint16_t h) { return kcg_half_to_d(h, 7, 127); }\n"
+    "static inline double kcg_f16_rnd(double v) { return kcg_f16_to_d(kcg_f16_from_d(v)); }\n"
+    "static inline double kcg_bf16_rnd(double v) { return kcg_bf16_to_d(kcg_bf16_from_d(v)); }\n\n"
+    "static inline double kcg_u64_odd(uint64_t m) {\n"
+    "  if (m < ((uint64_t)1 << 53)) return (double)m;\n"
+    "  int len = 64;\n"
+    "  while (!(m >> (len - 1))) len--;\n"
+    "  int s = len - 53;\n"
+    "  uint64_t lost = m & (((uint64_t)1 << s) - 1);\n"
+    "  m = (m >> s) << s;\n"
+    "  if (lost) m |= (uint64_t)1 << s;\n"
+    "  return (double)m;\n}\n\n"
+    "static inline double kcg_i64_odd(int64_t v) {\n"
+    "  uint64_t m = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;\n"
+    "  double d = kcg_u64_odd(m);\n"
+    "  return v < 0 ? -d : d;\n}\n\n");
 }
 
 /* Integer pow as ops.def defines it: wrapping, and a negative exponent gives 1/a^|b|
@@ -218,7 +293,9 @@ static void put_header(gen *G, const int32_t *outputs, int32_t n_outputs, int32_
   kcg_printf(b, " */\n#include <math.h>\n#include <stdint.h>\n#include <string.h>\n#include <cblas.h>\n");
   if (G->entry->include) kcg_printf(b, "%s\n", G->entry->include);
   kcg_printf(b, "\n");
-  if (uses_int_pow(G->g)) put_ipow(b);
+  if (uses_int_pow(G->g, false)) put_ipow(b);
+  if (uses_int_pow(G->g, true)) put_upow(b);
+  if (uses_half(G->g)) put_half_helpers(b);
 }
 
 static kiln_status put_kernels(gen *G, int32_t *n_steps) {

@@ -42,8 +42,23 @@ KCG_HIDDEN void kcg_put_double(kcg_buf *b, double v);
 
 /* True when node n becomes a step of the generated program (a kernel function). */
 KCG_HIDDEN bool kcg_c_is_step(const kir_node *n, const kps_memplan *plan);
-/* C element type of a dtype: "float", "double", "int32_t", "int64_t", "uint8_t". */
+/* C element type of a dtype: "float", "double", "int32_t", "int64_t", "uint8_t", ...;
+ * f16 and bf16 are stored as their bit patterns, "uint16_t". */
 KCG_HIDDEN const char *kcg_ctype(kiln_dtype t);
+/* f16 or bf16: loaded to double with kcg_ld, stored with kcg_st (helpers that
+ * kcg_c_emit_program emits when the graph has such a tensor). */
+KCG_HIDDEN bool kcg_is_half(kiln_dtype t);
+/* The C type a value of t is computed in: "double" for f16/bf16, else kcg_ctype. */
+KCG_HIDDEN const char *kcg_vtype(kiln_dtype t);
+/* Unsigned type integer arithmetic of t wraps in: "uint32_t" up to 32 bits, "uint64_t". */
+KCG_HIDDEN const char *kcg_utype(kiln_dtype t);
+/* Opening of an element load as an exact double, closed by ")": "kcg_f16_to_d(",
+ * "kcg_bf16_to_d(", "(double)(". */
+KCG_HIDDEN const char *kcg_ld(kiln_dtype t);
+/* Opening of a store of a double to float dtype t, closed by ")": "kcg_f16_from_d(",
+ * "kcg_bf16_from_d(" (correctly rounded, as the interpreter), "(float)(", "(double)(";
+ * "(" for the others. */
+KCG_HIDDEN const char *kcg_st(kiln_dtype t);
 
 /* Emits `static int kSTEP_op(...) { ... }` for node n. restrict_ok: the output shares no
  * memory with any input. Errors set on g, naming the node. */

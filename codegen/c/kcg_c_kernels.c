@@ -23,9 +23,13 @@ static kiln_status node_err(kir_graph *g, const kir_node *n, kiln_status s, cons
   return kir_seterr(g, s, "node '%s': %s", kir_escape(n->name, esc, sizeof esc), msg);
 }
 
-static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
-static bool is_int(kiln_dtype t) { return t == KILN_I32 || t == KILN_I64; }
-static const char *utype(kiln_dtype t) { return t == KILN_I32 ? "uint32_t" : "uint64_t"; }
+static bool is_float(kiln_dtype t) { return kir_dtype_is_float(t); }
+static bool is_int(kiln_dtype t) { return kir_dtype_is_int(t); }
+static bool is_uns(kiln_dtype t) { return kir_dtype_is_unsigned(t); }
+static bool is_half(kiln_dtype t) { return t == KILN_F16 || t == KILN_BF16; }
+/* The unsigned type integer arithmetic wraps in (at least 32 bits: narrower operands
+ * would promote to int, where a product can overflow). */
+static const char *utype(kiln_dtype t) { return kir_dtype_bits(t) == 64 ? "uint64_t" : "uint32_t"; }
 /* Suffix of <math.h> functions in the dtype's precision: expf / exp. */
 static const char *fsfx(kiln_dtype t) { return t == KILN_F32 ? "f" : ""; }
 
@@ -36,10 +40,39 @@ const char *kcg_ctype(kiln_dtype t) {
   case KILN_I32: return "int32_t";
   case KILN_I64: return "int64_t";
   case KILN_BOOL: return "uint8_t";
+  case KILN_U8: return "uint8_t";
+  case KILN_I8: return "int8_t";
+  case KILN_U16: return "uint16_t";
+  case KILN_I16: return "int16_t";
+  case KILN_U32: return "uint32_t";
+  case KILN_U64: return "uint64_t";
+  case KILN_F16: case KILN_BF16: return "uint16_t"; /* the bit pattern */
   case KILN_DTYPE_INVALID: break;
   }
   return "uint8_t";
 }
+
+bool kcg_is_half(kiln_dtype t) { return is_half(t); }
+const char *kcg_utype(kiln_dtype t) { return utype(t); }
+
+const char *kcg_ld(kiln_dtype t) {
+  return t == KILN_F16 ? "kcg_f16_to_d(" : t == KILN_BF16 ? "kcg_bf16_to_d(" : "(double)(";
+}
+
+const char *kcg_st(kiln_dtype t) {
+  switch (t) {
+  case KILN_F16: return "kcg_f16_from_d(";
+  case KILN_BF16: return "kcg_bf16_from_d(";
+  case KILN_F32: return "(float)(";
+  case KILN_F64: return "(double)(";
+  case KILN_I32: case KILN_I64: case KILN_BOOL: case KILN_U8: case KILN_I8: case KILN_U16:
+  case KILN_I16: case KILN_U32: case KILN_U64: case KILN_DTYPE_INVALID:
+    break;
+  }
+  return "(";
+}
+
+const char *kcg_vtype(kiln_dtype t) { return is_half(t) ? "double" : kcg_ctype(t); }
 
 static void contiguous_strides(const kir_type *t, int64_t *st) {
   int64_t s = 1;
@@ -238,26 +271,29 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
   return false;
 }
 
-static int64_t sat64(double v) {
-  if (isnan(v)) return 0;
-  if (v <= -9223372036854775808.0) return INT64_MIN;
-  if (v >= 9223372036854775808.0) return INT64_MAX;
-  return (int64_t)v;
+/* v truncated toward zero and saturated to integer dtype t (NaN -> 0), as the
+ * interpreter's kir_tensor_set_f stores it, as a value (unsigned: its bit pattern). */
+static int64_t sat_int(double v, kiln_dtype t) {
+  uint64_t buf = 0;
+  kir_tensor tmp;
+  memset(&tmp, 0, sizeof tmp);
+  tmp.type.dtype = t;
+  tmp.data = &buf;
+  kir_tensor_set_f(&tmp, 0, v);
+  return kir_tensor_get_i(&tmp, 0);
 }
 
 /* Integer clamp bounds exactly as the interpreter derives them: the smallest integer
- * >= lo and the largest <= hi, limited to the dtype's range; NaN = no bound. */
+ * >= lo and the largest <= hi, saturated to the dtype's range; NaN = no bound. */
 static void int_bounds(kiln_dtype t, double lo, double hi, int64_t *ilo, int64_t *ihi) {
-  int64_t mn = t == KILN_I32 ? INT32_MIN : INT64_MIN, mx = t == KILN_I32 ? INT32_MAX : INT64_MAX;
-  *ilo = mn;
-  *ihi = mx;
-  if (!isnan(lo) && ceil(lo) > (double)mn) *ilo = ceil(lo) >= (double)mx ? mx : sat64(ceil(lo));
-  if (!isnan(hi) && floor(hi) < (double)mx) *ihi = floor(hi) <= (double)mn ? mn : sat64(floor(hi));
+  *ilo = sat_int(isnan(lo) ? -INFINITY : ceil(lo), t);
+  *ihi = sat_int(isnan(hi) ? INFINITY : floor(hi), t);
 }
 
-/* An int64 constant as C: INT64_MIN has no literal of its own. */
-static void put_i64(kcg_buf *b, int64_t v) {
-  if (v == INT64_MIN) kcg_printf(b, "INT64_MIN");
+/* An integer constant of dtype t as C (v: its value; for u64 the bit pattern). */
+static void put_ilit(kcg_buf *b, kiln_dtype t, int64_t v) {
+  if (t == KILN_U64) kcg_printf(b, "UINT64_C(%llu)", (unsigned long long)(uint64_t)v);
+  else if (v == INT64_MIN) kcg_printf(b, "INT64_MIN");
   else kcg_printf(b, "INT64_C(%lld)", (long long)v);
 }
 
@@ -266,38 +302,48 @@ static void put_i64(kcg_buf *b, int64_t v) {
 static bool put_iexpr(kcg_buf *b, kir_op op, kiln_dtype t, const char *xa, const char *xb,
                       double lo, double hi) {
   const char *T = kcg_ctype(t), *U = utype(t);
-  int64_t ilo, ihi;
+  int64_t ilo, ihi, mn = sat_int(-INFINITY, t), mx = sat_int(INFINITY, t);
+  bool uns = is_uns(t);
   switch (op) {
+  /* The operands are of type T, so every comparison below is signed or unsigned as T
+   * is (narrow ones promote to int, keeping their value). */
   case KIR_OP_ADD: kcg_printf(b, "(%s)((%s)%s + (%s)%s)", T, U, xa, U, xb); return true;
   case KIR_OP_SUB: kcg_printf(b, "(%s)((%s)%s - (%s)%s)", T, U, xa, U, xb); return true;
   case KIR_OP_MUL: kcg_printf(b, "(%s)((%s)%s * (%s)%s)", T, U, xa, U, xb); return true;
-  case KIR_OP_MAXIMUM: kcg_printf(b, "%s > %s ? %s : %s", xa, xb, xa, xb); return true;
-  case KIR_OP_MINIMUM: kcg_printf(b, "%s < %s ? %s : %s", xa, xb, xa, xb); return true;
+  case KIR_OP_MAXIMUM: kcg_printf(b, "%s < %s ? %s : %s", xa, xb, xb, xa); return true;
+  case KIR_OP_MINIMUM: kcg_printf(b, "%s < %s ? %s : %s", xb, xa, xb, xa); return true;
   case KIR_OP_NEG: kcg_printf(b, "(%s)((%s)0 - (%s)%s)", T, U, U, xa); return true;
-  case KIR_OP_RELU: kcg_printf(b, "%s < 0 ? (%s)0 : %s", xa, T, xa); return true;
+  case KIR_OP_RELU:
+    if (uns) kcg_printf(b, "%s", xa); /* the identity */
+    else kcg_printf(b, "%s < 0 ? (%s)0 : %s", xa, T, xa);
+    return true;
   case KIR_OP_CLAMP:
     /* A bound at the dtype's limit is no bound (and would be an always-false test). */
     int_bounds(t, lo, hi, &ilo, &ihi);
-    if (ilo != (t == KILN_I32 ? INT32_MIN : INT64_MIN)) {
+    if (ilo != mn) {
       kcg_printf(b, "%s < (%s)", xa, T);
-      put_i64(b, ilo);
+      put_ilit(b, t, ilo);
       kcg_printf(b, " ? (%s)", T);
-      put_i64(b, ilo);
+      put_ilit(b, t, ilo);
       kcg_printf(b, " : ");
     }
-    if (ihi != (t == KILN_I32 ? INT32_MAX : INT64_MAX)) {
-      kcg_printf(b, "%s > (%s)", xa, T);
-      put_i64(b, ihi);
-      kcg_printf(b, " ? (%s)", T);
-      put_i64(b, ihi);
+    if (ihi != mx) {
+      kcg_printf(b, "(%s)", T);
+      put_ilit(b, t, ihi);
+      kcg_printf(b, " < %s ? (%s)", xa, T);
+      put_ilit(b, t, ihi);
       kcg_printf(b, " : ");
     }
     kcg_printf(b, "%s", xa);
     return true;
   case KIR_OP_ABS:
-    kcg_printf(b, "(%s)(%s < 0 ? (%s)0 - (%s)%s : (%s)%s)", T, xa, U, U, xa, U, xa);
+    if (uns) kcg_printf(b, "%s", xa); /* the identity */
+    else kcg_printf(b, "(%s)(%s < 0 ? (%s)0 - (%s)%s : (%s)%s)", T, xa, U, U, xa, U, xa);
     return true;
-  case KIR_OP_POW: kcg_printf(b, "(%s)(%s)kcg_ipow(%s, %s)", T, U, xa, xb); return true;
+  case KIR_OP_POW:
+    if (uns) kcg_printf(b, "(%s)(%s)kcg_upow(%s, %s)", T, U, xa, xb);
+    else kcg_printf(b, "(%s)(%s)kcg_ipow(%s, %s)", T, U, xa, xb);
+    return true;
   case KIR_OP_DIV: case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT: case KIR_OP_TANH:
   case KIR_OP_SIGMOID: case KIR_OP_LEAKY_RELU: case KIR_OP_ERF: case KIR_OP_GELU:
   case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE:
@@ -337,29 +383,33 @@ static kiln_status put_ew_body(kir_graph *g, const kir_node *n, const int64_t st
                                bool flat, const char *yi, kcg_buf *b) {
   kiln_dtype t = n->type.dtype;
   const char *T = kcg_ctype(t);
+  bool half = is_half(t);
   for (int32_t i = 0; i < n->n_inputs; i++) {
-    kcg_printf(b, "    const %s x%d = a%d[", T, (int)i, (int)i);
+    /* f16/bf16: the operands widened to double (exact); the result rounded once. */
+    kcg_printf(b, "    const %s x%d = %sa%d[", kcg_vtype(t), (int)i, half ? kcg_ld(t) : "", (int)i);
     if (flat) kcg_printf(b, "i");
     else put_index(b, n->type.rank, st[i]);
-    kcg_printf(b, "];\n");
+    kcg_printf(b, half ? "]);\n" : "];\n");
   }
   if (is_int(t) && n->op == KIR_OP_DIV) {
     kcg_printf(b, "    if (x1 == 0) return 1;\n");
-    kcg_printf(b, "    y[%s] = x1 == -1 ? (%s)((%s)0 - (%s)x0) : (%s)(x0 / x1);\n", yi, T,
-               utype(t), utype(t), T);
+    if (is_uns(t)) kcg_printf(b, "    y[%s] = (%s)(x0 / x1);\n", yi, T);
+    else kcg_printf(b, "    y[%s] = x1 == -1 ? (%s)((%s)0 - (%s)x0) : (%s)(x0 / x1);\n", yi, T,
+                    utype(t), utype(t), T);
     return KILN_OK;
   }
   double lo = kir_attr_float(n, "min", NAN), hi = kir_attr_float(n, "max", NAN);
   if (n->op == KIR_OP_LEAKY_RELU) lo = kir_attr_float(n, "alpha", 0.01);
   if (n->op == KIR_OP_GELU) lo = (double)kir_attr_int(n, "approximate", 0);
   const char *xb = n->n_inputs > 1 ? "x1" : NULL;
-  kcg_printf(b, "    y[%s] = ", yi);
-  bool ok = is_float(t) ? put_fexpr(b, n->op, t, "x0", xb, lo, hi)
+  kcg_printf(b, "    y[%s] = %s", yi, half ? kcg_st(t) : "");
+  bool ok = half ? put_fexpr(b, n->op, KILN_F64, "x0", xb, lo, hi)
+            : is_float(t) ? put_fexpr(b, n->op, t, "x0", xb, lo, hi)
             : is_int(t) ? put_iexpr(b, n->op, t, "x0", xb, lo, hi) : false;
   if (!ok)
     return node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s has no C kernel",
                     kir_op_get(n->op)->name, kiln_dtype_name(t));
-  kcg_printf(b, ";\n");
+  kcg_printf(b, half ? ");\n" : ";\n");
   return KILN_OK;
 }
 
@@ -504,10 +554,10 @@ static void mm_int(const kir_node *n, const mm_shape *p, kcg_buf *b) {
   kcg_printf(b, "    for (int64_t m = 0; m < %lld; m++)\n      for (int64_t n = 0; n < %lld; n++) {\n",
              M, N);
   kcg_printf(b, "        uint64_t acc = 0;\n        for (int64_t k = 0; k < %lld; k++)\n", K);
-  kcg_printf(b, "          acc += (uint64_t)(int64_t)pa[");
+  kcg_printf(b, "          acc += (uint64_t)pa[");
   if (p->ta) kcg_printf(b, "k * %lld + m", M);
   else kcg_printf(b, "m * %lld + k", K);
-  kcg_printf(b, "] * (uint64_t)(int64_t)pb[");
+  kcg_printf(b, "] * (uint64_t)pb[");
   if (p->tb) kcg_printf(b, "n * %lld + k", K);
   else kcg_printf(b, "k * %lld + n", N);
   kcg_printf(b, "];\n        py[m * %lld + n] = (%s)(%s)acc;\n      }\n", N, T, U);
@@ -518,8 +568,9 @@ static kiln_status emit_matmul(kir_graph *g, const kir_node *n, kcg_buf *b) {
   kiln_status s = mm_shape_of(g, n, &p);
   if (s) return s;
   kiln_dtype t = n->type.dtype;
-  if (!is_float(t) && !is_int(t))
-    return node_err(g, n, KILN_ERR_UNSUPPORTED, "matmul on %s", kiln_dtype_name(t));
+  if ((!is_float(t) && !is_int(t)) || is_half(t))
+    return node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s has no C kernel",
+                    kir_op_get(n->op)->name, kiln_dtype_name(t));
   mm_open_batch(n, &p, b);
   if (p.m > 0 && p.n > 0) {
     if (is_float(t)) mm_float(n, &p, b);
@@ -569,10 +620,12 @@ static kiln_status put_step(kir_graph *g, const kir_node *n, const kir_epilogue 
   kir_op op = (kir_op)e->op[s];
   kiln_dtype t = n->type.dtype;
   const char *T = kcg_ctype(t);
-  bool native = t == KILN_F64 || exact_in_f32(op), ok;
+  bool native = t == KILN_F64 || (t == KILN_F32 && exact_in_f32(op)), ok;
   char xbd[40];
   if (xb) snprintf(xbd, sizeof xbd, "(double)%s", xb);
-  kcg_printf(b, "%sv = (%s)(", ind, T);
+  /* f16/bf16: v is a double holding a value of the type; each step rounds to it. */
+  if (is_half(t)) kcg_printf(b, "%sv = %s(", ind, t == KILN_F16 ? "kcg_f16_rnd" : "kcg_bf16_rnd");
+  else kcg_printf(b, "%sv = (%s)(", ind, T);
   if (native)
     ok = xb && e->swap[s] ? put_fexpr(b, op, t, xb, "v", NAN, NAN)
          : put_fexpr(b, op, t, "v", xb, e->clamp_min[s], e->clamp_max[s]);
@@ -653,23 +706,27 @@ static kiln_status reduced_axes(kir_graph *g, const kir_node *n, const kir_type 
   return KILN_OK;
 }
 
+/* Integer max/min accumulate in int64 (signed) or uint64 (unsigned) from the dtype's
+ * limit; sums wrap in uint64 and are truncated on store. */
 static void put_red_init(kir_op kind, const kir_node *n, kcg_buf *b) {
-  bool fl = is_float(n->type.dtype);
+  bool fl = is_float(n->type.dtype), uns = is_uns(n->type.dtype);
   if (kind == KIR_OP_REDUCE_MAX)
-    kcg_printf(b, fl ? "double acc = -INFINITY;\n" : "int64_t acc = INT64_MIN;\n");
+    kcg_printf(b, fl ? "double acc = -INFINITY;\n" : uns ? "uint64_t acc = 0;\n" : "int64_t acc = INT64_MIN;\n");
   else if (kind == KIR_OP_REDUCE_MIN)
-    kcg_printf(b, fl ? "double acc = INFINITY;\n" : "int64_t acc = INT64_MAX;\n");
+    kcg_printf(b, fl ? "double acc = INFINITY;\n" : uns ? "uint64_t acc = UINT64_MAX;\n" : "int64_t acc = INT64_MAX;\n");
   else kcg_printf(b, fl ? "double acc = 0.0;\n" : "uint64_t acc = 0;\n");
 }
 
+/* x: the element, a T local (a double for f16/bf16). */
 static void put_red_step(kir_op kind, const kir_node *n, kcg_buf *b) {
   bool fl = is_float(n->type.dtype);
+  const char *W = is_uns(n->type.dtype) ? "uint64_t" : "int64_t";
   char c = kind == KIR_OP_REDUCE_MAX ? '>' : '<';
   if (kind != KIR_OP_REDUCE_MAX && kind != KIR_OP_REDUCE_MIN)
-    kcg_printf(b, fl ? "acc += (double)x;\n" : "acc += (uint64_t)(int64_t)x;\n");
+    kcg_printf(b, fl ? "acc += (double)x;\n" : "acc += (uint64_t)x;\n");
   else if (fl)
     kcg_printf(b, "acc = (isnan(acc) || isnan((double)x)) ? NAN : ((double)x %c acc ? (double)x : acc);\n", c);
-  else kcg_printf(b, "acc = (int64_t)x %c acc ? (int64_t)x : acc;\n", c);
+  else kcg_printf(b, "acc = (%s)x %c acc ? (%s)x : acc;\n", W, c, W);
 }
 
 static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
@@ -696,15 +753,17 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
   put_red_init(n->op, n, b);
   kcg_printf(b, "    ");
   for (int32_t d = 0; d < in->rank; d++) if (red[d]) put_loop(b, d, in->dims[d]);
-  kcg_printf(b, "{\n      const %s x = a0[", T);
+  kiln_dtype t = n->type.dtype;
+  bool half = is_half(t);
+  kcg_printf(b, "{\n      const %s x = %sa0[", kcg_vtype(t), half ? kcg_ld(t) : "");
   put_index(b, in->rank, ist);
-  kcg_printf(b, "];\n      ");
+  kcg_printf(b, half ? "]);\n      " : "];\n      ");
   put_red_step(n->op, n, b);
   kcg_printf(b, "    }\n    y[");
   put_index(b, in->rank, ost);
-  if (n->op == KIR_OP_REDUCE_MEAN) kcg_printf(b, "] = (%s)(acc / %lld.0);\n  }\n", T, (long long)count);
-  else if (is_float(n->type.dtype)) kcg_printf(b, "] = (%s)acc;\n  }\n", T);
-  else kcg_printf(b, "] = (%s)(%s)acc;\n  }\n", T, utype(n->type.dtype));
+  if (n->op == KIR_OP_REDUCE_MEAN) kcg_printf(b, "] = %sacc / %lld.0);\n  }\n", kcg_st(t), (long long)count);
+  else if (is_float(t)) kcg_printf(b, "] = %sacc);\n  }\n", kcg_st(t));
+  else kcg_printf(b, "] = (%s)(%s)acc;\n  }\n", T, utype(t));
   return KILN_OK;
 }
 
@@ -738,16 +797,18 @@ static void put_softmax_lines(const kir_node *n, int64_t ax, const char *src, kc
              (long long)outer, I);
   kcg_printf(b, "      const %s *x = %s + o * %lld + i;\n      %s *z = y + o * %lld + i;\n", T, src,
              L * I, T, L * I);
+  const char *LD = kcg_ld(t->dtype), *ST = kcg_st(t->dtype);
+  (void)T;
   kcg_printf(b, "      double m = -INFINITY, s = 0.0;\n");
-  kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) {\n        const double v = (double)x[j * %lld];\n"
-             "        m = (isnan(m) || isnan(v)) ? NAN : (v > m ? v : m);\n      }\n", L, I);
-  kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) s += exp((double)x[j * %lld] - m);\n", L, I);
+  kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) {\n        const double v = %sx[j * %lld]);\n"
+             "        m = (isnan(m) || isnan(v)) ? NAN : (v > m ? v : m);\n      }\n", L, LD, I);
+  kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) s += exp(%sx[j * %lld]) - m);\n", L, LD, I);
   if (n->op == KIR_OP_LOG_SOFTMAX)
     kcg_printf(b, "      const double ls = log(s);\n      for (int64_t j = 0; j < %lld; j++) "
-               "z[j * %lld] = (%s)((double)x[j * %lld] - m - ls);\n", L, I, T, I);
+               "z[j * %lld] = %s%sx[j * %lld]) - m - ls);\n", L, I, ST, LD, I);
   else
-    kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) z[j * %lld] = (%s)(exp((double)x[j * %lld] - m) / s);\n",
-               L, I, T, I);
+    kcg_printf(b, "      for (int64_t j = 0; j < %lld; j++) z[j * %lld] = %sexp(%sx[j * %lld]) - m) / s);\n",
+               L, I, ST, LD, I);
   kcg_printf(b, "    }\n");
 }
 
@@ -772,18 +833,19 @@ static void put_operand(const kir_graph *g, const kir_node *n, int32_t k, const 
  * (put_step: each rounded to T after the step, as the interpreter does). */
 static kiln_status put_chain_value(kir_graph *g, const kir_node *n, const kir_epilogue *e,
                                    const kir_type *t, bool flat, const char *ind, kcg_buf *b) {
-  const char *T = kcg_ctype(n->type.dtype);
-  kcg_printf(b, "%s%s v = ", ind, T);
+  kiln_dtype dt = n->type.dtype;
+  const char *V = kcg_vtype(dt), *LD = is_half(dt) ? kcg_ld(dt) : "", *RP = is_half(dt) ? ")" : "";
+  kcg_printf(b, "%s%s v = %s", ind, V, LD);
   put_operand(g, n, 0, t, flat, b);
-  kcg_printf(b, ";\n");
+  kcg_printf(b, "%s;\n", RP);
   for (int32_t s = 0; s < e->n; s++) {
     bool bin = e->operand[s] >= 0;
     char xb[32];
     snprintf(xb, sizeof xb, "c%d", (int)s);
     if (bin) {
-      kcg_printf(b, "%sconst %s %s = ", ind, T, xb);
+      kcg_printf(b, "%sconst %s %s = %s", ind, V, xb, LD);
       put_operand(g, n, (int32_t)e->operand[s], t, flat, b);
-      kcg_printf(b, ";\n");
+      kcg_printf(b, "%s;\n", RP);
     }
     kiln_status st = put_step(g, n, e, s, bin ? xb : NULL, ind, b);
     if (st) return st;
@@ -831,7 +893,8 @@ static kiln_status emit_fused_chain(kir_graph *g, const kir_node *n, kcg_buf *b)
     put_par(b, numel, &numel, 1, true);
     kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)numel);
     s = put_chain_value(g, n, &e, &t, true, "    ", b);
-    kcg_printf(b, "    y[i] = v;\n  }\n");
+    kcg_printf(b, is_half(n->type.dtype) ? "    y[i] = %sv);\n  }\n" : "    y[i] = v;\n  }\n%s",
+               is_half(n->type.dtype) ? kcg_st(n->type.dtype) : "");
   } else {
     contiguous_strides(&t, ost);
     put_par_dims(b, &t, NULL, false, true);
@@ -841,7 +904,8 @@ static kiln_status emit_fused_chain(kir_graph *g, const kir_node *n, kcg_buf *b)
     put_index(b, t.rank, ost);
     kcg_printf(b, ";\n");
     s = put_chain_value(g, n, &e, &t, false, "    ", b);
-    kcg_printf(b, "    y[o] = v;\n  }\n");
+    kcg_printf(b, is_half(n->type.dtype) ? "    y[o] = %sv);\n  }\n" : "    y[o] = v;\n  }\n%s",
+               is_half(n->type.dtype) ? kcg_st(n->type.dtype) : "");
   }
   if (!s && n->op == KIR_OP_FUSED_SOFTMAX) put_softmax_lines(n, ax, "y", b);
   return s;
@@ -878,12 +942,14 @@ static kiln_status emit_fused_reduce(kir_graph *g, const kir_node *n, kcg_buf *b
   for (int32_t d = 0; d < t.rank; d++) if (red[d]) put_loop(b, d, t.dims[d]);
   kcg_printf(b, "{\n");
   if ((s = put_chain_value(g, n, &e, &t, false, "      ", b))) return s;
-  kcg_printf(b, "      const %s x = v;\n      ", T);
+  kcg_printf(b, "      const %s x = v;\n      ", kcg_vtype(n->type.dtype));
   put_red_step(kind, n, b);
   kcg_printf(b, "    }\n    y[");
   put_index(b, t.rank, ost);
-  if (kind == KIR_OP_REDUCE_MEAN) kcg_printf(b, "] = (%s)(acc / %lld.0);\n  }\n", T, (long long)count);
-  else kcg_printf(b, "] = (%s)acc;\n  }\n", T);
+  (void)T;
+  if (kind == KIR_OP_REDUCE_MEAN)
+    kcg_printf(b, "] = %sacc / %lld.0);\n  }\n", kcg_st(n->type.dtype), (long long)count);
+  else kcg_printf(b, "] = %sacc);\n  }\n", kcg_st(n->type.dtype));
   return KILN_OK;
 }
 
@@ -939,9 +1005,10 @@ static kiln_status emit_add_n(kir_graph *g, const kir_node *n, kcg_buf *b) {
   put_par(b, numel * n->n_inputs, &numel, 1, false);
   kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)numel);
   kcg_printf(b, is_float(t) ? "    double acc = 0.0;\n" : "    uint64_t acc = 0;\n");
-  kcg_printf(b, "    for (int j = 0; j < %d; j++) acc += %sa[j][i];\n", (int)n->n_inputs,
-             is_float(t) ? "(double)" : "(uint64_t)(int64_t)");
-  if (is_float(t)) kcg_printf(b, "    y[i] = (%s)acc;\n  }\n", kcg_ctype(t));
+  if (is_float(t))
+    kcg_printf(b, "    for (int j = 0; j < %d; j++) acc += %sa[j][i]);\n", (int)n->n_inputs, kcg_ld(t));
+  else kcg_printf(b, "    for (int j = 0; j < %d; j++) acc += (uint64_t)a[j][i];\n", (int)n->n_inputs);
+  if (is_float(t)) kcg_printf(b, "    y[i] = %sacc);\n  }\n", kcg_st(t));
   else kcg_printf(b, "    y[i] = (%s)(%s)acc;\n  }\n", kcg_ctype(t), utype(t));
   return KILN_OK;
 }
@@ -1014,9 +1081,10 @@ static bool input_dtype_ok(const kir_node *n, int32_t i, kiln_dtype it) {
   kir_op op = n->op;
   if (op == KIR_OP_CAST) return it != KILN_DTYPE_INVALID;
   if (op == KIR_OP_WHERE) return i == 0 ? it == KILN_BOOL : it == n->type.dtype;
-  if (op == KIR_OP_GATHER) return i == 1 ? is_int(it) : it == n->type.dtype;
+  if (op == KIR_OP_GATHER)
+    return i == 1 ? (it == KILN_I32 || it == KILN_I64) : it == n->type.dtype;
   if (op == KIR_OP_ARGMAX || op == KIR_OP_ARGMIN || op == KIR_OP_MAX_POOL_INDICES)
-    return n->type.dtype == KILN_I64 && (is_float(it) || is_int(it));
+    return n->type.dtype == KILN_I64 && (is_float(it) || is_int(it)); /* every one but bool */
   return it == n->type.dtype;
 }
 

@@ -11,7 +11,8 @@
 
 #define err kcg_node_err
 
-static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
+static bool is_float(kiln_dtype t) { return kir_dtype_is_float(t); }
+static bool is_half(kiln_dtype t) { return kcg_is_half(t); }
 static const kir_type *in_type(const kir_graph *g, const kir_node *n, int32_t i) {
   return &g->nodes[n->inputs[i]]->type;
 }
@@ -54,15 +55,17 @@ static kiln_status emit_arg(kir_graph *g, const kir_node *n, kcg_buf *b) {
     return err(g, n, KILN_ERR_SHAPE, "output size is not the input's without axis %lld", (long long)ax);
   if (outer * inner == 0) { void_all(n, b); return KILN_OK; }
   if (len == 0) return err(g, n, KILN_ERR_SHAPE, "%s over an empty axis", kir_op_get(n->op)->name);
-  const char *T = kcg_ctype(in->dtype);
+  /* f16/bf16 compare as doubles; integers in their own type (unsigned as unsigned). */
+  const char *T = kcg_ctype(in->dtype), *V = kcg_vtype(in->dtype);
+  const char *LD = is_half(in->dtype) ? kcg_ld(in->dtype) : "", *RP = is_half(in->dtype) ? ")" : "";
   long long L = len, I = inner;
   kcg_put_par(b, outer * len * inner, (const int64_t[]){outer, inner}, 2, false);
   kcg_printf(b, "  for (int64_t o = 0; o < %lld; o++)\n    for (int64_t i = 0; i < %lld; i++) {\n",
              (long long)outer, I);
-  kcg_printf(b, "      const %s *x = a0 + o * %lld + i;\n      %s bv = x[0];\n      int64_t best = 0;\n",
-             T, L * I, T);
-  kcg_printf(b, "      for (int64_t j = 1; j < %lld; j++) {\n        const %s v = x[j * %lld];\n        if (",
-             L, T, I);
+  kcg_printf(b, "      const %s *x = a0 + o * %lld + i;\n      %s bv = %sx[0]%s;\n      int64_t best = 0;\n",
+             T, L * I, V, LD, RP);
+  kcg_printf(b, "      for (int64_t j = 1; j < %lld; j++) {\n        const %s v = %sx[j * %lld]%s;\n        if (",
+             L, V, LD, I, RP);
   put_better(b, n->op == KIR_OP_ARGMAX, kir_attr_int(n, "select_last_index", 0) != 0, is_float(in->dtype));
   kcg_printf(b, ") { bv = v; best = j; }\n      }\n      y[o * %lld + i] = best;\n    }\n", I);
   return KILN_OK;
@@ -190,20 +193,33 @@ static kiln_status emit_gather(kir_graph *g, const kir_node *n, kcg_buf *b) {
 
 /* ---------------------------------------------------------------- cast ---------- */
 
-/* "(T)x" with ops.def's cast rules: float -> int truncates and saturates, NaN -> 0;
- * -> bool is != 0 (NaN -> 1); int -> narrower int wraps. */
+/* The cast of `x` (a local of the source's value type: double for f16/bf16) with the
+ * interpreter's rules: float -> int truncates toward zero and saturates, NaN -> 0;
+ * -> bool is != 0 (NaN -> 1); int -> int wraps modulo 2^bits of the target; -> f16/bf16
+ * rounds correctly (a 64-bit integer through kcg_*64_odd, so without double rounding). */
 static void put_cast(kcg_buf *b, kiln_dtype from, kiln_dtype to) {
   const char *T = kcg_ctype(to);
   if (to == KILN_BOOL) { kcg_printf(b, "(uint8_t)(x != 0)"); return; }
-  if (is_float(to) || !is_float(from)) {
-    if (to == KILN_I32 && from == KILN_I64) kcg_printf(b, "(int32_t)(uint32_t)(uint64_t)x");
-    else kcg_printf(b, "(%s)x", T);
+  if (is_half(to)) {
+    const char *src = from == KILN_I64 ? "kcg_i64_odd(x)" : from == KILN_U64 ? "kcg_u64_odd(x)" : "(double)x";
+    kcg_printf(b, "%s%s)", kcg_st(to), src);
     return;
   }
-  bool i32 = to == KILN_I32;
-  kcg_printf(b, "isnan(x) ? (%s)0 : (double)x <= %s ? %s : (double)x >= %s ? %s : (%s)x", T,
-             i32 ? "-2147483648.0" : "-9223372036854775808.0", i32 ? "INT32_MIN" : "INT64_MIN",
-             i32 ? "2147483648.0" : "9223372036854775808.0", i32 ? "INT32_MAX" : "INT64_MAX", T);
+  if (is_float(to)) { kcg_printf(b, "(%s)x", T); return; }
+  if (!is_float(from)) { /* integer or bool -> integer: modulo 2^bits */
+    kcg_printf(b, "(%s)(uint64_t)x", T);
+    return;
+  }
+  int bits = kir_dtype_bits(to);
+  if (kir_dtype_is_unsigned(to)) {
+    kcg_printf(b, "isnan(x) ? (%s)0 : (double)x <= 0.0 ? (%s)0 : (double)x >= 0x1p%d ? (%s)%s : (%s)x",
+               T, T, bits, T, bits == 64 ? "UINT64_MAX" : bits == 32 ? "UINT32_MAX" : bits == 16 ? "UINT16_MAX" : "UINT8_MAX", T);
+    return;
+  }
+  const char *mn = bits == 64 ? "INT64_MIN" : bits == 32 ? "INT32_MIN" : bits == 16 ? "INT16_MIN" : "INT8_MIN";
+  const char *mx = bits == 64 ? "INT64_MAX" : bits == 32 ? "INT32_MAX" : bits == 16 ? "INT16_MAX" : "INT8_MAX";
+  kcg_printf(b, "isnan(x) ? (%s)0 : (double)x <= -0x1p%d ? (%s)%s : (double)x >= 0x1p%d ? (%s)%s : (%s)x",
+             T, bits - 1, T, mn, bits - 1, T, mx, T);
 }
 
 static kiln_status emit_cast(kir_graph *g, const kir_node *n, kcg_buf *b) {
@@ -213,8 +229,9 @@ static kiln_status emit_cast(kir_graph *g, const kir_node *n, kcg_buf *b) {
     return err(g, n, KILN_ERR_SHAPE, "cast changes the element count");
   if (numel == 0) { void_all(n, b); return KILN_OK; }
   kcg_put_par(b, numel, &numel, 1, false);
-  kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n    const %s x = a0[i];\n    y[i] = ",
-             (long long)numel, kcg_ctype(in->dtype));
+  bool hin = is_half(in->dtype);
+  kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n    const %s x = %sa0[i]%s;\n    y[i] = ",
+             (long long)numel, kcg_vtype(in->dtype), hin ? kcg_ld(in->dtype) : "", hin ? ")" : "");
   put_cast(b, in->dtype, n->type.dtype);
   kcg_printf(b, ";\n  }\n");
   return KILN_OK;
@@ -264,13 +281,14 @@ static kiln_status emit_batch_norm(kir_graph *g, const kir_node *n, kcg_buf *b) 
   kcg_put_par(b, kir_type_numel(x), (const int64_t[]){outer, c}, 2, false);
   kcg_printf(b, "  for (int64_t i0 = 0; i0 < %lld; i0++)\n    for (int64_t c = 0; c < %lld; c++) {\n",
              (long long)outer, (long long)c);
-  kcg_printf(b, "      const double m = (double)a3[c], sd = sqrt((double)a4[c] + ");
+  const char *LD = kcg_ld(x->dtype), *ST = kcg_st(x->dtype);
+  kcg_printf(b, "      const double m = %sa3[c]), sd = sqrt(%sa4[c]) + ", LD, LD);
   kcg_put_double(b, kir_attr_float(n, "epsilon", 1e-5));
-  kcg_printf(b, "), sc = (double)a1[c], bi = (double)a2[c];\n");
+  kcg_printf(b, "), sc = %sa1[c]), bi = %sa2[c]);\n", LD, LD);
   kcg_printf(b, "      const %s *xp = a0 + (i0 * %lld + c) * %lld;\n      %s *yp = y + (i0 * %lld + c) * %lld;\n",
              T, (long long)c, (long long)inner, T, (long long)c, (long long)inner);
-  kcg_printf(b, "      for (int64_t i = 0; i < %lld; i++) yp[i] = (%s)(((double)xp[i] - m) / sd * sc + bi);\n    }\n",
-             (long long)inner, T);
+  kcg_printf(b, "      for (int64_t i = 0; i < %lld; i++) yp[i] = %s(%sxp[i]) - m) / sd * sc + bi);\n    }\n",
+             (long long)inner, ST, LD);
   return KILN_OK;
 }
 
@@ -335,17 +353,32 @@ static void put_coord(kcg_buf *b, const sp_geom *p, int32_t j, const char *ind) 
 
 /* ---------------------------------------------------------------- pools --------- */
 
+/* The smallest value of dtype t as C (a window with no element keeps it). */
+static const char *dtype_lowest(kiln_dtype t) {
+  switch (t) {
+  case KILN_F32: case KILN_F64: case KILN_F16: case KILN_BF16: return "-INFINITY";
+  case KILN_I8: return "INT8_MIN";
+  case KILN_I16: return "INT16_MIN";
+  case KILN_I32: return "INT32_MIN";
+  case KILN_I64: return "INT64_MIN";
+  case KILN_U8: case KILN_U16: case KILN_U32: case KILN_U64: case KILN_BOOL:
+  case KILN_DTYPE_INVALID:
+    break;
+  }
+  return "0";
+}
+
+/* bv and v: doubles for f16/bf16 (exact), else of the element type. */
 static void put_pool_init(const kir_node *n, kiln_dtype t, kcg_buf *b) {
-  const char *T = kcg_ctype(t);
-  const char *lo = is_float(t) ? "-INFINITY" : t == KILN_I32 ? "INT32_MIN" : "INT64_MIN";
+  const char *V = kcg_vtype(t);
   if (n->op == KIR_OP_AVG_POOL) kcg_printf(b, "      double s = 0.0; int64_t cnt = 0, cntp = 0;\n");
-  else kcg_printf(b, "      %s bv = (%s)%s; int64_t bi = -1;\n", T, T, lo);
+  else kcg_printf(b, "      %s bv = (%s)%s; int64_t bi = -1;\n", V, V, dtype_lowest(t));
 }
 
 /* The window body at (x0, x1, x2). max: NaN wins (and stays); the first max on ties. */
 static void put_pool_body(const kir_node *n, const sp_geom *p, kiln_dtype t, kcg_buf *b) {
   const char *in = "x0 >= 0 && x0 < %lld && x1 >= 0 && x1 < %lld && x2 >= 0 && x2 < %lld";
-  const char *T = kcg_ctype(t);
+  const char *V = kcg_vtype(t), *LD = is_half(t) ? kcg_ld(t) : "", *RP = is_half(t) ? ")" : "";
   if (n->op == KIR_OP_AVG_POOL) {
     kcg_printf(b, "            cntp += x0 >= -%lld && x0 < %lld && x1 >= -%lld && x1 < %lld && x2 >= -%lld && x2 < %lld;\n",
                (long long)p->pb[0], (long long)(p->in[0] + p->pe[0]), (long long)p->pb[1],
@@ -353,8 +386,8 @@ static void put_pool_body(const kir_node *n, const sp_geom *p, kiln_dtype t, kcg
   }
   kcg_printf(b, "            if (!(");
   kcg_printf(b, in, (long long)p->in[0], (long long)p->in[1], (long long)p->in[2]);
-  kcg_printf(b, ")) continue;\n            const %s v = xp[(x0 * %lld + x1) * %lld + x2];\n", T,
-             (long long)p->in[1], (long long)p->in[2]);
+  kcg_printf(b, ")) continue;\n            const %s v = %sxp[(x0 * %lld + x1) * %lld + x2]%s;\n", V,
+             LD, (long long)p->in[1], (long long)p->in[2], RP);
   if (n->op == KIR_OP_AVG_POOL) {
     kcg_printf(b, "            s += (double)v;\n            cnt++;\n");
     return;
@@ -368,14 +401,14 @@ static void put_pool_body(const kir_node *n, const sp_geom *p, kiln_dtype t, kcg
 }
 
 static void put_pool_store(const kir_node *n, const sp_geom *p, kiln_dtype t, kcg_buf *b) {
-  const char *T = kcg_ctype(t);
+  const char *ST = kcg_st(t);
   kcg_printf(b, "      y[nc * %lld + (o0 * %lld + o1) * %lld + o2] = ", (long long)vol(p->out),
              (long long)p->out[1], (long long)p->out[2]);
-  if (n->op == KIR_OP_MAX_POOL) kcg_printf(b, "bv;\n");
+  if (n->op == KIR_OP_MAX_POOL) kcg_printf(b, is_half(t) ? "%sbv);\n" : "bv;\n%s", is_half(t) ? ST : "");
   else if (n->op == KIR_OP_MAX_POOL_INDICES)
     kcg_printf(b, "bi < 0 ? -1 : nc * %lld + bi;\n", (long long)vol(p->in));
-  else if (kir_attr_int(n, "count_include_pad", 0)) kcg_printf(b, "(%s)(s / (double)cntp); (void)cnt;\n", T);
-  else kcg_printf(b, "(%s)(s / (double)cnt); (void)cntp;\n", T);
+  else if (kir_attr_int(n, "count_include_pad", 0)) kcg_printf(b, "%ss / (double)cntp); (void)cnt;\n", ST);
+  else kcg_printf(b, "%ss / (double)cnt); (void)cntp;\n", ST);
 }
 
 static kiln_status emit_pool(kir_graph *g, const kir_node *n, kcg_buf *b) {
@@ -386,7 +419,8 @@ static kiln_status emit_pool(kir_graph *g, const kir_node *n, kcg_buf *b) {
   if (why) return err(g, n, KILN_ERR_SHAPE, "%s", why);
   kiln_dtype t = in_type(g, n, 0)->dtype;
   if (n->type.dims[1] != p.c) return err(g, n, KILN_ERR_SHAPE, "output channels differ from the input's");
-  if (n->op == KIR_OP_AVG_POOL && !is_float(t)) return err(g, n, KILN_ERR_TYPE, "avg_pool needs f32 or f64");
+  if (n->op == KIR_OP_AVG_POOL && !is_float(t)) return err(g, n, KILN_ERR_TYPE, "avg_pool needs a float dtype");
+  if (t == KILN_BOOL) return err(g, n, KILN_ERR_UNSUPPORTED, "%s on bool has no C kernel", kir_op_get(n->op)->name);
   int64_t nc = p.n * p.c;
   if (nc * vol(p.out) == 0) { void_all(n, b); return KILN_OK; }
   kcg_put_par(b, nc * vol(p.out) * vol(p.ker), (const int64_t[]){nc, p.out[0], p.out[1]}, 3, false);
@@ -600,6 +634,9 @@ static kiln_status emit_conv(kir_graph *g, const kir_node *n, kcg_buf *b) {
   const char *why = conv_plan_of(g, n, &c);
   if (why) return err(g, n, KILN_ERR_SHAPE, "%s", why);
   if (!is_float(n->type.dtype)) return err(g, n, KILN_ERR_TYPE, "%s needs f32 or f64", kir_op_get(n->op)->name);
+  if (is_half(n->type.dtype))
+    return err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s has no C kernel", kir_op_get(n->op)->name,
+               kiln_dtype_name(n->type.dtype));
   if (n->op == KIR_OP_FUSED_CONV) {
     kiln_status s = kir_epilogue_get(g, n, &e);
     if (s) return s;

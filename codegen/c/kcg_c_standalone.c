@@ -60,6 +60,14 @@ static const char *dtype_macro(kiln_dtype t) {
   case KILN_I32: return "I32";
   case KILN_I64: return "I64";
   case KILN_BOOL: return "BOOL";
+  case KILN_U8: return "U8";
+  case KILN_I8: return "I8";
+  case KILN_U16: return "U16";
+  case KILN_I16: return "I16";
+  case KILN_U32: return "U32";
+  case KILN_U64: return "U64";
+  case KILN_F16: return "F16";
+  case KILN_BF16: return "BF16";
   case KILN_DTYPE_INVALID: break;
   }
   return "INVALID";
@@ -130,7 +138,10 @@ static void put_header(const sa *S, kcg_buf *b) {
              "  %s_ERR_DIV_BY_ZERO = 6 /* integer division by zero while running */\n};\n\n",
              p, P, P, P, P, P, P, P, P, P);
   kcg_printf(b, "enum %s_dtype { %s_DTYPE_F32 = 1, %s_DTYPE_F64 = 2, %s_DTYPE_I32 = 3, "
-             "%s_DTYPE_I64 = 4, %s_DTYPE_BOOL = 5 };\n\n", p, P, P, P, P, P);
+             "%s_DTYPE_I64 = 4, %s_DTYPE_BOOL = 5,\n", p, P, P, P, P, P);
+  kcg_printf(b, "  %s_DTYPE_U8 = 6, %s_DTYPE_I8 = 7, %s_DTYPE_U16 = 8, %s_DTYPE_I16 = 9, "
+             "%s_DTYPE_U32 = 10, %s_DTYPE_U64 = 11,\n", P, P, P, P, P, P);
+  kcg_printf(b, "  %s_DTYPE_F16 = 12, %s_DTYPE_BF16 = 13 /* 16-bit patterns */ };\n\n", P, P);
   kcg_printf(b, "#define %s_NUM_INPUTS %d\n#define %s_NUM_OUTPUTS %d\n", P, (int)S->n_inputs, P,
              (int)S->n_outputs);
   kcg_printf(b, "#define %s_ARENA_BYTES %lld\n#define %s_ARENA_ALIGN %d\n", P,

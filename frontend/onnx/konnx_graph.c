@@ -355,14 +355,7 @@ kiln_status konnx_scalar(konnx_ctx *c, const Onnx__NodeProto *n, const char *rol
   kir_type ty = {.dtype = dt, .rank = 0};
   kir_tensor *t = kir_tensor_new(&ty);
   if (!t) return konnx_err(c, KILN_ERR_NOMEM, "out of memory");
-  switch (dt) {
-  case KILN_F32: *(float *)t->data = (float)v; break;
-  case KILN_F64: *(double *)t->data = v; break;
-  case KILN_I32: *(int32_t *)t->data = (int32_t)v; break;
-  case KILN_I64: *(int64_t *)t->data = (int64_t)v; break;
-  case KILN_BOOL: *(uint8_t *)t->data = v != 0; break;
-  case KILN_DTYPE_INVALID: break;
-  }
+  kir_tensor_set_f(t, 0, v);
   kiln_status s = konnx_emit_const(c, n, 0, role, t, id);
   kir_tensor_free(t);
   return s;

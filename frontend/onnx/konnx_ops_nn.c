@@ -258,14 +258,7 @@ kiln_status konnx_op_pad(C *c, const N *n) {
 
 static void fill(kir_tensor *t, double v) {
   int64_t numel = kir_type_numel(&t->type);
-  for (int64_t i = 0; i < numel; i++) switch (t->type.dtype) {
-    case KILN_F32: ((float *)t->data)[i] = (float)v; break;
-    case KILN_F64: ((double *)t->data)[i] = v; break;
-    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case KILN_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
-    case KILN_DTYPE_INVALID: return;
-    }
+  for (int64_t i = 0; i < numel; i++) kir_tensor_set_f(t, i, v);
 }
 
 /* Emits t (owned, freed here) as output k. */
@@ -343,7 +336,7 @@ kiln_status konnx_op_size(C *c, const N *n) {
 kiln_status konnx_op_constant_of_shape(C *c, const N *n) {
   int64_t d[KILN_MAX_RANK];
   int32_t k;
-  double v = 0;
+  uint8_t elem[8] = {0}; /* the value's bytes, copied exactly (default: f32 zero) */
   kiln_dtype dt = KILN_F32;
   kiln_status s = konnx_static_ints(c, n, 0, "shape", d, KILN_MAX_RANK, &k);
   if (s != KILN_OK) return s;
@@ -355,7 +348,7 @@ kiln_status konnx_op_constant_of_shape(C *c, const N *n) {
     if ((s = konnx_tensor_decode(a->t, &c->ext, "attribute 'value'", &t, msg, sizeof msg)) != KILN_OK)
       return konnx_err(c, s, "%s", msg);
     if (kir_type_numel(&t->type) != 1) s = konnx_err(c, KILN_ERR_SHAPE, "attribute 'value' must hold one element");
-    else v = kir_tensor_get_f(t, 0), dt = t->type.dtype;
+    else memcpy(elem, t->data, kiln_dtype_size(t->type.dtype)), dt = t->type.dtype;
     kir_tensor_free(t);
     if (s != KILN_OK) return s;
   }
@@ -368,7 +361,9 @@ kiln_status konnx_op_constant_of_shape(C *c, const N *n) {
   if (nb < 0 || nb > KIR_MAX_FOLD_BYTES)
     return konnx_err(c, KILN_ERR_LIMIT, "the constant would exceed %lld bytes", (long long)KIR_MAX_FOLD_BYTES);
   kir_tensor *t = kir_tensor_new(&ty);
-  if (t) fill(t, v);
+  size_t es = kiln_dtype_size(dt);
+  int64_t numel = kir_type_numel(&ty);
+  for (int64_t i = 0; t && i < numel; i++) memcpy((uint8_t *)t->data + (size_t)i * es, elem, es);
   return emit_owned(c, n, 0, t);
 }
 

@@ -19,6 +19,14 @@ kiln_dtype konnx_dtype(int32_t t) {
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: return KILN_I32;
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: return KILN_I64;
   case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: return KILN_BOOL;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8: return KILN_U8;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT8: return KILN_I8;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16: return KILN_U16;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT16: return KILN_I16;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: return KILN_U32;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: return KILN_U64;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: return KILN_F16;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: return KILN_BF16;
   default: return KILN_DTYPE_INVALID;
   }
 }
@@ -47,7 +55,8 @@ static kiln_status decode_type(const Onnx__TensorProto *t, const char *what, kir
   }
   ty->dtype = konnx_dtype(t->data_type);
   if (ty->dtype == KILN_DTYPE_INVALID) {
-    snprintf(err, errlen, "%s: element type %s is not supported (Kiln has f32, f64, i32, i64, bool)",
+    snprintf(err, errlen, "%s: element type %s is not supported (Kiln has FLOAT, DOUBLE, FLOAT16, "
+             "BFLOAT16, INT8..INT64, UINT8..UINT64, BOOL)",
              what, konnx_type_name(t->data_type, tn, sizeof tn));
     return KILN_ERR_UNSUPPORTED;
   }
@@ -88,34 +97,83 @@ static kiln_status count_mismatch(char *err, size_t errlen, const char *what, co
   return KILN_ERR_FORMAT;
 }
 
-/* Copies the typed field matching the dtype into x (numel elements). */
-static kiln_status decode_typed(const Onnx__TensorProto *t, const char *what, kir_tensor *x,
-                                int64_t numel, char *err, size_t errlen) {
-  switch (x->type.dtype) {
-  case KILN_F32:
-    if ((int64_t)t->n_float_data != numel) return count_mismatch(err, errlen, what, "float_data", t->n_float_data, numel);
-    if (numel) memcpy(x->data, t->float_data, (size_t)numel * sizeof(float));
-    return KILN_OK;
-  case KILN_F64:
-    if ((int64_t)t->n_double_data != numel) return count_mismatch(err, errlen, what, "double_data", t->n_double_data, numel);
-    if (numel) memcpy(x->data, t->double_data, (size_t)numel * sizeof(double));
-    return KILN_OK;
+/* The typed field that holds dtype's values (ONNX: int8/int16/uint8/uint16, float16 and
+ * bfloat16 bit patterns, int32 and bool in int32_data; uint32/uint64 in uint64_data). */
+typedef enum field { F_FLOAT, F_DOUBLE, F_INT32, F_INT64, F_UINT64, F_NONE } field;
+
+static field field_of(kiln_dtype dt) {
+  switch (dt) {
+  case KILN_F32: return F_FLOAT;
+  case KILN_F64: return F_DOUBLE;
+  case KILN_I64: return F_INT64;
+  case KILN_U32:
+  case KILN_U64: return F_UINT64;
   case KILN_I32:
-    if ((int64_t)t->n_int32_data != numel) return count_mismatch(err, errlen, what, "int32_data", t->n_int32_data, numel);
-    if (numel) memcpy(x->data, t->int32_data, (size_t)numel * sizeof(int32_t));
-    return KILN_OK;
-  case KILN_I64:
-    if ((int64_t)t->n_int64_data != numel) return count_mismatch(err, errlen, what, "int64_data", t->n_int64_data, numel);
-    if (numel) memcpy(x->data, t->int64_data, (size_t)numel * sizeof(int64_t));
-    return KILN_OK;
   case KILN_BOOL:
-    if ((int64_t)t->n_int32_data != numel) return count_mismatch(err, errlen, what, "int32_data", t->n_int32_data, numel);
-    for (int64_t i = 0; i < numel; i++) ((uint8_t *)x->data)[i] = t->int32_data[i] != 0;
-    return KILN_OK;
+  case KILN_U8:
+  case KILN_I8:
+  case KILN_U16:
+  case KILN_I16:
+  case KILN_F16:
+  case KILN_BF16: return F_INT32;
   case KILN_DTYPE_INVALID: break;
   }
-  snprintf(err, errlen, "%s: no element type", what);
-  return KILN_ERR_INTERNAL;
+  return F_NONE;
+}
+
+static const char *const FIELD_NAME[] = {"float_data", "double_data", "int32_data", "int64_data",
+                                         "uint64_data", "?"};
+
+static size_t field_count(const Onnx__TensorProto *t, field f) {
+  switch (f) {
+  case F_FLOAT: return t->n_float_data;
+  case F_DOUBLE: return t->n_double_data;
+  case F_INT32: return t->n_int32_data;
+  case F_INT64: return t->n_int64_data;
+  case F_UINT64: return t->n_uint64_data;
+  case F_NONE: break;
+  }
+  return 0;
+}
+
+/* Copies the typed field matching the dtype into x (numel elements); narrower integers
+ * keep the low bits of each value (as ONNX writes them), bool is value != 0. */
+static kiln_status decode_typed(const Onnx__TensorProto *t, const char *what, kir_tensor *x,
+                                int64_t numel, char *err, size_t errlen) {
+  field f = field_of(x->type.dtype);
+  if (f == F_NONE) {
+    snprintf(err, errlen, "%s: no element type", what);
+    return KILN_ERR_INTERNAL;
+  }
+  if ((int64_t)field_count(t, f) != numel)
+    return count_mismatch(err, errlen, what, FIELD_NAME[f], field_count(t, f), numel);
+  if (!numel) return KILN_OK;
+  void *d = x->data;
+  switch (x->type.dtype) {
+  case KILN_F32: memcpy(d, t->float_data, (size_t)numel * sizeof(float)); break;
+  case KILN_F64: memcpy(d, t->double_data, (size_t)numel * sizeof(double)); break;
+  case KILN_I32: memcpy(d, t->int32_data, (size_t)numel * sizeof(int32_t)); break;
+  case KILN_I64: memcpy(d, t->int64_data, (size_t)numel * sizeof(int64_t)); break;
+  case KILN_U64: memcpy(d, t->uint64_data, (size_t)numel * sizeof(uint64_t)); break;
+  case KILN_U32:
+    for (int64_t i = 0; i < numel; i++) ((uint32_t *)d)[i] = (uint32_t)t->uint64_data[i];
+    break;
+  case KILN_BOOL:
+    for (int64_t i = 0; i < numel; i++) ((uint8_t *)d)[i] = t->int32_data[i] != 0;
+    break;
+  case KILN_U8:
+  case KILN_I8:
+    for (int64_t i = 0; i < numel; i++) ((uint8_t *)d)[i] = (uint8_t)(uint32_t)t->int32_data[i];
+    break;
+  case KILN_U16:
+  case KILN_I16:
+  case KILN_F16:
+  case KILN_BF16:
+    for (int64_t i = 0; i < numel; i++) ((uint16_t *)d)[i] = (uint16_t)(uint32_t)t->int32_data[i];
+    break;
+  case KILN_DTYPE_INVALID: break;
+  }
+  return KILN_OK;
 }
 
 /* ---------------------------------------------------------------- external data -- */
@@ -259,16 +317,13 @@ static kiln_status check_inline(const Onnx__TensorProto *t, const char *what, co
              kiln_dtype_name(ty->dtype), (long long)nbytes);
     return KILN_ERR_FORMAT;
   }
-  switch (ty->dtype) {
-  case KILN_F32: return (int64_t)t->n_float_data == numel ? KILN_OK : count_mismatch(err, errlen, what, "float_data", t->n_float_data, numel);
-  case KILN_F64: return (int64_t)t->n_double_data == numel ? KILN_OK : count_mismatch(err, errlen, what, "double_data", t->n_double_data, numel);
-  case KILN_I64: return (int64_t)t->n_int64_data == numel ? KILN_OK : count_mismatch(err, errlen, what, "int64_data", t->n_int64_data, numel);
-  case KILN_I32:
-  case KILN_BOOL: return (int64_t)t->n_int32_data == numel ? KILN_OK : count_mismatch(err, errlen, what, "int32_data", t->n_int32_data, numel);
-  case KILN_DTYPE_INVALID: break;
+  field f = field_of(ty->dtype);
+  if (f == F_NONE) {
+    snprintf(err, errlen, "%s: no element type", what);
+    return KILN_ERR_INTERNAL;
   }
-  snprintf(err, errlen, "%s: no element type", what);
-  return KILN_ERR_INTERNAL;
+  if ((int64_t)field_count(t, f) == numel) return KILN_OK;
+  return count_mismatch(err, errlen, what, FIELD_NAME[f], field_count(t, f), numel);
 }
 
 kiln_status konnx_tensor_decode(const Onnx__TensorProto *t, const konnx_extern *ext, const char *what,

@@ -105,18 +105,20 @@ void kh_out(kh_outs *o, kir_graph *g, int32_t id) {
 static kir_tensor *make_input(const kir_node *n, uint64_t seed, unsigned flags) {
   kir_tensor *t = kir_tensor_new(&n->type);
   assert_non_null(t);
-  bool fl = n->type.dtype == KILN_F32 || n->type.dtype == KILN_F64;
+  bool fl = kir_dtype_is_float(n->type.dtype);
   double lo = fl ? -2 : -10, hi = fl ? 2 : 10;
+  if (kir_dtype_is_unsigned(n->type.dtype) && !fl) lo = 0, hi = 20;
   if (!strncmp(n->name, "pos", 3)) lo = 0.1, hi = 4;
   if (!strncmp(n->name, "big", 3)) {
-    hi = n->type.dtype == KILN_I32 ? 2147483647.0 : 4e18;
+    int bits = kir_dtype_bits(n->type.dtype);
+    hi = bits == 64 ? 4e18 : ldexp(1.0, bits - 1) - 1;
     lo = -hi;
+    if (kir_dtype_is_unsigned(n->type.dtype)) lo = 0, hi = bits == 64 ? 1.8e19 : 2 * hi + 1;
   }
   kt_fill(t, seed, lo, hi);
   int64_t ne = kir_type_numel(&n->type);
   for (int64_t i = 0; (flags & KH_NONZERO) && i < ne; i++) {
-    if (n->type.dtype == KILN_I32 && ((int32_t *)t->data)[i] == 0) ((int32_t *)t->data)[i] = 1;
-    if (n->type.dtype == KILN_I64 && ((int64_t *)t->data)[i] == 0) ((int64_t *)t->data)[i] = 1;
+    if (kir_dtype_is_int(n->type.dtype) && kir_tensor_get_i(t, i) == 0) kir_tensor_set_i(t, i, 1);
   }
   return t;
 }
@@ -173,7 +175,7 @@ kiln_rt_status kh_run_artifact(kir_graph *g, const char *path, const kh_outs *o,
     r->got[j] = kir_tensor_new(&n->type);
     assert_non_null(r->got[j]);
     size_t nb = (size_t)kir_type_nbytes(&n->type);
-    bool fl = n->type.dtype == KILN_F32 || n->type.dtype == KILN_F64;
+    bool fl = kir_dtype_is_float(n->type.dtype);
     memset(r->got[j]->data, fl ? 0xFF : 0xAB, nb); /* NaN for floats */
     outb[j] = (kiln_rt_buffer){r->got[j]->data, nb};
   }

@@ -344,7 +344,7 @@ static void test_bad_cases(void **state) {
       "3:20: node 'y': stated type f32[3], but inference gives f32[2]");
   BAD("kiln.graph 1.0\n" PH "%1 \"y\" = neg(%0) : ()\n", KILN_ERR_TYPE, "stated type (), but inference gives f32[2]");
   BAD("kiln.graph 1.0\n" PH "%1 \"y\" = group(%0) : f32[2]\n", KILN_ERR_TYPE, "stated type f32[2], but inference gives ()");
-  BAD("kiln.graph 1.0\n" PH "%1 \"y\" = neg(%0) : f16[2]\n", KILN_ERR_FORMAT, "3:20: expected a type");
+  BAD("kiln.graph 1.0\n" PH "%1 \"y\" = neg(%0) : f8[2]\n", KILN_ERR_FORMAT, "3:20: expected a type");
   BAD("kiln.graph 1.0\n" PH "%1 \"y\" = neg(%0) {a = 1, a = 2}\n", KILN_ERR_FORMAT, "3:26: duplicate attribute 'a'");
   BAD("kiln.graph 1.0\n" PH "%1 \"y\" = neg(%0) {bogus = 1}\n", KILN_ERR_GRAPH, "unknown attribute 'bogus'");
   BAD("kiln.graph 1.0\n" PH "%1 \"y\" = clamp(%0) {min = \"a\"}\n", KILN_ERR_GRAPH, "must be float");

@@ -481,24 +481,47 @@ typedef struct kc_view {
   const void *data;
 } kc_view;
 
+static bool kc_is_float(kiln_dtype t) {
+  return t == KILN_F32 || t == KILN_F64 || t == KILN_F16 || t == KILN_BF16;
+}
+
+static bool kc_is_unsigned(kiln_dtype t) {
+  return t == KILN_U8 || t == KILN_U16 || t == KILN_U32 || t == KILN_U64 || t == KILN_BOOL;
+}
+
 static double kc_get_f(const kc_view *v, int64_t i) {
   switch (v->dtype) {
     case KILN_F32: return ((const float *)v->data)[i];
     case KILN_F64: return ((const double *)v->data)[i];
+    case KILN_F16: return kir_f16_to_double(((const uint16_t *)v->data)[i]);
+    case KILN_BF16: return kir_bf16_to_double(((const uint16_t *)v->data)[i]);
     case KILN_I32: return ((const int32_t *)v->data)[i];
     case KILN_I64: return (double)((const int64_t *)v->data)[i];
     case KILN_BOOL: return ((const uint8_t *)v->data)[i];
+    case KILN_U8: return ((const uint8_t *)v->data)[i];
+    case KILN_I8: return ((const int8_t *)v->data)[i];
+    case KILN_U16: return ((const uint16_t *)v->data)[i];
+    case KILN_I16: return ((const int16_t *)v->data)[i];
+    case KILN_U32: return ((const uint32_t *)v->data)[i];
+    case KILN_U64: return (double)((const uint64_t *)v->data)[i];
     case KILN_DTYPE_INVALID: break;
   }
   return NAN;
 }
 
+/* Integers (and bool) as a 64-bit pattern: u64 values above INT64_MAX read negative. */
 static int64_t kc_get_i(const kc_view *v, int64_t i) {
   switch (v->dtype) {
     case KILN_I32: return ((const int32_t *)v->data)[i];
     case KILN_I64: return ((const int64_t *)v->data)[i];
     case KILN_BOOL: return ((const uint8_t *)v->data)[i];
-    case KILN_F32: case KILN_F64: case KILN_DTYPE_INVALID: break;
+    case KILN_U8: return ((const uint8_t *)v->data)[i];
+    case KILN_I8: return ((const int8_t *)v->data)[i];
+    case KILN_U16: return ((const uint16_t *)v->data)[i];
+    case KILN_I16: return ((const int16_t *)v->data)[i];
+    case KILN_U32: return ((const uint32_t *)v->data)[i];
+    case KILN_U64: return (int64_t)((const uint64_t *)v->data)[i];
+    case KILN_F32: case KILN_F64: case KILN_F16: case KILN_BF16: case KILN_DTYPE_INVALID: break;
   }
   return 0;
 }
@@ -511,7 +534,7 @@ static void kc_shape_str(const kc_view *v, char *buf, size_t n) {
 
 /* How far element i is outside the tolerance (<= 0: within). */
 static double kc_excess(const kc_view *want, const kc_view *got, int64_t i) {
-  if (want->dtype != KILN_F32 && want->dtype != KILN_F64)
+  if (!kc_is_float(want->dtype)) /* integers and bool: exact */
     return kc_get_i(want, i) == kc_get_i(got, i) ? 0 : INFINITY;
   double e = kc_get_f(want, i), a = kc_get_f(got, i);
   if (isnan(e) || isnan(a)) return isnan(e) && isnan(a) ? 0 : INFINITY;
@@ -534,14 +557,20 @@ static void kc_index_str(const kc_view *v, int64_t i, char *buf, size_t n) {
 }
 
 static void kc_value_str(const kc_view *v, int64_t i, char *buf, size_t n) {
-  if (v->dtype == KILN_F32 || v->dtype == KILN_F64) snprintf(buf, n, "%.9g", kc_get_f(v, i));
+  if (kc_is_float(v->dtype)) snprintf(buf, n, "%.9g", kc_get_f(v, i));
+  else if (kc_is_unsigned(v->dtype)) snprintf(buf, n, "%llu", (unsigned long long)kc_get_i(v, i));
   else snprintf(buf, n, "%lld", (long long)kc_get_i(v, i));
 }
 
 /* Compares one output; on a difference writes the worst element into msg. */
-static kc_status kc_compare(const char *name, const kc_view *want, const kc_view *got,
+static kc_status kc_compare(const char *name, const kc_view *want_in, const kc_view *got,
                             char *msg, size_t n) {
   char ws[96], gs[96];
+  /* NumPy has no bfloat16: the suite writes BFLOAT16 values as UINT16 tensors of the
+   * same bits, so a uint16 expectation of a bf16 output is read as bf16. */
+  kc_view want_bf = *want_in;
+  if (want_bf.dtype == KILN_U16 && got->dtype == KILN_BF16) want_bf.dtype = KILN_BF16;
+  const kc_view *want = &want_bf;
   kc_shape_str(want, ws, sizeof ws);
   kc_shape_str(got, gs, sizeof gs);
   if (strcmp(ws, gs) != 0) {
@@ -876,6 +905,8 @@ static kc_status kc_reference_set(kc_run *k, const kc_set *s) {
              s->in_name[i], kir_op_table[n->op].name);
       return KC_ERROR;
     }
+    /* NumPy has no bfloat16: the suite stores a BFLOAT16 input as UINT16 of the same bits. */
+    if (n->type.dtype == KILN_BF16 && s->in[i]->type.dtype == KILN_U16) s->in[i]->type.dtype = KILN_BF16;
     feeds[n_feeds++] = (kir_feed){n->id, s->in[i]};
   }
   for (int i = 0; i < s->n_out; i++) {

@@ -765,7 +765,7 @@ static void test_initializer_errors(void **st) {
       {0, KILN_ERR_FORMAT, "raw_data holds 8 bytes, dtype f32 and shape need 12"},
       {1, KILN_ERR_FORMAT, "float_data holds 2 values, the shape needs 3"},
       {2, KILN_ERR_FORMAT, "negative dim -2 at axis 0"},
-      {3, KILN_ERR_UNSUPPORTED, "element type FLOAT16 is not supported"},
+      {3, KILN_ERR_UNSUPPORTED, "element type COMPLEX64 is not supported"},
       {4, KILN_ERR_UNSUPPORTED, "external data ('w.bin') is refused"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -780,7 +780,7 @@ static void test_initializer_errors(void **st) {
       t->raw_data.data = ob_alloc(b, 8);
     }
     if (cases[i].kind == 2) t->dims = (int64_t *)neg;
-    if (cases[i].kind == 3) t->data_type = F16;
+    if (cases[i].kind == 3) t->data_type = 14; /* COMPLEX64 */
     if (cases[i].kind == 4) {
       Onnx__StringStringEntryProto *e = ob_alloc(b, sizeof *e);
       onnx__string_string_entry_proto__init(e);
@@ -795,6 +795,151 @@ static void test_initializer_errors(void **st) {
     ob_output(b, "y");
     expect_err(b, cases[i].s, "initializer 'w'", cases[i].msg);
   }
+}
+
+
+/* ---------------------------------------------------------------- element types -- */
+
+/* Packs t, decodes it with konnx_read_tensor and checks dtype and bytes. */
+static void expect_decoded(Onnx__TensorProto *t, kiln_dtype dt, const void *bytes, size_t nbytes) {
+  uint8_t buf[512];
+  size_t n = onnx__tensor_proto__pack(t, buf);
+  kir_tensor *x = NULL;
+  char err[256] = "";
+  kiln_status s = konnx_read_tensor(buf, n, &x, NULL, err, sizeof err);
+  if (s != KILN_OK) fail_msg("%s: %s", kiln_dtype_name(dt), err);
+  assert_int_equal(x->type.dtype, dt);
+  assert_int_equal(kir_type_nbytes(&x->type), (int64_t)nbytes);
+  assert_memory_equal(x->data, bytes, nbytes);
+  kir_tensor_free(x);
+}
+
+/* UINT8..UINT64, INT8, INT16, FLOAT16, BFLOAT16: the typed field ONNX stores each in
+ * (int32_data for the narrow ones and the 16-bit float patterns, uint64_data for
+ * UINT32/UINT64) and raw_data, little-endian. */
+static void test_new_element_types_decode(void **st) {
+  (void)st;
+  const uint8_t u8[] = {0, 200, 255};
+  const int8_t i8[] = {-128, -1, 127};
+  const uint16_t u16[] = {0, 65535, 1234};
+  const int16_t i16[] = {-32768, -1, 32767};
+  const uint32_t u32[] = {0, 4294967295u, 7};
+  const uint64_t u64[] = {0, UINT64_MAX, (uint64_t)1 << 63};
+  const uint16_t f16[] = {0x3c00, 0xc000, 0x7c00};  /* 1, -2, inf */
+  const uint16_t bf16[] = {0x3f80, 0xc040, 0x7fc0}; /* 1, -3, NaN */
+  struct { int32_t elem; kiln_dtype dt; const void *v; size_t size; bool u64field; } cases[] = {
+      {2, KILN_U8, u8, 1, false},    {3, KILN_I8, i8, 1, false},   {4, KILN_U16, u16, 2, false},
+      {5, KILN_I16, i16, 2, false},  {12, KILN_U32, u32, 4, true}, {13, KILN_U64, u64, 8, true},
+      {10, KILN_F16, f16, 2, false}, {16, KILN_BF16, bf16, 2, false},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    ob *b = ob_new(13);
+    Onnx__TensorProto *t = ob_tensor(b, "t", cases[c].elem, 1, d3);
+    int32_t i32[3];
+    uint64_t w64[3];
+    for (int k = 0; k < 3; k++) {
+      const uint8_t *p = (const uint8_t *)cases[c].v + (size_t)k * cases[c].size;
+      switch (cases[c].dt) {
+      case KILN_U8: i32[k] = *p; break;
+      case KILN_I8: i32[k] = *(const int8_t *)p; break;
+      case KILN_I16: i32[k] = *(const int16_t *)(const void *)p; break;
+      case KILN_U32: w64[k] = *(const uint32_t *)(const void *)p; break;
+      case KILN_U64: w64[k] = *(const uint64_t *)(const void *)p; break;
+      default: i32[k] = *(const uint16_t *)(const void *)p; break; /* u16, f16, bf16 bits */
+      }
+    }
+    if (cases[c].u64field) t->n_uint64_data = 3, t->uint64_data = w64;
+    else t->n_int32_data = 3, t->int32_data = i32;
+    expect_decoded(t, cases[c].dt, cases[c].v, 3 * cases[c].size);
+    /* raw_data: the same bytes */
+    t->n_uint64_data = t->n_int32_data = 0;
+    t->has_raw_data = 1;
+    t->raw_data.data = (uint8_t *)cases[c].v;
+    t->raw_data.len = 3 * cases[c].size;
+    expect_decoded(t, cases[c].dt, cases[c].v, 3 * cases[c].size);
+    ob_free(b);
+  }
+  /* a UINT32 tensor in int32_data (the wrong field) is a format error naming the field */
+  ob *b = ob_new(13);
+  Onnx__TensorProto *t = ob_tensor(b, "t", 12, 1, d3);
+  int32_t wrong[] = {1, 2, 3};
+  t->n_int32_data = 3, t->int32_data = wrong;
+  uint8_t buf[256];
+  size_t n = onnx__tensor_proto__pack(t, buf);
+  kir_tensor *x = NULL;
+  char err[256];
+  assert_int_equal(konnx_read_tensor(buf, n, &x, NULL, err, sizeof err), KILN_ERR_FORMAT);
+  assert_non_null(strstr(err, "uint64_data holds 0 values, the shape needs 3"));
+  ob_free(b);
+}
+
+/* Graph inputs, Cast's `to`, Constant and ConstantOfShape values of the new types. */
+static void test_new_element_types_in_graphs(void **st) {
+  (void)st;
+  ob *b = ob_new(13);
+  ob_input(b, "x", 2 /* UINT8 */, 1, d3);
+  ob_input(b, "h", 10 /* FLOAT16 */, 1, d3);
+  Onnx__NodeProto *cast = ob_node(b, "Cast", "c", "x", "y");
+  ob_attr_int(b, cast, "to", 16 /* BFLOAT16 */);
+  Onnx__NodeProto *k = ob_node(b, "Constant", "k", "", "kv");
+  Onnx__TensorProto *kt = ob_tensor(b, "", 13 /* UINT64 */, 1, d2);
+  uint64_t kv[] = {UINT64_MAX, 5};
+  kt->n_uint64_data = 2, kt->uint64_data = kv;
+  ob_attr_tensor(b, k, "value", kt);
+  const int64_t shape[] = {2};
+  ob_init(b, ob_i64(b, "shape", 1, d1, shape, 1));
+  Onnx__NodeProto *cs = ob_node(b, "ConstantOfShape", "cs", "shape", "z");
+  Onnx__TensorProto *zt = ob_tensor(b, "", 3 /* INT8 */, 1, d1);
+  int32_t zv[] = {-7};
+  zt->n_int32_data = 1, zt->int32_data = zv;
+  ob_attr_tensor(b, cs, "value", zt);
+  ob_node(b, "Identity", "hi", "h", "hh");
+  ob_output(b, "y");
+  ob_output(b, "kv");
+  ob_output(b, "z");
+  ob_output(b, "hh");
+  kir_graph *g = import_ok(b);
+  assert_int_equal(node(g, "x")->type.dtype, KILN_U8);
+  assert_int_equal(node(g, "h")->type.dtype, KILN_F16);
+  assert_int_equal(node(g, "hh")->type.dtype, KILN_F16);
+  assert_int_equal(node(g, "y")->op, KIR_OP_CAST);
+  assert_int_equal(node(g, "y")->type.dtype, KILN_BF16);
+  const kir_tensor *kvt = kir_attr_tensor(node(g, "kv/value"), "value");
+  assert_int_equal(kvt->type.dtype, KILN_U64);
+  assert_memory_equal(kvt->data, kv, sizeof kv);
+  const kir_node *zn = node(g, "z");
+  const kir_tensor *zvt = kir_attr_tensor(zn->op == KIR_OP_CONSTANT ? zn : node(g, "z/value"), "value");
+  assert_int_equal(zvt->type.dtype, KILN_I8);
+  assert_int_equal(zvt->type.dims[0], 2);
+  assert_int_equal(((const int8_t *)zvt->data)[0], -7);
+  assert_int_equal(((const int8_t *)zvt->data)[1], -7);
+  kir_graph_destroy(g), ob_free(b);
+}
+
+/* uint8 arithmetic through the interpreter: wraps at 8 bits, compares unsigned. */
+static void test_uint8_add_and_max_run(void **st) {
+  (void)st;
+  ob *b = ob_new(13);
+  ob_input(b, "x", 2, 1, d3);
+  Onnx__TensorProto *w = ob_tensor(b, "w", 2, 1, d3);
+  int32_t wv[] = {100, 1, 255};
+  w->n_int32_data = 3, w->int32_data = wv;
+  ob_init(b, w);
+  ob_node(b, "Add", "a", "x,w", "s");
+  ob_node(b, "Max", "m", "x,w", "mx");
+  ob_output(b, "s");
+  ob_output(b, "mx");
+  kir_graph *g = import_ok(b);
+  kir_type ty = {.dtype = KILN_U8, .rank = 1, .dims = {3}};
+  kir_tensor *x = kir_tensor_new(&ty);
+  const uint8_t xv[] = {200, 2, 128};
+  memcpy(x->data, xv, 3);
+  kir_tensor *s = run1(g, "x", x, "s"), *mx = run1(g, "x", x, "mx");
+  const uint8_t ws[] = {44, 3, 127}, wm[] = {200, 2, 255};
+  assert_int_equal(s->type.dtype, KILN_U8);
+  assert_memory_equal(s->data, ws, 3);
+  assert_memory_equal(mx->data, wm, 3);
+  kir_tensor_free(x), kir_tensor_free(s), kir_tensor_free(mx), kir_graph_destroy(g), ob_free(b);
 }
 
 /* External data: confined to model_dir, relative, no "..", no symlinks, in range. */
@@ -1042,6 +1187,9 @@ int main(void) {
       cmocka_unit_test(test_opsets_and_domains),
       cmocka_unit_test(test_graph_structure_errors),
       cmocka_unit_test(test_initializer_errors),
+      cmocka_unit_test(test_new_element_types_decode),
+      cmocka_unit_test(test_new_element_types_in_graphs),
+      cmocka_unit_test(test_uint8_add_and_max_run),
       cmocka_unit_test(test_external_data),
       cmocka_unit_test(test_out_of_memory),
       cmocka_unit_test(test_read_tensor),

@@ -57,11 +57,28 @@ static int32_t rint_(gen *G, int32_t lo, int32_t hi) {
 
 static bool chance(gen *G, double p) { return runif(G, 0, 1) < p; }
 
-static bool is_float(kiln_dtype t) { return t == KILN_F32 || t == KILN_F64; }
+static bool is_float(kiln_dtype t) {
+  return t == KILN_F32 || t == KILN_F64 || t == KILN_F16 || t == KILN_BF16;
+}
+/* The dtypes added after the first four: u8..u64, i8, i16, f16, bf16. They take the
+ * elementwise, reduction, shape and cast ops only (see op_ok), no matmul/conv/pools/
+ * batch_norm/softmax/pow/random sources, and are never variables. */
+static bool is_new(kiln_dtype t) { return t >= KILN_U8 && t <= KILN_BF16; }
+static bool is_unsigned(kiln_dtype t) {
+  return t == KILN_U8 || t == KILN_U16 || t == KILN_U32 || t == KILN_U64;
+}
 
-static kiln_dtype rand_dtype(gen *G) {
+static kiln_dtype old_dtype(gen *G) {
   double u = runif(G, 0, 1);
   return u < 0.7 ? KILN_F32 : u < 0.8 ? KILN_F64 : u < 0.9 ? KILN_I32 : KILN_I64;
+}
+
+/* One of the four first dtypes, or (about one draw in ten) one of the eight new ones. */
+static kiln_dtype rand_dtype(gen *G) {
+  static const kiln_dtype NEW[] = {KILN_U8, KILN_I8,  KILN_U16, KILN_I16,
+                                   KILN_U32, KILN_U64, KILN_F16, KILN_BF16};
+  if (chance(G, 0.1)) return NEW[rint_(G, 0, 7)];
+  return old_dtype(G);
 }
 
 /* ---------------------------------------------------------------- growable arrays */
@@ -204,6 +221,15 @@ static void fill(kir_tensor *t, uint64_t seed, double lo, double hi) {
     case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)floor(v); break;
     case KILN_I64: ((int64_t *)t->data)[i] = (int64_t)floor(v); break;
     case KILN_BOOL: ((uint8_t *)t->data)[i] = v >= (lo + hi) / 2; break;
+    case KILN_F16: ((uint16_t *)t->data)[i] = kir_f16_from_double(v); break;
+    case KILN_BF16: ((uint16_t *)t->data)[i] = kir_bf16_from_double(v); break;
+    case KILN_I8: ((int8_t *)t->data)[i] = (int8_t)floor(v); break;
+    case KILN_I16: ((int16_t *)t->data)[i] = (int16_t)floor(v); break;
+    /* unsigned: the magnitude, so a value drawn in [-r, r] lies in [0, r] */
+    case KILN_U8: ((uint8_t *)t->data)[i] = (uint8_t)floor(fabs(v)); break;
+    case KILN_U16: ((uint16_t *)t->data)[i] = (uint16_t)floor(fabs(v)); break;
+    case KILN_U32: ((uint32_t *)t->data)[i] = (uint32_t)floor(fabs(v)); break;
+    case KILN_U64: ((uint64_t *)t->data)[i] = (uint64_t)floor(fabs(v)); break;
     case KILN_DTYPE_INVALID: break;
     }
   }
@@ -259,7 +285,7 @@ static val source(gen *G, const kir_type *t) {
     shape_attr(G, nd, t);
     return fin(G, nd, r);
   }
-  if (u < 0.8 || !is_float(t->dtype)) return constant_filled(G, t, -r, r);
+  if (u < 0.8 || !is_float(t->dtype) || is_new(t->dtype)) return constant_filled(G, t, -r, r);
   return random_source(G, t);
 }
 
@@ -329,7 +355,8 @@ static val emit_binary(gen *G, kir_op op, val a) {
   case KIR_OP_MUL: return bin(G, op, a, b, a.bound * b.bound);
   case KIR_OP_DIV:
     if (fl) return bin(G, op, a, positive(G, b), a.bound * 4);
-    b = chance(G, 0.5) ? bin(G, KIR_OP_MAXIMUM, b, scalar(G, T(G, b)->dtype, 1), b.bound + 1)
+    b = chance(G, 0.5) || is_unsigned(T(G, b)->dtype) /* unsigned: -1 is the maximum */
+            ? bin(G, KIR_OP_MAXIMUM, b, scalar(G, T(G, b)->dtype, 1), b.bound + 1)
                        : bin(G, KIR_OP_MINIMUM, b, scalar(G, T(G, b)->dtype, -1), b.bound + 1);
     return bin(G, op, a, b, a.bound);
   case KIR_OP_MAXIMUM:
@@ -652,7 +679,14 @@ static val emit_gather(gen *G, val a) {
 }
 
 static val cast_to(gen *G, val a, kiln_dtype dt) {
-  bool to_int = dt == KILN_I32 || dt == KILN_I64;
+  /* Into f16/bf16, or from a new integer dtype (whose values wrap, so their tracked bound
+   * means little) into a float: clamped to +-1000 first, so the result stays finite. */
+  kiln_dtype from = a.id >= 0 ? T(G, a)->dtype : KILN_F32;
+  if (a.id >= 0 && dt != from && from != KILN_BOOL && (dt == KILN_F16 || dt == KILN_BF16 || (is_float(dt) && is_new(from) && !is_float(from)))) {
+    if (is_float(from)) a = tame(G, a, 1000);
+    else a = clamp(G, a, true, -1000, true, 1000), a.bound = fmin(a.bound, 1000);
+  }
+  bool to_int = !is_float(dt) && dt != KILN_BOOL;
   double b = dt == KILN_BOOL ? 1 : to_int && a.bound > 2e9 ? 2.2e9 : a.bound;
   return un_attr_i(G, KIR_OP_CAST, a, "dtype", dt, true, b);
 }
@@ -949,13 +983,32 @@ static const opw OPS[] = {
 };
 #define N_OPS ((int32_t)(sizeof OPS / sizeof OPS[0]))
 
+/* Whether op may take a value of dtype dt: integers skip the float-only ops; the new
+ * dtypes take elementwise, reduction, shape, cast, where, arg and (integers) max_pool. */
+static bool op_ok(kir_op op, kiln_dtype dt) {
+  if (!is_float(dt) && kir_op_has(op, KIR_F_FLOAT_ONLY)) return false;
+  if (!is_new(dt)) return true;
+  switch (op) {
+  case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_MAXIMUM:
+  case KIR_OP_MINIMUM: case KIR_OP_NEG: case KIR_OP_RELU: case KIR_OP_CLAMP: case KIR_OP_ABS:
+  case KIR_OP_EXP: case KIR_OP_LOG: case KIR_OP_SQRT: case KIR_OP_TANH: case KIR_OP_SIGMOID:
+  case KIR_OP_ERF: case KIR_OP_LEAKY_RELU: case KIR_OP_ADD_N:
+  case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX: case KIR_OP_REDUCE_MIN:
+  case KIR_OP_ARGMAX: case KIR_OP_ARGMIN: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE:
+  case KIR_OP_IDENTITY: case KIR_OP_CONCAT: case KIR_OP_SLICE: case KIR_OP_GATHER:
+  case KIR_OP_CAST: case KIR_OP_WHERE: return true;
+  case KIR_OP_MAX_POOL: return !is_float(dt);
+  default: return false;
+  }
+}
+
 static kir_op choose_op(gen *G, kiln_dtype dt) {
   int32_t total = 0;
   for (int32_t i = 0; i < N_OPS; i++)
-    if (is_float(dt) || !kir_op_has(OPS[i].op, KIR_F_FLOAT_ONLY)) total += OPS[i].w;
+    if (op_ok(OPS[i].op, dt)) total += OPS[i].w;
   int32_t x = rint_(G, 0, total - 1);
   for (int32_t i = 0; i < N_OPS; i++) {
-    if (!is_float(dt) && kir_op_has(OPS[i].op, KIR_F_FLOAT_ONLY)) continue;
+    if (!op_ok(OPS[i].op, dt)) continue;
     if (x < OPS[i].w) return OPS[i].op;
     x -= OPS[i].w;
   }
@@ -1058,6 +1111,14 @@ static val pattern_dup(gen *G, val a) {
 }
 
 static val pattern(gen *G, val a) {
+  if (a.id >= 0 && is_new(T(G, a)->dtype)) { /* no matmul, conv or batch_norm */
+    switch (rint_(G, 0, 3)) {
+    case 0: return pattern_identity_op(G, a);
+    case 1: return pattern_twice(G, a);
+    case 2: return pattern_dup(G, a);
+    default: return pattern_noops(G, a);
+    }
+  }
   switch (rint_(G, 0, 6)) {
   case 5:
   case 6: return pattern_onnx(G, a);
@@ -1088,7 +1149,7 @@ static void make_variables(gen *G, kt_gen *out) {
   out->var_inits = kir_calloc((size_t)n, sizeof *out->var_inits);
   if (!out->vars || !out->var_inits) return failed(G, KILN_ERR_NOMEM);
   for (int32_t i = 0; i < n && G->st == KILN_OK; i++) {
-    kiln_dtype dt = rand_dtype(G);
+    kiln_dtype dt = old_dtype(G);
     kir_type t = rand_shape(G, dt);
     val init = is_float(dt) && chance(G, 0.3) ? random_source(G, &t)
                                                : constant_filled(G, &t, -range_of(dt), range_of(dt));

@@ -352,6 +352,25 @@ static void test_why_int_chain(void **state) {
   kir_graph_destroy(g);
 }
 
+/* f16/bf16 chains stay unfused (fused kernels take f32/f64), with the reason said. */
+static void test_why_half_chain(void **state) {
+  (void)state;
+  const kiln_dtype dts[] = {KILN_F16, KILN_BF16};
+  for (int i = 0; i < 2; i++) {
+    kir_graph *g = kir_graph_create();
+    kir_node *x = kt_ph(g, "x", dts[i], DIMS(4));
+    kir_node *n = kt_op1(g, KIR_OP_NEG, "n", x);
+    kir_node *r = kt_op1(g, KIR_OP_RELU, "r", n);
+    kt_op2(g, KIR_OP_ADD, "y", r, x);
+    const char *roots[] = {"y"};
+    char want[128];
+    snprintf(want, sizeof want, "fuse: 'n' -> 'r' -> 'y' not fused: %s chain: fused_elementwise takes f32/f64 only\n",
+             kiln_dtype_name(dts[i]));
+    expect_unfused(g, roots, 1, want);
+    kir_graph_destroy(g);
+  }
+}
+
 /* A chain whose consumer already belongs to a matmul epilogue. */
 static void test_why_taken_by_matmul(void **state) {
   (void)state;
@@ -568,6 +587,7 @@ int main(void) {
       cmocka_unit_test(test_why_fetched),
       cmocka_unit_test(test_why_device),
       cmocka_unit_test(test_why_int_chain),
+      cmocka_unit_test(test_why_half_chain),
       cmocka_unit_test(test_why_taken_by_matmul),
       cmocka_unit_test(test_why_matmul_broadcast),
       cmocka_unit_test(test_mixed_graph),

@@ -34,11 +34,9 @@ static kir_node *fill(kir_graph *g, const char *name, kiln_dtype dt, int32_t ran
   kir_type t = kt_type(dt, rank, dims);
   kir_tensor *x = kir_tensor_new(&t);
   assert_non_null(x);
-  for (int64_t i = 0; i < kir_type_numel(&t); i++) {
-    if (dt == KILN_F32) ((float *)x->data)[i] = (float)v;
-    else if (dt == KILN_F64) ((double *)x->data)[i] = v;
-    else if (dt == KILN_I32) ((int32_t *)x->data)[i] = (int32_t)v;
-    else ((int64_t *)x->data)[i] = (int64_t)v;
+  for (int64_t i = 0; i < kir_type_numel(&t); i++) { /* integers wrap: -1 is the maximum */
+    if (kir_dtype_is_float(dt)) kir_tensor_set_f(x, i, v);
+    else kir_tensor_set_i(x, i, (int64_t)v);
   }
   kir_node *n = kt_const_tensor(g, name, x);
   kir_tensor_free(x);
@@ -133,9 +131,10 @@ static bool binary_fires(kir_op op, kiln_dtype dt, double c, int c_left, int32_t
 
 static void test_arith_identities(void **state) {
   (void)state;
-  const kiln_dtype floats[] = {KILN_F32, KILN_F64}, ints[] = {KILN_I32, KILN_I64};
-  for (int i = 0; i < 2; i++) {
-    kiln_dtype f = floats[i], n = ints[i];
+  const kiln_dtype floats[] = {KILN_F32, KILN_F64, KILN_F16, KILN_BF16};
+  const kiln_dtype ints[] = {KILN_I32, KILN_I64, KILN_U8, KILN_I8, KILN_U16, KILN_I16, KILN_U32, KILN_U64};
+  for (int i = 0; i < 4; i++) {
+    kiln_dtype f = floats[i];
     assert_true(binary_fires(KIR_OP_MUL, f, 1, 0, 1, D4, 1, D4));
     assert_true(binary_fires(KIR_OP_MUL, f, 1, 1, 1, D4, 0, NULL)); /* 1 * x, scalar */
     assert_true(binary_fires(KIR_OP_DIV, f, 1, 0, 2, D34, 1, D4));  /* x / 1, a row */
@@ -150,14 +149,17 @@ static void test_arith_identities(void **state) {
     assert_false(binary_fires(KIR_OP_MUL, f, 2, 0, 1, D4, 1, D4));
     assert_false(binary_fires(KIR_OP_DIV, f, 1, 1, 1, D4, 1, D4)); /* 1 / x */
     assert_false(binary_fires(KIR_OP_SUB, f, 0.0, 1, 1, D4, 1, D4)); /* 0 - x */
-    /* Integers: any zero. */
+  }
+  for (int i = 0; i < 8; i++) {
+    kiln_dtype n = ints[i];
+    /* Integers, signed or not: any zero. */
     assert_true(binary_fires(KIR_OP_ADD, n, 0, 0, 1, D4, 1, D4));
     assert_true(binary_fires(KIR_OP_ADD, n, 0, 1, 1, D4, 0, NULL));
     assert_true(binary_fires(KIR_OP_SUB, n, 0, 0, 1, D4, 1, D4));
     assert_true(binary_fires(KIR_OP_MUL, n, 1, 1, 1, D4, 1, D4));
     assert_true(binary_fires(KIR_OP_DIV, n, 1, 0, 1, D4, 1, D4));
     assert_false(binary_fires(KIR_OP_SUB, n, 0, 1, 1, D4, 1, D4));
-    assert_false(binary_fires(KIR_OP_MUL, n, -1, 0, 1, D4, 1, D4));
+    assert_false(binary_fires(KIR_OP_MUL, n, -1, 0, 1, D4, 1, D4)); /* unsigned: the maximum */
   }
 }
 
@@ -262,18 +264,21 @@ static void test_identity_nodes(void **state) {
 
 static void test_neg_relu_pairs(void **state) {
   (void)state;
-  kir_graph *g = kir_graph_create();
-  kir_node *x = kt_ph(g, "x", KILN_I32, 1, D4);
-  kir_node *n3 = kt_op1(g, KIR_OP_NEG, "n3", kt_op1(g, KIR_OP_NEG, "n2", kt_op1(g, KIR_OP_NEG, "n1", x)));
-  kir_node *r2 = kt_op1(g, KIR_OP_RELU, "r2", kt_op1(g, KIR_OP_RELU, "r1", n3));
-  kt_op1(g, KIR_OP_RELU, "y", kt_op1(g, KIR_OP_NEG, "m2", kt_op1(g, KIR_OP_NEG, "m1", r2)));
-  kps_result r = check_pass(g, kps_simplify, "y", 0);
-  /* n2 -> x, so n3 = neg(x); r2 -> r1; m2 -> r1; y = relu(r1) -> r1 is a root: identity. */
-  assert_int_equal(kt_stat_of(&r, "neg/relu/abs pairs removed"), 4);
-  assert_string_equal(in0(g, "n3")->name, "x");
-  assert_int_equal(kt_find(g, "y")->op, KIR_OP_IDENTITY);
-  assert_string_equal(in0(g, "y")->name, "r1");
-  kir_graph_destroy(g);
+  const kiln_dtype dts[] = {KILN_I32, KILN_U32, KILN_I8, KILN_F16};
+  for (int d = 0; d < 4; d++) {
+    kir_graph *g = kir_graph_create();
+    kir_node *x = kt_ph(g, "x", dts[d], 1, D4);
+    kir_node *n3 = kt_op1(g, KIR_OP_NEG, "n3", kt_op1(g, KIR_OP_NEG, "n2", kt_op1(g, KIR_OP_NEG, "n1", x)));
+    kir_node *r2 = kt_op1(g, KIR_OP_RELU, "r2", kt_op1(g, KIR_OP_RELU, "r1", n3));
+    kt_op1(g, KIR_OP_RELU, "y", kt_op1(g, KIR_OP_NEG, "m2", kt_op1(g, KIR_OP_NEG, "m1", r2)));
+    kps_result r = check_pass(g, kps_simplify, "y", 0);
+    /* n2 -> x, so n3 = neg(x); r2 -> r1; m2 -> r1; y = relu(r1) -> r1 is a root: identity. */
+    assert_int_equal(kt_stat_of(&r, "neg/relu/abs pairs removed"), 4);
+    assert_string_equal(in0(g, "n3")->name, "x");
+    assert_int_equal(kt_find(g, "y")->op, KIR_OP_IDENTITY);
+    assert_string_equal(in0(g, "y")->name, "r1");
+    kir_graph_destroy(g);
+  }
 }
 
 static void test_transposes(void **state) {
@@ -369,9 +374,9 @@ static kir_graph *rsum_matmul_graph(kiln_dtype dt, int ta, int tb, const int64_t
 
 static void test_reduce_sum_matmul(void **state) {
   (void)state;
-  const kiln_dtype all[] = {KILN_F32, KILN_F64, KILN_I32, KILN_I64};
+  const kiln_dtype all[] = {KILN_F32, KILN_F64, KILN_I32, KILN_I64, KILN_U8, KILN_U64};
   const int64_t both[2] = {-1, 0};
-  for (int d = 0; d < 4; d++)
+  for (int d = 0; d < 6; d++)
     for (int t = 0; t < 4; t++)
       for (int form = 0; form < 3; form++) {
         kir_graph *g = rsum_matmul_graph(all[d], t & 1, t >> 1, form == 1 ? both : NULL,
@@ -411,6 +416,14 @@ static void test_reduce_sum_matmul_near_miss(void **state) {
   r = check_pass(g, kps_simplify, "sum", kt_tolerance(KILN_F32));
   assert_int_equal(kt_stat_of(&r, "reduce_sum(matmul) rewritten"), 1);
   kir_graph_destroy(g);
+  /* f16/bf16: the reassociation's extra roundings exceed their tolerance: skipped. */
+  const kiln_dtype halves[2] = {KILN_F16, KILN_BF16};
+  for (int h = 0; h < 2; h++) {
+    g = rsum_matmul_graph(halves[h], 0, 0, NULL, 0, 0);
+    r = check_pass(g, kps_simplify, "sum", 0);
+    assert_false(r.changed);
+    kir_graph_destroy(g);
+  }
   /* Batched matmul: skipped. */
   const int64_t d3[3] = {2, 3, 4}, e3[3] = {2, 4, 5};
   g = kir_graph_create();

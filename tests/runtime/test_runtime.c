@@ -428,8 +428,8 @@ static void test_plan_validation(void **state) {
   t.plan.n_output_buffers = 0;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "output_buffers");
   rtf_plan_scale(&t);
-  t.specs[0].dtype = 9;
-  expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "input 0 'x': dtype 9");
+  t.specs[0].dtype = 14; /* one past bf16 */
+  expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "input 0 'x': dtype 14");
   rtf_plan_scale(&t);
   t.specs[4].dtype = 0;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "dtype 0");
@@ -473,7 +473,7 @@ static void test_plan_validation(void **state) {
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "two inputs are named 'a'");
   rtf_plan_scale(&t);
   t.specs[0].name = "x\n\x01'";
-  t.specs[0].dtype = 9;
+  t.specs[0].dtype = 99;
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "'x\\x0a\\x01\\''");
   /* A good plan with code that is not a shared object. */
   rtf_plan_scale(&t);
@@ -687,7 +687,18 @@ static void test_names(void **state) {
   assert_string_equal(kiln_rt_dtype_name(0), "invalid");
   assert_int_equal(kiln_rt_dtype_size(KILN_RT_F64), 8);
   assert_int_equal(kiln_rt_dtype_size(KILN_RT_BOOL), 1);
-  assert_int_equal(kiln_rt_dtype_size(6), 0);
+  assert_int_equal(kiln_rt_dtype_size(14), 0);
+  assert_string_equal(kiln_rt_dtype_name(14), "invalid");
+  /* the dtypes of issue 4's second step: the same numbers as kiln_dtype */
+  static const struct { int dt; const char *name; size_t size; } more[] = {
+      {KILN_RT_U8, "u8", 1},   {KILN_RT_I8, "i8", 1},   {KILN_RT_U16, "u16", 2},
+      {KILN_RT_I16, "i16", 2}, {KILN_RT_U32, "u32", 4}, {KILN_RT_U64, "u64", 8},
+      {KILN_RT_F16, "f16", 2}, {KILN_RT_BF16, "bf16", 2}};
+  for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+    assert_int_equal(more[i].dt, 6 + (int)i);
+    assert_string_equal(kiln_rt_dtype_name(more[i].dt), more[i].name);
+    assert_int_equal(kiln_rt_dtype_size(more[i].dt), more[i].size);
+  }
 }
 
 /* ---- .npy ---- */
@@ -724,7 +735,7 @@ static void npy_round_trip(int dtype, int rank, const int64_t *dims) {
 static void test_npy_round_trip(void **state) {
   (void)state;
   const int64_t d23[2] = {2, 3}, d0[2] = {0, 3}, d5[1] = {5}, d8[8] = {1, 2, 1, 2, 1, 2, 1, 2};
-  for (int dt = KILN_RT_F32; dt <= KILN_RT_BOOL; dt++) {
+  for (int dt = KILN_RT_F32; dt <= KILN_RT_F16; dt++) { /* every dtype but bf16 */
     npy_round_trip(dt, 2, d23);
     npy_round_trip(dt, 0, NULL); /* scalar */
     npy_round_trip(dt, 2, d0);   /* zero elements */
@@ -733,7 +744,7 @@ static void test_npy_round_trip(void **state) {
   }
   char err[256];
   kiln_rt_npy_free(NULL);
-  assert_int_equal(kiln_rt_npy_write(rtf_path("bad.npy"), 9, 0, NULL, "x", err, sizeof err),
+  assert_int_equal(kiln_rt_npy_write(rtf_path("bad.npy"), 14, 0, NULL, "x", err, sizeof err),
                    KILN_RT_ERR_ARGUMENT);
   const int64_t neg[1] = {-1};
   assert_int_equal(kiln_rt_npy_write(rtf_path("bad.npy"), KILN_RT_F32, 1, neg, "x", err, sizeof err),
@@ -741,6 +752,59 @@ static void test_npy_round_trip(void **state) {
   assert_int_equal(kiln_rt_npy_write(rtf_path("nodir/x.npy"), KILN_RT_F32, 1, d5, d8, err, sizeof err),
                    KILN_RT_ERR_PATH);
   assert_int_equal(access(rtf_path("bad.npy"), F_OK), -1);
+  /* bf16 has no NumPy type: a clear refusal, and no file */
+  assert_int_equal(kiln_rt_npy_write(rtf_path("bf.npy"), KILN_RT_BF16, 1, d5, d8, err, sizeof err),
+                   KILN_RT_ERR_UNSUPPORTED);
+  assert_non_null(strstr(err, "bf16 has no NumPy type"));
+  assert_int_equal(access(rtf_path("bf.npy"), F_OK), -1);
+}
+
+static void write_npy(const char *path, int major, const char *header, const void *data,
+                      size_t n);
+static void expect_npy(const char *header, int major, size_t n, kiln_rt_status st,
+                       const char *want);
+
+static int contains(const uint8_t *hay, size_t n, const char *needle) {
+  size_t k = strlen(needle);
+  for (size_t i = 0; i + k <= n; i++)
+    if (memcmp(hay + i, needle, k) == 0) return 1;
+  return 0;
+}
+
+/* The descr NumPy writes for each new dtype, read back with its values. */
+static void test_npy_new_dtypes(void **state) {
+  (void)state;
+  static const struct { const char *descr; int dt; } cases[] = {
+      {"|u1", KILN_RT_U8}, {"|i1", KILN_RT_I8}, {"<u2", KILN_RT_U16}, {"<i2", KILN_RT_I16},
+      {"<u4", KILN_RT_U32}, {"<u8", KILN_RT_U64}, {"<f2", KILN_RT_F16}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char hdr[128];
+    uint8_t data[16];
+    size_t es = kiln_rt_dtype_size(cases[i].dt);
+    for (size_t k = 0; k < 2 * es; k++) data[k] = (uint8_t)(0xF0 + k); /* high bits set */
+    snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (2,), }", cases[i].descr);
+    const char *p = rtf_path("nd.npy");
+    write_npy(p, 1, hdr, data, 2 * es);
+    kiln_rt_npy t;
+    char err[512];
+    if (kiln_rt_npy_read(p, &t, err, sizeof err) != KILN_RT_OK) fail_msg("%s: %s", cases[i].descr, err);
+    assert_int_equal(t.dtype, cases[i].dt);
+    assert_int_equal(t.nbytes, 2 * es);
+    assert_memory_equal(t.data, data, 2 * es);
+    kiln_rt_npy_free(&t);
+    /* and the writer uses the same descr */
+    assert_int_equal(kiln_rt_npy_write(p, cases[i].dt, 1, (const int64_t[]){2}, data, err, sizeof err),
+                     KILN_RT_OK);
+    size_t fn;
+    uint8_t *file = rtf_slurp(p, &fn);
+    char want[32];
+    snprintf(want, sizeof want, "'descr': '%s'", cases[i].descr);
+    assert_true(contains(file, fn, want));
+    free(file);
+  }
+  /* no NumPy descr means bf16: whatever a file claims, it is not read as bf16 */
+  expect_npy("{'descr': '<V2', 'fortran_order': False, 'shape': (2,), }\n", 1, 4,
+             KILN_RT_ERR_UNSUPPORTED, "bf16 has no NumPy type");
 }
 
 /* Writes a .npy with the given version, header text (padded with spaces + '\n' when pad)
@@ -986,6 +1050,7 @@ int main(void) {
       cmocka_unit_test(test_two_contexts),
       cmocka_unit_test(test_names),
       cmocka_unit_test(test_npy_round_trip),
+      cmocka_unit_test(test_npy_new_dtypes),
       cmocka_unit_test(test_npy_headers),
       cmocka_unit_test(test_npy_bad_files),
       cmocka_unit_test(test_deploy),

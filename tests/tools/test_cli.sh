@@ -437,6 +437,39 @@ if [ -d "$onnxdata" ]; then
     "$bin/kiln" run "$work/mlp.kart" --input-shape x=1 --random-inputs 1
 else ok "$onnxdata absent (Debian libonnx-testdata): ONNX test-suite checks skipped"; fi
 
+# ---- the element types beyond f32/f64/i32/i64/bool ----
+printf '%s\n' 'kiln.graph 1.0' '%0 "a" = placeholder() {dtype = u8, shape = [4]}' \
+  '%1 "b" = placeholder() {dtype = u8, shape = [4]}' '%2 "s" = add(%0, %1)' \
+  '%3 "h" = placeholder() {dtype = f16, shape = [3]}' '%4 "t" = tanh(%3)' \
+  '%5 "c" = cast(%3) {dtype = i8}' > "$work/nt.ktxt"
+mkdir -p "$work/nt"
+expect "run u8/f16 inputs: random, printed with their dtypes" 0 "^t f16\[3\] = \[" \
+  "$bin/kiln" run "$work/nt.ktxt" --random-inputs 5 --save-inputs "$work/nt" --print \
+  --output s="$work/nt/s_ref.npy" --output t="$work/nt/t_ref.npy" --output c="$work/nt/c_ref.npy"
+cp "$work/out" "$work/nt/printed"
+expect "... u8 sum printed as unsigned" 0 "^s u8\[4\] = \[[0-9]+, [0-9]+, [0-9]+, [0-9]+\]" cat "$work/nt/printed"
+expect "... saved inputs reload" 0 "^s u8\[4\]" \
+  "$bin/kiln" run "$work/nt.ktxt" --input a="$work/nt/a.npy" --input b="$work/nt/b.npy" --input h="$work/nt/h.npy" --print
+expect "... --target cpu runs them" 0 "" "$bin/kiln" run "$work/nt.ktxt" --target cpu --input a="$work/nt/a.npy" \
+  --input b="$work/nt/b.npy" --input h="$work/nt/h.npy" \
+  --output s="$work/nt/s_cpu.npy" --output t="$work/nt/t_cpu.npy" --output c="$work/nt/c_cpu.npy"
+for o in s t c; do
+  expect "... cpu $o == ref exactly" 0 "ok$" "$bin/kiln" compare "$work/nt/${o}_cpu.npy" "$work/nt/${o}_ref.npy" --tol 0
+done
+pynp=""
+for py in python3 /usr/bin/python3; do
+  if "$py" -c 'import numpy' >/dev/null 2>&1; then pynp="$py"; break; fi
+done
+if [ -n "$pynp" ]; then
+  expect "... numpy reads u1, f2 and i1" 0 "^uint8 float16 int8$" "$pynp" -c \
+    "import numpy as n; print(*[n.load('$work/nt/' + f + '_ref.npy').dtype for f in 'stc'])"
+else ok "numpy absent: .npy dtype check skipped"; fi
+printf '%s\n' 'kiln.graph 1.0' '%0 "x" = placeholder() {dtype = bf16, shape = [3]}' '%1 "y" = neg(%0)' > "$work/bf.ktxt"
+expect "run a bf16 input: printed" 0 "^y bf16\[3\] = \[" "$bin/kiln" run "$work/bf.ktxt" --random-inputs 2 --print
+mkdir -p "$work/bf"
+expect "... saving bf16 as .npy is refused (NumPy has no bfloat16)" 1 "bf16" \
+  "$bin/kiln" run "$work/bf.ktxt" --random-inputs 2 --save-inputs "$work/bf"
+
 # models made on the spot with python3-onnx: symbolic dims, an unsupported operator,
 # external data, an unknown opset
 pyonnx=""
