@@ -521,6 +521,93 @@ static kiln_status refuse_training_outputs(C *c, const N *n) {
   return KILN_OK;
 }
 
+/* One intermediate node "<output0>/<role>" over in[0..n_in), finished; its id in *out. */
+static kiln_status bn_step(C *c, const N *n, const char *role, kir_op op, int32_t a, int32_t b,
+                           int32_t *out) {
+  int32_t in[2] = {a, b};
+  kir_node *y;
+  kiln_status s = konnx_emit_sub(c, n, role, op, in, b >= 0 ? 2 : 1, &y);
+  if (s == KILN_OK) s = konnx_finish(c, y);
+  if (s == KILN_OK) *out = y->id;
+  return s;
+}
+
+/* reduce_mean of v over every axis but 1, keeping dims ([1, C, 1, ..]). */
+static kiln_status bn_mean(C *c, const N *n, const char *role, int32_t v, int32_t *out) {
+  int32_t rank = konnx_type(c, v)->rank, k = 0;
+  int64_t axes[KILN_MAX_RANK];
+  for (int32_t a = 0; a < rank; a++)
+    if (a != 1) axes[k++] = a;
+  kir_node *y;
+  kiln_status s = konnx_emit_sub(c, n, role, KIR_OP_REDUCE_MEAN, &v, 1, &y);
+  if (s == KILN_OK) s = kir_attr_set_ints(c->g, y, "axes", axes, k);
+  if (s == KILN_OK) s = kir_attr_set_int(c->g, y, "keep_dims", 1);
+  if (s == KILN_OK) s = konnx_finish(c, y);
+  if (s == KILN_OK) *out = y->id;
+  return s;
+}
+
+/* running = stat * momentum + batch * (1 - momentum), batch [1, C, 1..] reshaped to [C],
+ * as output k. */
+static kiln_status bn_running(C *c, const N *n, int32_t k, const char *what, int32_t stat,
+                              int32_t batch, double momentum) {
+  char role[48];
+  int32_t flat, m1, m2, sm, bm;
+  int64_t ch = konnx_type(c, stat)->dims[0];
+  kiln_dtype dt = konnx_type(c, stat)->dtype;
+  snprintf(role, sizeof role, "%s_batch", what);
+  kiln_status s = konnx_reshape(c, n, 0, role, batch, &ch, 1, &flat);
+  snprintf(role, sizeof role, "%s_momentum", what);
+  if (s == KILN_OK) s = konnx_scalar(c, n, role, dt, momentum, &m1);
+  snprintf(role, sizeof role, "%s_1-momentum", what);
+  if (s == KILN_OK) s = konnx_scalar(c, n, role, dt, 1.0 - momentum, &m2);
+  snprintf(role, sizeof role, "%s_kept", what);
+  if (s == KILN_OK) s = bn_step(c, n, role, KIR_OP_MUL, stat, m1, &sm);
+  snprintf(role, sizeof role, "%s_new", what);
+  if (s == KILN_OK) s = bn_step(c, n, role, KIR_OP_MUL, flat, m2, &bm);
+  int32_t in[2] = {sm, bm};
+  kir_node *y;
+  if (s == KILN_OK) s = konnx_emit_out(c, n, k, KIR_OP_ADD, in, 2, &y);
+  return s == KILN_OK ? konnx_finish(c, y) : s;
+}
+
+/* training_mode=1: normalizes with the batch's mean and (population) variance over every
+ * axis but 1, and outputs the updated running mean and variance when asked:
+ * running = input * momentum + batch * (1 - momentum). Built from reductions and
+ * elementwise ops. */
+static kiln_status batch_norm_training(C *c, const N *n, const int32_t *in, double eps) {
+  double momentum;
+  kiln_status s = konnx_attr_float(c, n, "momentum", 0.9, &momentum);
+  if (s != KILN_OK) return s;
+  const kir_type *xt = konnx_type(c, in[0]);
+  if (xt->rank < 2) return konnx_err(c, KILN_ERR_SHAPE, "input X has rank %d; it needs [N, C, ...]", (int)xt->rank);
+  kiln_dtype dt = xt->dtype;
+  int64_t cdims[KILN_MAX_RANK];
+  int32_t rank = xt->rank;
+  for (int32_t a = 0; a < rank; a++) cdims[a] = a == 1 ? xt->dims[1] : 1;
+  int32_t mean, diff, sq, var, e, ve, den, norm, sc, bi, scaled;
+  s = bn_mean(c, n, "batch_mean", in[0], &mean);
+  if (s == KILN_OK) s = bn_step(c, n, "centered", KIR_OP_SUB, in[0], mean, &diff);
+  if (s == KILN_OK) s = bn_step(c, n, "squared", KIR_OP_MUL, diff, diff, &sq);
+  if (s == KILN_OK) s = bn_mean(c, n, "batch_var", sq, &var);
+  if (s == KILN_OK) s = konnx_scalar(c, n, "epsilon", dt, eps, &e);
+  if (s == KILN_OK) s = bn_step(c, n, "var_eps", KIR_OP_ADD, var, e, &ve);
+  if (s == KILN_OK) s = bn_step(c, n, "std", KIR_OP_SQRT, ve, -1, &den);
+  if (s == KILN_OK) s = bn_step(c, n, "normalized", KIR_OP_DIV, diff, den, &norm);
+  if (s == KILN_OK) s = konnx_reshape(c, n, 0, "scale", in[1], cdims, rank, &sc);
+  if (s == KILN_OK) s = konnx_reshape(c, n, 0, "bias", in[2], cdims, rank, &bi);
+  if (s == KILN_OK) s = bn_step(c, n, "scaled", KIR_OP_MUL, norm, sc, &scaled);
+  kir_node *y;
+  int32_t yin[2] = {scaled, bi};
+  if (s == KILN_OK) s = konnx_emit_out(c, n, 0, KIR_OP_ADD, yin, 2, &y);
+  if (s == KILN_OK) s = konnx_finish(c, y);
+  if (s == KILN_OK && konnx_has_output(n, 1)) s = bn_running(c, n, 1, "mean", in[3], mean, momentum);
+  if (s == KILN_OK && konnx_has_output(n, 2)) s = bn_running(c, n, 2, "var", in[4], var, momentum);
+  if (s == KILN_OK && (konnx_has_output(n, 3) || konnx_has_output(n, 4)))
+    s = konnx_err(c, KILN_ERR_UNSUPPORTED, "outputs 3 and 4 (saved mean and variance, BatchNormalization before opset 14) are not supported");
+  return s;
+}
+
 kiln_status konnx_op_batch_norm(C *c, const N *n) {
   int32_t in[5];
   int64_t spatial, training;
@@ -531,16 +618,29 @@ kiln_status konnx_op_batch_norm(C *c, const N *n) {
   if (s == KILN_OK) s = konnx_attr_int(c, n, "training_mode", 0, &training);
   if (s != KILN_OK) return s;
   if (spatial != 1) return konnx_err(c, KILN_ERR_UNSUPPORTED, "attribute 'spatial' = %lld is not supported", (long long)spatial);
-  if (training) return konnx_err(c, KILN_ERR_UNSUPPORTED, "attribute 'training_mode' = %lld is not supported (inference only)",
-                                 (long long)training);
-  if ((s = refuse_training_outputs(c, n)) != KILN_OK) return s;
   for (int32_t i = 0; i < 5 && s == KILN_OK; i++) s = konnx_in(c, n, i, &in[i]);
+  if (s != KILN_OK) return s;
+  if (training) return batch_norm_training(c, n, in, eps);
+  if ((s = refuse_training_outputs(c, n)) != KILN_OK) return s;
   if (s == KILN_OK) s = konnx_emit_out(c, n, 0, KIR_OP_BATCH_NORM, in, 5, &y);
   if (s == KILN_OK) s = kir_attr_set_float(c->g, y, "epsilon", eps);
   return s == KILN_OK ? konnx_finish(c, y) : s;
 }
 
-/* Inference Dropout: the identity; the mask is all true (ones of x's dtype before 10). */
+/* Training-mode Dropout is the identity only when its ratio is a static 0; any other
+ * ratio (0.5 when absent) draws a random mask, which Kiln does not do. */
+static kiln_status training_ratio_zero(C *c, const N *n) {
+  int32_t r;
+  kiln_status s = konnx_opt_in(c, n, 1, &r);
+  if (s != KILN_OK) return s;
+  const kir_tensor *t = r >= 0 ? konnx_static(c, r) : NULL;
+  if (t && kir_type_numel(&t->type) == 1 && kir_tensor_get_f(t, 0) == 0) return KILN_OK;
+  return konnx_err(c, KILN_ERR_UNSUPPORTED, "training_mode = true with a ratio other than a static "
+                   "0 draws a random mask, which is not supported (inference only)");
+}
+
+/* Inference Dropout (or training with ratio 0): the identity; the mask is all true (ones
+ * of x's dtype before 10). */
 kiln_status konnx_op_dropout(C *c, const N *n) {
   int32_t x, tm = -1;
   kir_node *y;
@@ -551,8 +651,7 @@ kiln_status konnx_op_dropout(C *c, const N *n) {
     const kir_tensor *t = konnx_static(c, tm);
     if (!t) return konnx_err(c, KILN_ERR_UNSUPPORTED, "input 2 (training_mode) must be static");
     if (kir_type_numel(&t->type) != 1) return konnx_err(c, KILN_ERR_SHAPE, "input 2 (training_mode) must be a scalar");
-    if (kir_tensor_get_f(t, 0) != 0)
-      return konnx_err(c, KILN_ERR_UNSUPPORTED, "training_mode = true is not supported (inference only)");
+    if (kir_tensor_get_f(t, 0) != 0 && (s = training_ratio_zero(c, n)) != KILN_OK) return s;
   }
   if ((s = konnx_emit_out(c, n, 0, KIR_OP_IDENTITY, &x, 1, &y)) != KILN_OK || (s = konnx_finish(c, y)) != KILN_OK) return s;
   if (!konnx_has_output(n, 1)) return KILN_OK;

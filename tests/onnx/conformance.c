@@ -233,11 +233,12 @@ static bool kc_scan_name(kc_pb sub, uint32_t want, char ***v, int *n, bool disti
  * time with static shapes, so where the suite feeds these as graph inputs the runner
  * binds them to the test data's values at import (as an exporter would have written
  * them as initializers). Each entry: op_type and a bit per input position. Clip's bounds
- * and Dropout's ratio stay fed at run time (the importer takes them as tensors). */
+ * stay fed at run time (the importer takes them as tensors); Dropout's ratio and
+ * training_mode are bound (training mode imports only with a static ratio of 0). */
 static const struct { const char *op; unsigned positions; } kc_static[] = {
     {"Reshape", 1u << 1},   {"Slice", 0x1eu},      {"Squeeze", 1u << 1},
     {"Unsqueeze", 1u << 1}, {"ReduceSum", 1u << 1}, {"ReduceMean", 1u << 1},
-    {"ReduceMax", 1u << 1}, {"ReduceMin", 1u << 1}, {"Dropout", 1u << 2},
+    {"ReduceMax", 1u << 1}, {"ReduceMin", 1u << 1}, {"Dropout", 0x6u},
     {"Expand", 1u << 1},    {"Tile", 1u << 1},
     {"Pad", 0x6u},          {"ConstantOfShape", 1u}, {"Split", 1u << 1},
     {"TopK", 1u << 1},      {"OneHot", 1u << 1},   {"Resize", 0xeu},

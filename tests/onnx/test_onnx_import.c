@@ -515,13 +515,37 @@ static void test_pools_and_batchnorm(void **st) {
   assert_int_equal(kir_attr_int(node(g, "g"), "keep_dims", 0), 1);
   assert_int_equal(node(g, "z")->op, KIR_OP_BATCH_NORM);
   kir_graph_destroy(g), ob_free(b);
-  b = ob_new(15);
-  ob_input(b, "x", F, 4, dx);
-  ob_init(b, ob_f32(b, "sc", 1, d2, ones, 2));
-  n = ob_node(b, "BatchNormalization", "bn", "x,sc,sc,sc,sc", "z");
-  ob_attr_int(b, n, "training_mode", 1);
-  ob_output(b, "z");
-  expect_err(b, KILN_ERR_UNSUPPORTED, "node 'bn' (op_type 'BatchNormalization')", "'training_mode' = 1");
+  /* training mode: batch statistics over N and the spatial axes, running statistics
+   * updated with the momentum. x [2, 2, 1, 1]: channel 0 holds 1, 3 (mean 2, variance 1),
+   * channel 1 holds 2, 6 (mean 4, variance 4). */
+  {
+    const int64_t d4[] = {2, 2, 1, 1};
+    const float zeros[2] = {0, 0}, xv[4] = {1, 2, 3, 6};
+    b = ob_new(15);
+    ob_input(b, "x", F, 4, d4);
+    ob_init(b, ob_f32(b, "sc", 1, d2, ones, 2));
+    ob_init(b, ob_f32(b, "bi", 1, d2, zeros, 2));
+    ob_init(b, ob_f32(b, "me", 1, d2, zeros, 2));
+    ob_init(b, ob_f32(b, "va", 1, d2, ones, 2));
+    n = ob_node(b, "BatchNormalization", "bn", "x,sc,bi,me,va", "z,rm,rv");
+    ob_attr_int(b, n, "training_mode", 1);
+    ob_attr_float(b, n, "epsilon", 0);
+    ob_attr_float(b, n, "momentum", 0.5f);
+    ob_output(b, "z");
+    ob_output(b, "rm");
+    ob_output(b, "rv");
+    g = import_ok(b);
+    kir_tensor *x = tensor_f32(4, d4, xv), *out[3] = {NULL, NULL, NULL};
+    kir_feed f = {node(g, "x")->id, x};
+    int32_t fetch[3] = {node(g, "z")->id, node(g, "rm")->id, node(g, "rv")->id};
+    if (kir_interp_run(g, NULL, &f, 1, fetch, 3, NULL, 0, out) != KILN_OK) fail_msg("run: %s", g->error);
+    const float wz[4] = {-1, -1, 1, 1}, wm[2] = {1, 2}, wv[2] = {1, 2.5f};
+    assert_f32(out[0], wz, 4);
+    assert_f32(out[1], wm, 2);
+    assert_f32(out[2], wv, 2);
+    for (int i = 0; i < 3; i++) kir_tensor_free(out[i]);
+    kir_tensor_free(x), kir_graph_destroy(g), ob_free(b);
+  }
   b = ob_new(11);
   ob_input(b, "x", F, 4, dx);
   ob_node(b, "MaxPool", "mp", "x", "y");
@@ -555,6 +579,30 @@ static void test_dropout_and_constants_as_outputs(void **st) {
   ob_node(b, "Dropout", "do", "x,,t", "y");
   ob_output(b, "y");
   expect_err(b, KILN_ERR_UNSUPPORTED, "node 'do' (op_type 'Dropout')", "training_mode");
+  /* training mode: the identity with a static ratio of 0, refused with any other (a
+   * random mask) */
+  const uint8_t yes = 1;
+  const float r0 = 0, r5 = 0.5f;
+  for (int k = 0; k < 2; k++) {
+    b = ob_new(13);
+    ob_input(b, "x", F, 1, d3);
+    Onnx__TensorProto *tt = ob_tensor(b, "t", BOOL_T, 0, NULL);
+    tt->has_raw_data = 1;
+    tt->raw_data.len = 1;
+    tt->raw_data.data = ob_alloc(b, 1);
+    memcpy(tt->raw_data.data, &yes, 1);
+    ob_init(b, tt);
+    ob_init(b, ob_f32(b, "r", 0, NULL, k ? &r5 : &r0, 1));
+    ob_node(b, "Dropout", "do", "x,r,t", "y");
+    ob_output(b, "y");
+    if (k) {
+      expect_err(b, KILN_ERR_UNSUPPORTED, "node 'do' (op_type 'Dropout')", "random mask");
+    } else {
+      g = import_ok(b);
+      assert_int_equal(node(g, "y")->op, KIR_OP_IDENTITY);
+      kir_graph_destroy(g), ob_free(b);
+    }
+  }
 }
 
 /* ---------------------------------------------------------------- naming rules --- */
