@@ -105,6 +105,11 @@ const char *kiln_rt_model_target(const kiln_rt_model *m);
  * the user)", "Zen (OpenBLAS was already loaded; kiln chose nothing)". Process-wide
  * (OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded); "" for a failed model. */
 const char *kiln_rt_model_blas_core(const kiln_rt_model *m);
+/* Process-wide settings made at the first open, before the code's libraries load, and
+ * only where the user set nothing: OPENBLAS_CORETYPE from cpuid (above), and
+ * OMP_WAIT_POLICY=PASSIVE when libgomp is not loaded yet and neither OMP_WAIT_POLICY
+ * nor GOMP_SPINCOUNT is set (spinning OpenMP workers would take the cores OpenBLAS's
+ * threads need between loops). Set either variable yourself to keep your own. */
 
 /* One arena allocation, at create; nothing is allocated per run. */
 kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out);

@@ -258,6 +258,18 @@ if command -v python3 >/dev/null; then
   expect "bench --format json parses and adds up" 0 "^bench json ok$" sh -c \
     "'$bin/kiln' bench '$work/mlp.kart' --iterations 7 --warmup 2 --cold --format json | python3 '$work/check_bench.py'"
 else ok "python3 absent: bench JSON check skipped"; fi
+# OpenMP's wait policy: passive unless the user chose (a big loop pulls in libgomp)
+printf '%s\n' 'kiln.graph 1.0' '%0 "x" = placeholder() {dtype = f32, shape = [512,1024]}' '%1 "y" = relu(%0)' > "$work/omp.ktxt"
+if "$bin/kiln" compile "$work/omp.ktxt" -o "$work/omp.kart" >/dev/null 2>&1 && grep -q "pragma omp" <("$bin/kiln" show "$work/omp.kart" --source 2>/dev/null || strings "$work/omp.kart"); then
+  # libgomp prints 'PASSIVE' for its default too; the spin count tells them apart
+  # (default 300000, explicitly passive 0)
+  expect "runtime asks libgomp for the passive wait policy (no spinning)" 0 "GOMP_SPINCOUNT = '0'" \
+    env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=verbose "$bin/kiln" bench "$work/omp.kart" --iterations 2
+  expect "runtime keeps the user's wait policy" 0 "OMP_WAIT_POLICY = 'ACTIVE'" \
+    env OMP_WAIT_POLICY=active OMP_DISPLAY_ENV=true "$bin/kiln" bench "$work/omp.kart" --iterations 2
+  expect "runtime keeps the user's spin count" 0 "GOMP_SPINCOUNT = '12345'" \
+    env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=12345 OMP_DISPLAY_ENV=verbose "$bin/kiln" bench "$work/omp.kart" --iterations 2
+else ok "no OpenMP loop in the generated code here: wait-policy checks skipped"; fi
 printf '%s\n' 'kiln.graph 1.0' '%0 "x" = placeholder() {dtype = f32, shape = [64,999]}' '%1 "y" = neg(%0)' > "$work/bshape.ktxt"
 printf '%s\n' 'kiln.graph 1.0' '%0 "x" = placeholder() {dtype = f64, shape = [64,1000]}' '%1 "y" = neg(%0)' > "$work/btype.ktxt"
 mkdir -p "$work/bshape" "$work/btype"
