@@ -79,12 +79,32 @@ static void mark_float(char *buf, size_t n) {
   if (k + 3 <= n) memcpy(buf + k, ".0", 3);
 }
 
-static void fmt_f64(char *buf, size_t n, double v) {
-  uint64_t bits;
-  memcpy(&bits, &v, sizeof bits);
+/* true when the decimal's value r, rounded to dt, has exactly these bits. */
+static bool reads_back(kiln_dtype dt, double r, uint64_t bits) {
+  if (dt == KILN_F16) return kir_f16_from_double(r) == bits;
+  if (dt == KILN_BF16) return kir_bf16_from_double(r) == bits;
+  if (dt == KILN_F32) {
+    float f = (float)r;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u == bits;
+  }
+  uint64_t u; /* f64 */
+  memcpy(&u, &r, sizeof u);
+  return u == bits;
+}
+
+/* A float of type dt (value v, stored bits): the shortest decimal that reads back
+ * (strtod, then rounding to dt) to the same bits; the type's default quiet NaN is
+ * "nan", any other NaN its bits in hex. */
+static void fmt_float(char *buf, size_t n, kiln_dtype dt, double v, uint64_t bits) {
+  int hex = (int)kiln_dtype_size(dt) * 2;
+  uint64_t qnan = dt == KILN_F32 ? UINT64_C(0x7fc00000)
+                  : dt == KILN_F16 ? 0x7e00
+                  : dt == KILN_BF16 ? 0x7fc0 : UINT64_C(0x7ff8000000000000);
   if (isnan(v)) {
-    if (bits == UINT64_C(0x7ff8000000000000)) snprintf(buf, n, "nan");
-    else snprintf(buf, n, "nan(0x%016" PRIx64 ")", bits);
+    if (bits == qnan) snprintf(buf, n, "nan");
+    else snprintf(buf, n, "nan(0x%0*" PRIx64 ")", hex, bits);
     return;
   }
   if (isinf(v)) {
@@ -93,49 +113,27 @@ static void fmt_f64(char *buf, size_t n, double v) {
   }
   for (int p = 1; p <= 17; p++) {
     snprintf(buf, n, "%.*g", p, v);
-    if (strtod(buf, NULL) == v) break;
+    if (reads_back(dt, strtod(buf, NULL), bits)) break;
   }
   mark_float(buf, n);
+}
+
+static void fmt_f64(char *buf, size_t n, double v) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  fmt_float(buf, n, KILN_F64, v, bits);
 }
 
 static void fmt_f32(char *buf, size_t n, float v) {
   uint32_t bits;
   memcpy(&bits, &v, sizeof bits);
-  if (isnan(v)) {
-    if (bits == UINT32_C(0x7fc00000)) snprintf(buf, n, "nan");
-    else snprintf(buf, n, "nan(0x%08" PRIx32 ")", bits);
-    return;
-  }
-  if (isinf(v)) {
-    snprintf(buf, n, v < 0 ? "-inf" : "inf");
-    return;
-  }
-  for (int p = 1; p <= 9; p++) {
-    snprintf(buf, n, "%.*g", p, (double)v);
-    if ((float)strtod(buf, NULL) == v) break;
-  }
-  mark_float(buf, n);
+  fmt_float(buf, n, KILN_F32, (double)v, bits);
 }
 
-/* f16 / bf16 bits: the shortest decimal that reads back (strtod, then rounding to the
- * format) to the same bits; the default quiet NaN is "nan", any other NaN its bits. */
+/* f16 / bf16 from their 16 stored bits. */
 static void fmt_half(char *buf, size_t n, uint16_t bits, bool bf16) {
-  double v = bf16 ? kir_bf16_to_double(bits) : kir_f16_to_double(bits);
-  if (isnan(v)) {
-    if (bits == (bf16 ? 0x7fc0 : 0x7e00)) snprintf(buf, n, "nan");
-    else snprintf(buf, n, "nan(0x%04x)", (unsigned)bits);
-    return;
-  }
-  if (isinf(v)) {
-    snprintf(buf, n, v < 0 ? "-inf" : "inf");
-    return;
-  }
-  for (int p = 1; p <= 17; p++) {
-    snprintf(buf, n, "%.*g", p, v);
-    double r = strtod(buf, NULL);
-    if ((bf16 ? kir_bf16_from_double(r) : kir_f16_from_double(r)) == bits) break;
-  }
-  mark_float(buf, n);
+  fmt_float(buf, n, bf16 ? KILN_BF16 : KILN_F16,
+            bf16 ? kir_bf16_to_double(bits) : kir_f16_to_double(bits), bits);
 }
 
 /* ---------------------------------------------------------------- types, tensors - */

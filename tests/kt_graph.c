@@ -180,3 +180,30 @@ void kt_assert_fused_from(const kir_node *n, const char *const *want, int32_t co
   assert_int_equal(got_n, count);
   for (int32_t i = 0; i < count; i++) assert_string_equal(got[i], want[i]);
 }
+
+void kt_pass_oom_loop(const kir_graph *orig, kps_pass_fn fn, const char *const *roots,
+                      int32_t n_roots, long max_tries, kt_same_fn check, void *user) {
+  kps_context ctx = {.roots = roots, .n_roots = n_roots};
+  kiln_status st = KILN_ERR_NOMEM;
+  int failures = 0;
+  for (long n = 0; st != KILN_OK; n++) {
+    assert_true(n < max_tries);
+    long live = kir_alloc_live();
+    kir_graph *g = kir_graph_clone(orig);
+    assert_non_null(g);
+    kps_result res;
+    memset(&res, 0, sizeof res);
+    kir_alloc_fail_after(n);
+    st = fn(g, &ctx, &res);
+    kir_alloc_fail_after(-1);
+    if (st != KILN_OK) {
+      failures++;
+      if (st != KILN_ERR_NOMEM) fail_msg("n=%ld: %s: %s", n, kiln_status_name(st), g->error);
+    }
+    OK(g, kir_verify(g));
+    check(orig, g, user);
+    kir_graph_destroy(g);
+    if (kir_alloc_live() != live) fail_msg("n=%ld leaked %ld blocks", n, kir_alloc_live() - live);
+  }
+  assert_true(failures > 0);
+}

@@ -71,4 +71,12 @@ void kt_assert_ints(const kir_node *n, const char *attr, const int64_t *want, in
 /* n's fused_from lists exactly want[0..count), in order. */
 void kt_assert_fused_from(const kir_node *n, const char *const *want, int32_t count);
 
+/* SQLite-style out-of-memory loop over one pass: the Nth allocation fails, N = 0, 1, ...
+ * (at most max_tries) until the pass succeeds on a fresh clone of orig. Each failure must
+ * be KILN_ERR_NOMEM, leak nothing, and leave a graph that verifies; check(orig, g, user)
+ * then asserts it still computes what orig does. Fails the test if no allocation failed. */
+typedef void (*kt_same_fn)(const kir_graph *orig, kir_graph *g, void *user);
+void kt_pass_oom_loop(const kir_graph *orig, kps_pass_fn fn, const char *const *roots,
+                      int32_t n_roots, long max_tries, kt_same_fn check, void *user);
+
 #endif

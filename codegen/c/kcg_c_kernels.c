@@ -12,16 +12,6 @@
 
 /* ---------------------------------------------------------------- helpers ------- */
 
-static kiln_status node_err(kir_graph *g, const kir_node *n, kiln_status s, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static kiln_status node_err(kir_graph *g, const kir_node *n, kiln_status s, const char *fmt, ...) {
-  char esc[KCG_ESC_BUF], msg[384];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return kir_seterr(g, s, "node '%s': %s", kir_escape(n->name, esc, sizeof esc), msg);
-}
 
 static bool is_float(kiln_dtype t) { return kir_dtype_is_float(t); }
 static bool is_int(kiln_dtype t) { return kir_dtype_is_int(t); }
@@ -407,7 +397,7 @@ static kiln_status put_ew_body(kir_graph *g, const kir_node *n, const int64_t st
             : is_float(t) ? put_fexpr(b, n->op, t, "x0", xb, lo, hi)
             : is_int(t) ? put_iexpr(b, n->op, t, "x0", xb, lo, hi) : false;
   if (!ok)
-    return node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s has no C kernel",
+    return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s has no C kernel",
                     kir_op_get(n->op)->name, kiln_dtype_name(t));
   kcg_printf(b, half ? ");\n" : ";\n");
   return KILN_OK;
@@ -423,7 +413,7 @@ static kiln_status emit_elementwise(kir_graph *g, const kir_node *n, kcg_buf *b)
       char tin[96], tout[96];
       kir_type_format(in, tin, sizeof tin);
       kir_type_format(out, tout, sizeof tout);
-      return node_err(g, n, KILN_ERR_SHAPE, "input %d %s does not broadcast to %s", (int)i, tin, tout);
+      return kcg_node_err(g, n, KILN_ERR_SHAPE, "input %d %s does not broadcast to %s", (int)i, tin, tout);
     }
     bcast_strides(in, out, st[i]);
     flat = flat && same_shape(in, out);
@@ -462,7 +452,7 @@ static kiln_status mm_shape_of(kir_graph *g, const kir_node *n, mm_shape *p) {
   const kir_type *a = &g->nodes[n->inputs[0]]->type, *bt = &g->nodes[n->inputs[1]]->type;
   const kir_type *out = &n->type;
   if (a->rank < 2 || bt->rank < 2 || out->rank < 2)
-    return node_err(g, n, KILN_ERR_SHAPE, "matmul needs rank >= 2 inputs");
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "matmul needs rank >= 2 inputs");
   p->ta = kir_attr_int(n, "transpose_a", 0) != 0;
   p->tb = kir_attr_int(n, "transpose_b", 0) != 0;
   int64_t am = a->dims[a->rank - 2], ak = a->dims[a->rank - 1];
@@ -477,9 +467,9 @@ static kiln_status mm_shape_of(kir_graph *g, const kir_node *n, mm_shape *p) {
   ob.rank -= 2;
   if ((p->tb ? bn : bk) != p->k || out->dims[out->rank - 2] != p->m ||
       out->dims[out->rank - 1] != p->n || !bcast_into(&ab, &ob) || !bcast_into(&bb, &ob))
-    return node_err(g, n, KILN_ERR_SHAPE, "matmul operand shapes do not give the node's shape");
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "matmul operand shapes do not give the node's shape");
   if (p->m > INT32_MAX || p->n > INT32_MAX || p->k > INT32_MAX)
-    return node_err(g, n, KILN_ERR_UNSUPPORTED, "matmul dimension above 2^31-1");
+    return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "matmul dimension above 2^31-1");
   bcast_strides(&ab, &ob, p->sa);
   bcast_strides(&bb, &ob, p->sb);
   for (int32_t d = 0; d < p->nbatch; d++) {
@@ -569,7 +559,7 @@ static kiln_status emit_matmul(kir_graph *g, const kir_node *n, kcg_buf *b) {
   if (s) return s;
   kiln_dtype t = n->type.dtype;
   if ((!is_float(t) && !is_int(t)) || is_half(t))
-    return node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s has no C kernel",
+    return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s has no C kernel",
                     kir_op_get(n->op)->name, kiln_dtype_name(t));
   mm_open_batch(n, &p, b);
   if (p.m > 0 && p.n > 0) {
@@ -633,7 +623,7 @@ static kiln_status put_step(kir_graph *g, const kir_node *n, const kir_epilogue 
     ok = xb && e->swap[s] ? put_fexpr(b, op, KILN_F64, xbd, "(double)v", NAN, NAN)
          : put_fexpr(b, op, KILN_F64, "(double)v", xb ? xbd : NULL, e->clamp_min[s],
                      e->clamp_max[s]);
-  if (!ok) return node_err(g, n, KILN_ERR_GRAPH, "epilogue step %d is not elementwise", (int)s);
+  if (!ok) return kcg_node_err(g, n, KILN_ERR_GRAPH, "epilogue step %d is not elementwise", (int)s);
   kcg_printf(b, ");\n");
   return KILN_OK;
 }
@@ -648,7 +638,7 @@ static kiln_status put_epilogue_step(kir_graph *g, const kir_node *n, const kir_
     const kir_type *ct = &g->nodes[n->inputs[oi]]->type;
     int64_t st[KILN_MAX_RANK];
     if (!bcast_into(ct, &n->type) || ct->dtype != n->type.dtype)
-      return node_err(g, n, KILN_ERR_SHAPE, "epilogue operand %d does not broadcast to the product",
+      return kcg_node_err(g, n, KILN_ERR_SHAPE, "epilogue operand %d does not broadcast to the product",
                       (int)oi);
     bcast_strides(ct, &n->type, st);
     kcg_printf(b, "    const %s c%d = a%d[", T, (int)s, (int)oi);
@@ -674,7 +664,7 @@ static kiln_status emit_fused_matmul(kir_graph *g, const kir_node *n, kcg_buf *b
   kiln_status s = kir_epilogue_get(g, n, &e);
   if (s || (s = emit_matmul(g, n, b))) return s;
   if (!is_float(n->type.dtype))
-    return node_err(g, n, KILN_ERR_TYPE, "fused_matmul needs f32 or f64");
+    return kcg_node_err(g, n, KILN_ERR_TYPE, "fused_matmul needs f32 or f64");
   if (e.n == 0 || kir_type_numel(&n->type) == 0) return KILN_OK;
   int64_t ost[KILN_MAX_RANK];
   contiguous_strides(&n->type, ost);
@@ -699,7 +689,7 @@ static kiln_status reduced_axes(kir_graph *g, const kir_node *n, const kir_type 
   for (int32_t i = 0; present && i < cnt; i++) {
     int64_t ax = axes[i] < 0 ? axes[i] + in->rank : axes[i];
     if (ax < 0 || ax >= in->rank || red[ax])
-      return node_err(g, n, KILN_ERR_SHAPE, "bad or repeated axis %lld for rank %d",
+      return kcg_node_err(g, n, KILN_ERR_SHAPE, "bad or repeated axis %lld for rank %d",
                       (long long)axes[i], (int)in->rank);
     red[ax] = true;
   }
@@ -736,7 +726,7 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
   kiln_status st = reduced_axes(g, n, in, red);
   if (st) return st;
   if (!is_float(n->type.dtype) && !is_int(n->type.dtype))
-    return node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s", kir_op_get(n->op)->name,
+    return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s", kir_op_get(n->op)->name,
                     kiln_dtype_name(n->type.dtype));
   contiguous_strides(in, ist);
   for (int32_t d = in->rank - 1; d >= 0; d--) {
@@ -744,7 +734,7 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
     else { ost[d] = s; s *= in->dims[d]; }
   }
   if (count == 0 && (n->op == KIR_OP_REDUCE_MAX || n->op == KIR_OP_REDUCE_MIN))
-    return node_err(g, n, KILN_ERR_SHAPE, "%s over an empty axis", kir_op_get(n->op)->name);
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "%s over an empty axis", kir_op_get(n->op)->name);
   const char *T = kcg_ctype(n->type.dtype);
   put_par_dims(b, in, red, false, false);
   kcg_printf(b, "  ");
@@ -777,7 +767,7 @@ static kiln_status emit_softmax(kir_graph *g, const kir_node *n, kcg_buf *b) {
   int64_t ax = kir_attr_int(n, "axis", -1);
   if (ax < 0) ax += t->rank;
   if (ax < 0 || ax >= t->rank || !is_float(t->dtype))
-    return node_err(g, n, KILN_ERR_SHAPE, "softmax axis %lld for %d-D %s input",
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "softmax axis %lld for %d-D %s input",
                     (long long)kir_attr_int(n, "axis", -1), (int)t->rank, kiln_dtype_name(t->dtype));
   put_softmax_lines(n, ax, "a0", b);
   return KILN_OK;
@@ -860,12 +850,12 @@ static kiln_status chain_prepare(kir_graph *g, const kir_node *n, kir_epilogue *
   kiln_status s = kir_epilogue_get(g, n, e);
   if (s) return s;
   if (!is_float(n->type.dtype))
-    return node_err(g, n, KILN_ERR_TYPE, "%s needs f32 or f64", kir_op_get(n->op)->name);
+    return kcg_node_err(g, n, KILN_ERR_TYPE, "%s needs f32 or f64", kir_op_get(n->op)->name);
   *t = g->nodes[n->inputs[0]]->type;
   for (int32_t i = 1; i < n->n_inputs; i++) {
     kir_type bt;
     if (!kir_broadcast(t, &g->nodes[n->inputs[i]]->type, &bt))
-      return node_err(g, n, KILN_ERR_SHAPE, "input %d does not broadcast with the others", (int)i);
+      return kcg_node_err(g, n, KILN_ERR_SHAPE, "input %d does not broadcast with the others", (int)i);
     *t = bt;
   }
   *flat = true;
@@ -883,10 +873,10 @@ static kiln_status emit_fused_chain(kir_graph *g, const kir_node *n, kcg_buf *b)
   kiln_status s = chain_prepare(g, n, &e, &t, &flat);
   if (s) return s;
   if (!same_shape(&t, &n->type))
-    return node_err(g, n, KILN_ERR_SHAPE, "the chain's shape is not the node's");
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "the chain's shape is not the node's");
   if (ax < 0) ax += t.rank;
   if (n->op == KIR_OP_FUSED_SOFTMAX && (ax < 0 || ax >= t.rank))
-    return node_err(g, n, KILN_ERR_SHAPE, "softmax axis %lld for rank %d",
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "softmax axis %lld for rank %d",
                     (long long)kir_attr_int(n, "axis", -1), (int)t.rank);
   if (flat) {
     int64_t numel = kir_type_numel(&t);
@@ -922,16 +912,16 @@ static kiln_status emit_fused_reduce(kir_graph *g, const kir_node *n, kcg_buf *b
   if (s || (s = reduced_axes(g, n, &t, red))) return s;
   if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX &&
       r != KIR_OP_REDUCE_MIN)
-    return node_err(g, n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not a reduction", (long long)r);
+    return kcg_node_err(g, n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not a reduction", (long long)r);
   kir_op kind = (kir_op)r;
   for (int32_t d = t.rank - 1; d >= 0; d--) {
     if (red[d]) count *= t.dims[d];
     else { ost[d] = sz; sz *= t.dims[d]; }
   }
   if (count == 0 && (kind == KIR_OP_REDUCE_MAX || kind == KIR_OP_REDUCE_MIN))
-    return node_err(g, n, KILN_ERR_SHAPE, "%s over an empty axis", kir_op_get(kind)->name);
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "%s over an empty axis", kir_op_get(kind)->name);
   if (sz != kir_type_numel(&n->type))
-    return node_err(g, n, KILN_ERR_SHAPE, "the reduction's size is not the node's");
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "the reduction's size is not the node's");
   const char *T = kcg_ctype(n->type.dtype);
   put_par_dims(b, &t, red, false, false);
   kcg_printf(b, "  ");
@@ -962,13 +952,13 @@ static kiln_status emit_transpose(kir_graph *g, const kir_node *n, kcg_buf *b) {
   bool present = kir_attr_find(n, "perm") != NULL, seen[KILN_MAX_RANK] = {false};
   int64_t ist[KILN_MAX_RANK], pst[KILN_MAX_RANK], ost[KILN_MAX_RANK];
   if ((present && cnt != in->rank) || in->rank != n->type.rank)
-    return node_err(g, n, KILN_ERR_SHAPE, "perm has %d entries for rank %d", (int)cnt, (int)in->rank);
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "perm has %d entries for rank %d", (int)cnt, (int)in->rank);
   contiguous_strides(in, ist);
   contiguous_strides(&n->type, ost);
   for (int32_t d = 0; d < in->rank; d++) {
     int64_t p = present ? pv[d] : in->rank - 1 - d;
     if (p < 0 || p >= in->rank || seen[p] || n->type.dims[d] != in->dims[p])
-      return node_err(g, n, KILN_ERR_SHAPE, "perm entry %d (%lld) is not a permutation", (int)d,
+      return kcg_node_err(g, n, KILN_ERR_SHAPE, "perm entry %d (%lld) is not a permutation", (int)d,
                       (long long)p);
     seen[p] = true;
     pst[d] = in->dims[p] == 1 ? 0 : ist[p];
@@ -987,7 +977,7 @@ static kiln_status emit_transpose(kir_graph *g, const kir_node *n, kcg_buf *b) {
 static kiln_status emit_copy(kir_graph *g, const kir_node *n, kcg_buf *b) {
   int64_t nb = kir_type_nbytes(&n->type);
   if (nb < 0 || nb != kir_type_nbytes(&g->nodes[n->inputs[0]]->type))
-    return node_err(g, n, KILN_ERR_SHAPE, "input and output sizes differ");
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "input and output sizes differ");
   /* memmove: the plan may place the output over its input. */
   if (nb > 0) kcg_printf(b, "  memmove(y, a0, %lld);\n", (long long)nb);
   else kcg_printf(b, "  (void)y; (void)a0;\n");
@@ -998,9 +988,9 @@ static kiln_status emit_add_n(kir_graph *g, const kir_node *n, kcg_buf *b) {
   kiln_dtype t = n->type.dtype;
   for (int32_t i = 0; i < n->n_inputs; i++)
     if (!same_shape(&g->nodes[n->inputs[i]]->type, &n->type))
-      return node_err(g, n, KILN_ERR_SHAPE, "add_n input %d differs in shape", (int)i);
+      return kcg_node_err(g, n, KILN_ERR_SHAPE, "add_n input %d differs in shape", (int)i);
   if (!is_float(t) && !is_int(t))
-    return node_err(g, n, KILN_ERR_UNSUPPORTED, "add_n on %s", kiln_dtype_name(t));
+    return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "add_n on %s", kiln_dtype_name(t));
   int64_t numel = kir_type_numel(&n->type);
   put_par(b, numel * n->n_inputs, &numel, 1, false);
   kcg_printf(b, "  for (int64_t i = 0; i < %lld; i++) {\n", (long long)numel);
@@ -1017,8 +1007,8 @@ static kiln_status emit_add_n(kir_graph *g, const kir_node *n, kcg_buf *b) {
 
 static kiln_status not_compiled(kir_graph *g, const kir_node *n) {
   if (n->op == KIR_OP_VARIABLE || n->op == KIR_OP_ASSIGN)
-    return node_err(g, n, KILN_ERR_UNSUPPORTED, "variables cannot be compiled; freeze the graph first");
-  return node_err(g, n, KILN_ERR_INTERNAL, "%s is not a step", kir_op_get(n->op) ? kir_op_get(n->op)->name : "invalid op");
+    return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "variables cannot be compiled; freeze the graph first");
+  return kcg_node_err(g, n, KILN_ERR_INTERNAL, "%s is not a step", kir_op_get(n->op) ? kir_op_get(n->op)->name : "invalid op");
 }
 
 static kiln_status emit_body(kir_graph *g, const kir_node *n, kcg_buf *b) {
@@ -1090,11 +1080,11 @@ static bool input_dtype_ok(const kir_node *n, int32_t i, kiln_dtype it) {
 
 kiln_status kcg_c_emit_kernel(kir_graph *g, const kir_node *n, int32_t step, bool restrict_ok,
                               kcg_buf *b) {
-  if (!kir_op_get(n->op)) return node_err(g, n, KILN_ERR_GRAPH, "invalid op %d", (int)n->op);
+  if (!kir_op_get(n->op)) return kcg_node_err(g, n, KILN_ERR_GRAPH, "invalid op %d", (int)n->op);
   for (int32_t i = 0; i < n->n_inputs; i++) {
     kiln_dtype it = g->nodes[n->inputs[i]]->type.dtype;
     if (!input_dtype_ok(n, i, it))
-      return node_err(g, n, KILN_ERR_TYPE, "input %d is %s, which %s of %s does not take", (int)i,
+      return kcg_node_err(g, n, KILN_ERR_TYPE, "input %d is %s, which %s of %s does not take", (int)i,
                       kiln_dtype_name(it), kir_op_get(n->op)->name, kiln_dtype_name(n->type.dtype));
   }
   put_step_comment(g, n, step, b);

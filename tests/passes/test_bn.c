@@ -223,33 +223,22 @@ static void test_fuse_conv(void **state) {
   kir_graph_destroy(g);
 }
 
-/* SQLite-style: the Nth allocation fails, N = 0, 1, ... until the pass succeeds; each
- * failure is out-of-memory, leaks nothing, and leaves a valid, equivalent graph. */
+/* Every root of g still computes what it does in orig (within f32 tolerance). */
+typedef struct same_roots {
+  const char *const *roots;
+  int32_t n;
+} same_roots;
+
+static void check_roots(const kir_graph *orig, kir_graph *g, void *user) {
+  const same_roots *r = user;
+  for (int32_t i = 0; i < r->n; i++) assert_same((kir_graph *)orig, g, r->roots[i], 1e-5);
+}
+
+/* The Nth allocation fails until the pass succeeds (kt_pass_oom_loop). */
 static void oom_loop(const char *text, kps_pass_fn fn, const char *const *roots, int32_t n_roots) {
   kir_graph *orig = parse(text);
-  kps_context ctx = {.roots = roots, .n_roots = n_roots};
-  kiln_status st = KILN_ERR_NOMEM;
-  int failures = 0;
-  for (long n = 0; st != KILN_OK; n++) {
-    assert_true(n < 20000);
-    long live = kir_alloc_live();
-    kir_graph *g = kir_graph_clone(orig);
-    assert_non_null(g);
-    kps_result res;
-    memset(&res, 0, sizeof res);
-    kir_alloc_fail_after(n);
-    st = fn(g, &ctx, &res);
-    kir_alloc_fail_after(-1);
-    if (st != KILN_OK) {
-      failures++;
-      if (st != KILN_ERR_NOMEM) fail_msg("n=%ld: %s: %s", n, kiln_status_name(st), g->error);
-    }
-    OK(g, kir_verify(g));
-    for (int32_t i = 0; i < n_roots; i++) assert_same(orig, g, roots[i], 1e-5);
-    kir_graph_destroy(g);
-    if (kir_alloc_live() != live) fail_msg("n=%ld leaked %ld blocks", n, kir_alloc_live() - live);
-  }
-  assert_true(failures > 0);
+  same_roots r = {roots, n_roots};
+  kt_pass_oom_loop(orig, fn, roots, n_roots, 20000, check_roots, &r);
   kir_graph_destroy(orig);
 }
 

@@ -617,38 +617,21 @@ static void test_pipeline(void **state) {
   kir_graph_destroy(g);
 }
 
-/* SQLite-style: the Nth allocation fails, N = 0, 1, ... until the pass succeeds. Each
- * failure is out-of-memory, leaks nothing, and leaves a graph that verifies and still
- * computes the original's value. */
+/* g's "y" still computes orig's value. */
+static void check_y(const kir_graph *orig, kir_graph *g, void *user) {
+  (void)user;
+  kir_tensor *want = run_fetch((kir_graph *)orig, "y", 4), *got = run_fetch(g, "y", 4);
+  kt_assert_close(got, want, kt_tolerance(KILN_F32));
+  kir_tensor_free(want);
+  kir_tensor_free(got);
+}
+
+/* The Nth allocation fails until the pass succeeds (kt_pass_oom_loop); each failure
+ * leaves a graph that verifies and still computes the original's value. */
 static void oom_loop(kps_pass_fn fn) {
   kir_graph *orig = everything_graph();
   const char *roots[1] = {"y"};
-  kps_context ctx = {.roots = roots, .n_roots = 1};
-  kiln_status st = KILN_ERR_NOMEM;
-  int failures = 0;
-  for (long n = 0; st != KILN_OK; n++) {
-    assert_true(n < 10000);
-    long live = kir_alloc_live();
-    kir_graph *g = kir_graph_clone(orig);
-    assert_non_null(g);
-    kps_result res;
-    memset(&res, 0, sizeof res);
-    kir_alloc_fail_after(n);
-    st = fn(g, &ctx, &res);
-    kir_alloc_fail_after(-1);
-    if (st != KILN_OK) {
-      failures++;
-      if (st != KILN_ERR_NOMEM) fail_msg("n=%ld: %s: %s", n, kiln_status_name(st), g->error);
-    }
-    OK(g, kir_verify(g));
-    kir_tensor *want = run_fetch(orig, "y", 4), *got = run_fetch(g, "y", 4);
-    kt_assert_close(got, want, kt_tolerance(KILN_F32));
-    kir_tensor_free(want);
-    kir_tensor_free(got);
-    kir_graph_destroy(g);
-    if (kir_alloc_live() != live) fail_msg("n=%ld leaked %ld blocks", n, kir_alloc_live() - live);
-  }
-  assert_true(failures > 0);
+  kt_pass_oom_loop(orig, fn, roots, 1, 10000, check_y, NULL);
   kir_graph_destroy(orig);
 }
 
