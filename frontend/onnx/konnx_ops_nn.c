@@ -552,7 +552,7 @@ static kiln_status bn_mean(C *c, const N *n, const char *role, int32_t v, int32_
 static kiln_status bn_running(C *c, const N *n, int32_t k, const char *what, int32_t stat,
                               int32_t batch, double momentum) {
   char role[48];
-  int32_t flat, m1, m2, sm, bm;
+  int32_t flat = -1, m1 = -1, m2 = -1, sm = -1, bm = -1;
   int64_t ch = konnx_type(c, stat)->dims[0];
   kiln_dtype dt = konnx_type(c, stat)->dtype;
   snprintf(role, sizeof role, "%s_batch", what);
@@ -585,7 +585,8 @@ static kiln_status batch_norm_training(C *c, const N *n, const int32_t *in, doub
   int64_t cdims[KILN_MAX_RANK];
   int32_t rank = xt->rank;
   for (int32_t a = 0; a < rank; a++) cdims[a] = a == 1 ? xt->dims[1] : 1;
-  int32_t mean, diff, sq, var, e, ve, den, norm, sc, bi, scaled;
+  int32_t mean = -1, diff = -1, sq = -1, var = -1, e = -1, ve = -1, den = -1, norm = -1, sc = -1,
+          bi = -1, scaled = -1;
   s = bn_mean(c, n, "batch_mean", in[0], &mean);
   if (s == KILN_OK) s = bn_step(c, n, "centered", KIR_OP_SUB, in[0], mean, &diff);
   if (s == KILN_OK) s = bn_step(c, n, "squared", KIR_OP_MUL, diff, diff, &sq);

@@ -672,13 +672,13 @@ static void test_dump_dir(void **state) {
   check_json(dir, "01-infer-shapes.json", infer_w, 6);
   const char *fold_w[] = {"\"index\": 2", "\"reported_change\": true", "\"added\": [],",
                           "\"removed\": [],",
-                          "\"changed\": [\n    {\"id\": 4, \"id_before\": 4, \"name\": \"b\", "
-                          "\"what\": [\"op\", \"inputs\", \"attrs\"]}\n  ],",
+                          ("\"changed\": [\n    {\"id\": 4, \"id_before\": 4, \"name\": \"b\", "
+                           "\"what\": [\"op\", \"inputs\", \"attrs\"]}\n  ],"),
                           "\"stats\": {\"nodes folded\": 1, \"skipped (too large)\": 0}"};
   check_json(dir, "02-fold.json", fold_w, 6);
   const char *dce_w[] = {"\"nodes_before\": 9,\n  \"nodes_after\": 6,", "\"added\": [],",
-                         "\"removed\": [\n    {\"id\": 2, \"name\": \"b1\"},\n"
-                         "    {\"id\": 3, \"name\": \"b2\"},\n    {\"id\": 8, \"name\": \"dead\"}\n  ],",
+                         ("\"removed\": [\n    {\"id\": 2, \"name\": \"b1\"},\n"
+                          "    {\"id\": 3, \"name\": \"b2\"},\n    {\"id\": 8, \"name\": \"dead\"}\n  ],"),
                          "\"changed\": [],", "\"stats\": {\"nodes removed\": 3}"};
   check_json(dir, "03-dce.json", dce_w, 5);
   const char *fuse_w[] = {"\"added\": [],", "{\"id\": 3, \"name\": \"mm\"}",
