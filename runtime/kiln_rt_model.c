@@ -562,6 +562,10 @@ kiln_rt_status kiln_rt_model_output(const kiln_rt_model *m, int i, kiln_rt_tenso
   return ready(m) ? info_of(m->outputs, m->n_outputs, i, info) : KILN_RT_ERR_ARGUMENT;
 }
 
+int kiln_rt_model_input_has_default(const kiln_rt_model *m, int i) {
+  return ready(m) && i >= 0 && i < m->n_inputs && m->inputs[i].default_offset >= 0;
+}
+
 static int find(const rt_tensor *t, int n, const char *name) {
   for (int i = 0; name && i < n; i++)
     if (strcmp(t[i].name, name) == 0) return i;

@@ -93,6 +93,9 @@ int kiln_rt_model_num_outputs(const kiln_rt_model *m);
 /* KILN_RT_ERR_ARGUMENT for an index out of range. */
 kiln_rt_status kiln_rt_model_input(const kiln_rt_model *m, int i, kiln_rt_tensor_info *info);
 kiln_rt_status kiln_rt_model_output(const kiln_rt_model *m, int i, kiln_rt_tensor_info *info);
+/* 1 when input i has a default value (an ONNX graph input that is also an initializer),
+ * so kiln_rt_run takes a NULL data pointer for it; 0 otherwise or out of range. */
+int kiln_rt_model_input_has_default(const kiln_rt_model *m, int i);
 /* Index by name, -1 if absent. */
 int kiln_rt_model_find_input(const kiln_rt_model *m, const char *name);
 int kiln_rt_model_find_output(const kiln_rt_model *m, const char *name);

@@ -105,6 +105,13 @@ static bool save_input(const char *dir, const char *name, const kir_tensor *t) {
 }
 
 /* The tensor for model input `name` of type `want`: from --input, or random. */
+/* true when --input names this input. */
+static bool given(const run_args *a, const char *name) {
+  for (int i = 0; i < a->n_inputs; i++)
+    if (!strcmp(a->inputs[i].name, name)) return true;
+  return false;
+}
+
 static kir_tensor *input_for(const run_args *a, const char *name, const kir_type *want,
                              int index) {
   char tw[160], tg[160], esc[96];
@@ -187,6 +194,10 @@ static int run_model(const run_args *a, kiln_rt_model *m, named *ins, named *out
     kiln_rt_model_input(m, i, &info);
     kir_type t = rt_type(&info);
     ins[i].name = info.name;
+    if (!given(a, info.name) && kiln_rt_model_input_has_default(m, i)) {
+      bin[i] = (kiln_rt_buffer){NULL, info.nbytes}; /* the runtime reads the default */
+      continue;
+    }
     if (!(ins[i].t = input_for(a, info.name, &t, i))) return KTOOL_ERR;
     bin[i] = (kiln_rt_buffer){ins[i].t->data, info.nbytes};
   }
@@ -260,6 +271,7 @@ static int run_interp(const run_args *a, kir_graph *g) {
   for (int32_t i = 0; i < g->n_nodes && rc == KTOOL_OK; i++) {
     const kir_node *n = g->nodes[i];
     if (n->op != KIR_OP_PLACEHOLDER) continue;
+    if (!given(a, n->name) && kir_attr_tensor(n, "default")) continue; /* its default */
     if (n_in == KTOOL_MAX_ARGS) rc = ktool_error("more than %d inputs", KTOOL_MAX_ARGS);
     else if (!(ins[n_in].t = input_for(a, n->name, &n->type, n_in))) rc = KTOOL_ERR;
     else feeds[n_in] = (kir_feed){n->id, ins[n_in].t}, ins[n_in++].name = n->name;

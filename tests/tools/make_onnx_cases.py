@@ -4,6 +4,7 @@ Debian's python3-onnx; the caller skips these checks when `import onnx` fails):
   sym.onnx          y = relu(x), x: f32[N,4] with N symbolic (needs --input-shape)
   sym_x.npy         an input for it at N=3, and sym_y.npy = relu(sym_x)
   unsupported.onnx  y = Hardmax(relu(x)): an operator Kiln does not import
+  default.onnx      y = x @ w, w an initializer that is also a graph input (a default)
   external.onnx     y = x + w, w's data in external.bin beside the model
   ext_x.npy, ext_y.npy   an input for it and the expected output
   escape.onnx       the same with w's data at "../external.bin" (outside the model's dir)
@@ -14,7 +15,7 @@ import sys
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import numpy_helper, TensorProto, helper
 
 
 def save(model, path):
@@ -69,6 +70,18 @@ def main(out):
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
     save(model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [x], [y], opset=99),
          os.path.join(out, "badopset.onnx"))
+    # an initializer that is also a graph input: a default the caller may override
+    xd = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    wd = helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 2])
+    yd = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    wv = np.array([[1, 2], [3, 4]], dtype=np.float32)
+    save(model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [xd, wd], [yd],
+               [numpy_helper.from_array(wv, "w")]), os.path.join(out, "default.onnx"))
+    dx = np.array([[1, 1]], dtype=np.float32)
+    np.save(os.path.join(out, "def_x.npy"), dx)
+    np.save(os.path.join(out, "def_w.npy"), np.eye(2, dtype=np.float32))
+    np.save(os.path.join(out, "def_y_default.npy"), dx @ wv)
+    np.save(os.path.join(out, "def_y_given.npy"), dx)
     print("wrote ONNX cases to", out)
 
 

@@ -525,6 +525,14 @@ if [ -n "$pyonnx" ] && mkdir -p "$work/ox" && "$pyonnx" "$src/make_onnx_cases.py
   expect "run --allow-external-data --target cpu" 0 "" "$bin/kiln" run "$ox/external.onnx" --allow-external-data \
     --target cpu --input x="$ox/ext_x.npy" --output y="$work/ext.npy"
   expect "... matches numpy" 0 "ok$" "$bin/kiln" compare "$work/ext.npy" "$ox/ext_y.npy" --tol 1e-6
+  # an initializer that is also an input: its value unless the caller gives one
+  "$bin/kiln" compile "$ox/default.onnx" -o "$work/def.kart" >/dev/null 2>&1
+  for m in "$ox/default.onnx --target ref" "$ox/default.onnx --target cpu" "$work/def.kart"; do
+    expect "default input used when not given: $m" 0 "ok$" sh -c "'$bin/kiln' run $m --input x='$ox/def_x.npy' \
+      --output y='$work/def.npy' && '$bin/kiln' compare '$work/def.npy' '$ox/def_y_default.npy' --tol 0"
+    expect "default input overridden when given: $m" 0 "ok$" sh -c "'$bin/kiln' run $m --input x='$ox/def_x.npy' \
+      --input w='$ox/def_w.npy' --output y='$work/def.npy' && '$bin/kiln' compare '$work/def.npy' '$ox/def_y_given.npy' --tol 0"
+  done
   expect "external data outside the model's directory" 1 "\.\./external.bin" \
     "$bin/kiln" import "$ox/sub/escape.onnx" -o "$work/esc.kiln" --allow-external-data
   nofile "$work/esc.kiln" "no output for external data outside the model's directory"
