@@ -135,8 +135,9 @@ static void put_header(const sa *S, kcg_buf *b) {
              "  %s_ERR_ALIGN = 3,      /* a buffer not aligned as required */\n"
              "  %s_ERR_ARENA = 4,      /* arena_bytes below %s_ARENA_BYTES */\n"
              "  %s_ERR_WEIGHTS = 5,    /* weights_bytes is not %s_WEIGHTS_BYTES */\n"
-             "  %s_ERR_DIV_BY_ZERO = 6 /* integer division by zero while running */\n};\n\n",
-             p, P, P, P, P, P, P, P, P, P);
+             "  %s_ERR_DIV_BY_ZERO = 6, /* integer division by zero while running */\n"
+             "  %s_ERR_INDEX = 7        /* a gather index out of range while running */\n};\n\n",
+             p, P, P, P, P, P, P, P, P, P, P);
   kcg_printf(b, "enum %s_dtype { %s_DTYPE_F32 = 1, %s_DTYPE_F64 = 2, %s_DTYPE_I32 = 3, "
              "%s_DTYPE_I64 = 4, %s_DTYPE_BOOL = 5,\n", p, P, P, P, P, P);
   kcg_printf(b, "  %s_DTYPE_U8 = 6, %s_DTYPE_I8 = 7, %s_DTYPE_U16 = 8, %s_DTYPE_I16 = 9, "
@@ -223,6 +224,35 @@ static void put_check_group(const sa *S, const char *ptrs, const char *bytes, co
              (int)n, ptrs, p, w, P);
 }
 
+/* The steps function returns 0 or 1 + the failing step: integer division by zero, or a
+ * gather index out of range. With gathers in the graph, a table maps each step to its
+ * error code (steps are numbered as kcg_c_emit numbers them: the nodes that are steps,
+ * in order). */
+static void put_result(const sa *S, kcg_buf *b) {
+  const char *p = S->p, *P = S->P;
+  int32_t n_steps = 0;
+  bool gathers = false;
+  for (int32_t i = 0; i < S->g->n_nodes; i++)
+    if (kcg_c_is_step(S->g->nodes[i], S->plan)) {
+      n_steps++;
+      gathers |= S->g->nodes[i]->op == KIR_OP_GATHER;
+    }
+  if (!gathers) {
+    kcg_printf(b, "  return %s_steps(inputs, outputs, (unsigned char *)arena, w) ? %s_ERR_DIV_BY_ZERO : %s_OK;\n",
+               p, P, P);
+    return;
+  }
+  kcg_printf(b, "  static const unsigned char step_error[%d] = {", (int)n_steps);
+  for (int32_t i = 0, k = 0; i < S->g->n_nodes; i++) {
+    const kir_node *n = S->g->nodes[i];
+    if (!kcg_c_is_step(n, S->plan)) continue;
+    kcg_printf(b, "%s%s", k++ % 8 ? " " : "\n    ",
+               n->op == KIR_OP_GATHER ? "7," : "6,");
+  }
+  kcg_printf(b, "\n  };\n  int r = %s_steps(inputs, outputs, (unsigned char *)arena, w);\n"
+             "  return r == 0 ? %s_OK : (int)step_error[r - 1];\n", p, P);
+}
+
 static void put_run(const sa *S, kcg_buf *b) {
   const char *p = S->p, *P = S->P;
   kcg_printf(b, "int %s_run(const void *const *inputs, const size_t *input_bytes,\n"
@@ -248,8 +278,8 @@ static void put_run(const sa *S, kcg_buf *b) {
   } else {
     kcg_printf(b, "  const unsigned char *w = %s_weights_data;\n", p);
   }
-  kcg_printf(b, "  return %s_steps(inputs, outputs, (unsigned char *)arena, w) ? %s_ERR_DIV_BY_ZERO : %s_OK;\n}\n",
-             p, P, P);
+  put_result(S, b);
+  kcg_printf(b, "}\n");
 }
 
 /* PREFIX.c: the shared program text with a static steps function, then the tensor

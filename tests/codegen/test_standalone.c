@@ -17,7 +17,7 @@
 #define MAX_T 8
 
 /* Status codes as the generated header names them (checked against the header text). */
-enum { S_OK = 0, S_NULL = 1, S_SIZE = 2, S_ALIGN = 3, S_ARENA = 4, S_WEIGHTS = 5, S_DIV0 = 6 };
+enum { S_OK = 0, S_NULL = 1, S_SIZE = 2, S_ALIGN = 3, S_ARENA = 4, S_WEIGHTS = 5, S_DIV0 = 6, S_INDEX = 7 };
 
 /* The driver: argv = MODE DIR. Reads DIR/inI.bin, runs, runs again into fresh poisoned
  * outputs (the two must agree byte for byte), writes DIR/outJ.bin; MODE breaks one
@@ -367,6 +367,35 @@ static void test_int_div(void **st) {
   kir_graph_destroy(g);
 }
 
+/* A gather index out of range returns MODEL_ERR_INDEX, told apart from an integer
+ * division (by zero) in the same program; valid indices run and match the reference. */
+static void test_gather_index(void **st) {
+  (void)st;
+  kir_graph *g = kir_graph_create();
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(4, 3));
+  kir_node *idx = kt_ph(g, "den_idx", KILN_I32, DIMS(5)); /* "den": filled with 1..3 */
+  kir_node *a = kt_ph(g, "a", KILN_I32, DIMS(5));
+  kt_op2(g, KIR_OP_GATHER, "y", x, idx);
+  kt_op2(g, KIR_OP_DIV, "q", a, idx);
+  const char *outs[] = {"y", "q"};
+  run_case(g, outs, 2, "gi", KCG_WEIGHTS_C_ARRAY, "gather");
+  const char *dir = kt_path("gather");
+  grep_in(dir, "gi.h", "GI_ERR_INDEX = 7");
+  ref r = {.outs = outs, .n_out = 2};
+  OK(g, reference(g, dir, 79, false, &r));
+  int32_t k = -1;
+  for (int32_t i = 0; i < r.n_in; i++)
+    if (!strcmp(r.names[i], "den_idx")) k = i;
+  assert_true(k >= 0);
+  const int32_t bad[5] = {1, 2, 4, 3, 1}; /* 4 is past the 4 rows of x */
+  char path[1200];
+  snprintf(path, sizeof path, "%s/in%d.bin", dir, (int)k);
+  spit(path, bad, sizeof bad);
+  assert_int_equal(drive(dir, "run"), S_INDEX);
+  ref_free(&r);
+  kir_graph_destroy(g);
+}
+
 /* Names that would break out of comments, literals or lines, with a non-default prefix. */
 static void test_hostile_names(void **st) {
   (void)st;
@@ -429,6 +458,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mlp_c_array),   cmocka_unit_test(test_mlp_weights_file),
       cmocka_unit_test(test_fused),         cmocka_unit_test(test_int_div),
+      cmocka_unit_test(test_gather_index),
       cmocka_unit_test(test_hostile_names), cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_bad_args),
   };
