@@ -11,9 +11,16 @@
 
 #define KCG_HIDDEN __attribute__((visibility("hidden")))
 
-/* The ONNX-set ops (ops.def wire 37..56) that are not elementwise: the case list of the
- * expression emitters' "no expression" arm. */
-#define KCG_CASES_NOT_ELEMENTWISE_ONNX                                                 \
+/* Every op that is not elementwise: the case list of the expression emitters' "no
+ * expression" arm (a new op must still be added here, or to an arm of its own). */
+#define KCG_CASES_NOT_ELEMENTWISE                                                      \
+  case KIR_OP_INVALID: case KIR_OP_CONSTANT: case KIR_OP_PLACEHOLDER: case KIR_OP_VARIABLE: \
+  case KIR_OP_RANDOM_NORMAL: case KIR_OP_RANDOM_UNIFORM: case KIR_OP_MATMUL:            \
+  case KIR_OP_ADD_N: case KIR_OP_REDUCE_SUM: case KIR_OP_REDUCE_MEAN: case KIR_OP_REDUCE_MAX: \
+  case KIR_OP_SOFTMAX: case KIR_OP_RESHAPE: case KIR_OP_TRANSPOSE: case KIR_OP_IDENTITY: \
+  case KIR_OP_ASSIGN: case KIR_OP_GROUP: case KIR_OP_NO_OP: case KIR_OP_FUSED_MATMUL:   \
+  case KIR_OP_TRANSFER: case KIR_OP_FUSED_ELEMENTWISE: case KIR_OP_FUSED_REDUCE:        \
+  case KIR_OP_FUSED_SOFTMAX: case KIR_OP_COUNT:                                          \
   case KIR_OP_REDUCE_MIN: case KIR_OP_LOG_SOFTMAX: case KIR_OP_ARGMAX:                  \
   case KIR_OP_ARGMIN: case KIR_OP_CONCAT: case KIR_OP_SLICE: case KIR_OP_GATHER:        \
   case KIR_OP_CAST: case KIR_OP_WHERE: case KIR_OP_CONV: case KIR_OP_MAX_POOL:          \
