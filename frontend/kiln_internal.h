@@ -70,6 +70,9 @@ kiln_status fe_bad_arg(fe_op *b, const char *what);
 /* dims/rank of a shape-like attribute: rank in [0, KILN_MAX_RANK], dims non-NULL. */
 kiln_status fe_check_dims(fe_op *b, const int64_t *dims, int rank);
 kiln_status fe_set_ints(fe_op *b, const char *attr, const int64_t *v, int n);
+/* One input and one int attribute (softmax's axis, cast's dtype, ...). */
+kiln_status fe_unary_int_attr(kiln_graph *g, const char *name, kir_op op, kiln_node *x,
+                              const char *attr, int64_t v, kiln_node **out);
 kiln_status fe_reduce(kiln_graph *g, const char *name, kir_op op, kiln_node *x,
                       const int64_t *axes, int n_axes, bool keep_dims, kiln_node **out);
 /* Removes nodes with id >= first (the graph's error survives). */

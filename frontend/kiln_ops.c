@@ -207,13 +207,18 @@ kiln_status kiln_reduce_max(kiln_graph *g, const char *name, kiln_node *x,
   return fe_reduce(g, name, KIR_OP_REDUCE_MAX, x, axes, n_axes, keep_dims, out);
 }
 
-kiln_status kiln_softmax(kiln_graph *g, const char *name, kiln_node *x, int64_t axis,
-                         kiln_node **out) {
+kiln_status fe_unary_int_attr(kiln_graph *g, const char *name, kir_op op, kiln_node *x,
+                              const char *attr, int64_t v, kiln_node **out) {
   fe_op b;
-  kiln_status st = fe_prepare(&b, g, KIR_OP_SOFTMAX, name, out);
+  kiln_status st = fe_prepare(&b, g, op, name, out);
   if (st == KILN_OK) st = fe_add(&b, &x, 1);
   if (st != KILN_OK) return st;
-  return fe_finish(&b, kir_attr_set_int(g->ir, b.n, "axis", axis));
+  return fe_finish(&b, kir_attr_set_int(g->ir, b.n, attr, v));
+}
+
+kiln_status kiln_softmax(kiln_graph *g, const char *name, kiln_node *x, int64_t axis,
+                         kiln_node **out) {
+  return fe_unary_int_attr(g, name, KIR_OP_SOFTMAX, x, "axis", axis, out);
 }
 
 /* ---------------------------------------------------------------- shape --------- */

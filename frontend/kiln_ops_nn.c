@@ -60,11 +60,7 @@ kiln_status kiln_where(kiln_graph *g, const char *name, kiln_node *cond, kiln_no
 
 kiln_status kiln_cast(kiln_graph *g, const char *name, kiln_node *x, kiln_dtype dtype,
                       kiln_node **out) {
-  fe_op b;
-  kiln_status st = fe_prepare(&b, g, KIR_OP_CAST, name, out);
-  if (st == KILN_OK) st = fe_add(&b, &x, 1);
-  if (st != KILN_OK) return st;
-  return fe_finish(&b, kir_attr_set_int(g->ir, b.n, "dtype", (int64_t)dtype));
+  return fe_unary_int_attr(g, name, KIR_OP_CAST, x, "dtype", (int64_t)dtype, out);
 }
 
 /* ---------------------------------------------------------------- reductions ---- */
@@ -76,11 +72,7 @@ kiln_status kiln_reduce_min(kiln_graph *g, const char *name, kiln_node *x,
 
 kiln_status kiln_log_softmax(kiln_graph *g, const char *name, kiln_node *x, int64_t axis,
                              kiln_node **out) {
-  fe_op b;
-  kiln_status st = fe_prepare(&b, g, KIR_OP_LOG_SOFTMAX, name, out);
-  if (st == KILN_OK) st = fe_add(&b, &x, 1);
-  if (st != KILN_OK) return st;
-  return fe_finish(&b, kir_attr_set_int(g->ir, b.n, "axis", axis));
+  return fe_unary_int_attr(g, name, KIR_OP_LOG_SOFTMAX, x, "axis", axis, out);
 }
 
 static kiln_status fe_arg(kiln_graph *g, const char *name, kir_op op, kiln_node *x,
