@@ -446,16 +446,6 @@ typedef struct report {
   lib_size lib;
 } report;
 
-static void json_string(const char *s) {
-  putchar('"');
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-    if (*p == '"' || *p == '\\') printf("\\%c", *p);
-    else if (*p < 0x20 || *p >= 0x7f) printf("\\u%04x", *p);
-    else putchar(*p);
-  }
-  putchar('"');
-}
-
 static double runs_per_s(const report *r) { return 1e9 / r->st.mean; }
 
 static void print_text(const report *r) {
@@ -496,14 +486,14 @@ static void print_text(const report *r) {
 static void print_json(const report *r) {
   const bench_args *a = r->a;
   printf("{\"model\": ");
-  json_string(a->path);
+  ktool_json_string(a->path);
   printf(", \"kind\": ");
-  json_string(r->model_kind);
+  ktool_json_string(r->model_kind);
   printf(", \"target\": \"cpu\", \"threads\": ");
-  if (r->threads_env) json_string(r->threads_env);
+  if (r->threads_env) ktool_json_string(r->threads_env);
   else printf("null");
   printf(", \"blas_core\": ");
-  json_string(r->blas);
+  ktool_json_string(r->blas);
   printf(", \"iterations\": %lld, \"warmup\": %lld, \"input_sets\": %d, \"input_bytes_per_set\": %lld,"
          " \"l2_bytes\": %lld,\n \"latency_ns\": {\"median\": %.0f, \"p10\": %.0f, \"p90\": %.0f, "
          "\"min\": %.0f, \"mean\": %.1f},\n \"runs_per_s\": %.3f, \"batch\": ",
@@ -521,7 +511,7 @@ static void print_json(const report *r) {
            "\"total_p10_ns\": %.0f, \"total_p90_ns\": %.0f},\n \"library\": {\"path\": ",
            r->cold.runs, r->cold.open_ns, r->cold.first_run_ns, r->cold.total_ns, r->cold.total_p10,
            r->cold.total_p90);
-    json_string(r->lib.path);
+    ktool_json_string(r->lib.path);
     printf(", \"unstripped_bytes\": %lld, \"stripped_bytes\": ", r->lib.unstripped);
     if (r->lib.stripped >= 0) printf("%lld}", r->lib.stripped);
     else printf("null}");

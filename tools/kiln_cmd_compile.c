@@ -102,16 +102,6 @@ static int parse(int argc, char **argv, compile_args *a) {
 
 /* ---------------------------------------------------------------- the log ------- */
 
-static void json_string(const char *s) {
-  putchar('"');
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-    if (*p == '"' || *p == '\\') printf("\\%c", *p);
-    else if (*p < 0x20 || *p >= 0x7f) printf("\\u%04x", *p);
-    else putchar(*p);
-  }
-  putchar('"');
-}
-
 static const char *op_name(const kir_node *n) {
   const kir_op_info *i = kir_op_get(n->op);
   return i ? i->name : "invalid";
@@ -138,26 +128,26 @@ static void log_json(const kir_graph *g, const kps_memplan *p, const compile_arg
     char norm[64];
     kps_device_normalize(a->devices[d], norm, sizeof norm);
     printf("%s", d ? ", " : "");
-    json_string(norm);
+    ktool_json_string(norm);
   }
   printf("%s],\n \"nodes\": [", a->n_devices ? "" : "\"cpu:0\"");
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *n = g->nodes[i];
     printf("%s\n  {\"id\": %d, \"name\": ", i ? "," : "", (int)i);
-    json_string(n->name);
+    ktool_json_string(n->name);
     printf(", \"op\": \"%s\", \"requested\": ", op_name(n));
-    json_string(n->device);
+    ktool_json_string(n->device);
     printf(", \"device\": ");
-    json_string(n->assigned_device);
+    ktool_json_string(n->assigned_device);
     printf(", \"reason\": ");
-    json_string(n->placement_reason);
+    ktool_json_string(n->placement_reason);
     printf("}");
   }
   printf("],\n \"memory\": {\"weights_bytes\": %lld, \"in_place\": %lld, \"arenas\": [",
          (long long)p->weights_bytes, (long long)p->n_inplace);
   for (int32_t d = 0; d < p->n_arenas; d++) {
     printf("%s{\"device\": ", d ? ", " : "");
-    json_string(p->arenas[d].device);
+    ktool_json_string(p->arenas[d].device);
     printf(", \"peak_bytes\": %lld, \"buffers\": %d}", (long long)p->arenas[d].peak_bytes,
            (int)p->arenas[d].n_buffers);
   }

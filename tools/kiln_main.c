@@ -39,6 +39,16 @@ static const char *usage_text =
     "files beside the model). ARTIFACT is a file written by `kiln compile`. LIST: passes,\n"
     "e.g. fold{max-bytes=4096},dce. Tensors: .npy, or ONNX TensorProto .pb as inputs.\n";
 
+void ktool_json_string(const char *s) {
+  putchar('"');
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    if (*p == '"' || *p == '\\') printf("\\%c", *p);
+    else if (*p < 0x20 || *p >= 0x7f) printf("\\u%04x", *p);
+    else putchar(*p);
+  }
+  putchar('"');
+}
+
 int ktool_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -74,6 +74,10 @@ bool ktool_roots_init(ktool_roots *r, const kir_graph *g, const char *const *giv
                       int32_t n_given);
 void ktool_roots_free(ktool_roots *r);
 
+/* Writes s (NULL: "") to stdout as a JSON string literal: quotes and backslashes
+ * escaped, every byte outside printable ASCII as \u00XX. */
+void ktool_json_string(const char *s);
+
 /* Conversions between .npy files and tensors. */
 kir_tensor *ktool_read_npy(const char *path);                 /* NULL after printing */
 /* A tensor from a .npy file or, when the file does not start with the .npy magic and
