@@ -266,17 +266,25 @@ bool kps_pipeline_for_level(int level, char *buf, size_t n) {
 
 /* ---------------------------------------------------------------- pass lists ---- */
 
+/* One entry of a comma-separated list at p: *start and *len span it without surrounding
+ * blanks; returns where the next entry starts (the end of the list: "" ). */
+static const char *list_entry(const char *p, const char **start, size_t *len) {
+  p = skip_ws(p);
+  const char *end = p, *b;
+  while (*end && *end != ',') end++;
+  for (b = end; b > p && isspace((unsigned char)b[-1]);) b--;
+  *start = p;
+  *len = (size_t)(b - p);
+  return *end ? end + 1 : end;
+}
+
 /* true when the comma-separated list names pass. */
 static bool list_has(const char *list, const char *pass) {
-  size_t plen = strlen(pass);
+  size_t plen = strlen(pass), len;
+  const char *e;
   for (const char *p = list; p && *p;) {
-    p = skip_ws(p);
-    const char *end = p;
-    while (*end && *end != ',') end++;
-    const char *b = end;
-    while (b > p && isspace((unsigned char)b[-1])) b--;
-    if ((size_t)(b - p) == plen && strncmp(p, pass, plen) == 0) return true;
-    p = *end ? end + 1 : end;
+    p = list_entry(p, &e, &len);
+    if (len == plen && strncmp(e, pass, plen) == 0) return true;
   }
   return false;
 }
@@ -284,18 +292,15 @@ static bool list_has(const char *list, const char *pass) {
 /* Every entry of a pass list must be a registered pass. */
 static kiln_status check_list(kir_graph *g, const char *list, const char *what) {
   char en[KPS_ESC], known[256];
+  size_t len;
+  const char *e;
   for (const char *p = list; p && *p;) {
-    p = skip_ws(p);
-    const char *end = p;
-    while (*end && *end != ',') end++;
-    const char *b = end;
-    while (b > p && isspace((unsigned char)b[-1])) b--;
-    if (!find_span(p, (size_t)(b - p))) {
+    p = list_entry(p, &e, &len);
+    if (!find_span(e, len)) {
       known_passes(known, sizeof known);
       return kir_seterr(g, KILN_ERR_ARGUMENT, "unknown pass '%s' in %s (known: %s)",
-                        span_esc(p, (size_t)(b - p), en, sizeof en), what, known);
+                        span_esc(e, len, en, sizeof en), what, known);
     }
-    p = *end ? end + 1 : end;
   }
   return KILN_OK;
 }
