@@ -495,9 +495,8 @@ static int32_t unused_candidates(const bn_pass *P, int32_t *uses, kir_node **dro
   return n;
 }
 
-/* Sorts the appended nodes into place, then drops the unused candidates. *committed
- * tells the caller whether the graph changed for good (a failed compaction leaves it
- * valid and equivalent, with a few dead nodes). */
+/* Sorts the appended nodes into place and drops the unused candidates, in one step that
+ * leaves the graph unchanged on failure: *committed says whether it changed for good. */
 static kiln_status finish(bn_pass *P, bool *committed) {
   kir_graph *g = P->g;
   size_t n = (size_t)g->n_nodes + 1;
@@ -506,11 +505,10 @@ static kiln_status finish(bn_pass *P, bool *committed) {
   kir_node **drop = kir_calloc(n, sizeof *drop);
   kiln_status st = uses && keep && drop ? KILN_OK : nomem(g);
   int32_t n_drop = st == KILN_OK ? unused_candidates(P, uses, drop) : 0;
-  if (st == KILN_OK && P->appended > 0) st = kir_graph_toposort(g); /* unchanged on failure */
-  *committed = st == KILN_OK;
   for (int32_t i = 0; st == KILN_OK && i < g->n_nodes; i++) keep[i] = true;
   for (int32_t i = 0; st == KILN_OK && i < n_drop; i++) keep[drop[i]->id] = false;
-  if (st == KILN_OK && n_drop > 0) st = kir_graph_compact(g, keep);
+  if (st == KILN_OK && (P->appended > 0 || n_drop > 0)) st = kir_graph_sort_compact(g, keep);
+  *committed = st == KILN_OK;
   kir_free(uses);
   kir_free(keep);
   kir_free(drop);

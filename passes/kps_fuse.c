@@ -702,27 +702,15 @@ kiln_status kps_explain_fusion(kir_graph *g, const kps_context *ctx, FILE *out) 
   return st;
 }
 
-/* Drops the absorbed nodes (keep covers the original nodes). With appended nodes (conv
- * biases), first sorts them into place: a failed sort leaves the graph unchanged, and
- * *committed says whether it changed for good (a failed compaction leaves it valid). */
+/* Drops the absorbed nodes (fi->keep covers the original nodes) and sorts appended nodes
+ * (conv biases) into place, in one step that leaves the graph unchanged on failure:
+ * *committed says whether it changed for good. */
 static kiln_status finish(kir_graph *g, const fuse_info *fi, bool *committed) {
-  if (fi->appended == 0) {
-    *committed = true;
-    return kir_graph_compact(g, fi->keep);
-  }
-  size_t n = (size_t)g->n_nodes + 1;
-  kir_node **drop = kir_calloc(n, sizeof *drop);
-  bool *keep = kir_calloc(n, sizeof *keep);
-  int32_t n_drop = 0;
-  kiln_status st = drop && keep ? KILN_OK : kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
-  for (int32_t i = 0; st == KILN_OK && i < fi->n_nodes; i++)
-    if (!fi->keep[i]) drop[n_drop++] = g->nodes[i];
-  if (st == KILN_OK) st = kir_graph_toposort(g);
+  bool *keep = kir_malloc((size_t)g->n_nodes + 1);
+  kiln_status st = keep ? KILN_OK : kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
+  for (int32_t i = 0; st == KILN_OK && i < g->n_nodes; i++) keep[i] = i >= fi->n_nodes || fi->keep[i];
+  if (st == KILN_OK) st = kir_graph_sort_compact(g, keep);
   *committed = st == KILN_OK;
-  for (int32_t i = 0; st == KILN_OK && i < g->n_nodes; i++) keep[i] = true;
-  for (int32_t i = 0; st == KILN_OK && i < n_drop; i++) keep[drop[i]->id] = false;
-  if (st == KILN_OK) st = kir_graph_compact(g, keep);
-  kir_free(drop);
   kir_free(keep);
   return st;
 }
