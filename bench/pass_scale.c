@@ -1,7 +1,7 @@
 /* pass_scale.c — the pass-scaling benchmark: builds seeded random graphs (kt_gen) of
  * 10k and 100k nodes, runs every registered pass alone and the default and full
- * pipelines on a fresh copy, and prints the time of each and the 100k/10k ratio (about
- * 10 when a pass is linear). A benchmark, not a timed test. Depends on passes/ and ir/. */
+ * pipelines on fresh copies (sizes interleaved, R times), and prints the median CPU time
+ * of each and the 100k/10k ratio (about 10 when a pass is linear). A benchmark, not a timed test. Depends on passes/ and ir/. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 
 #define MAX_SIZES 4
 #define MAX_ROWS 66
+#define MAX_REPEAT 101
 
 static const char *const FULL_ORDER[] = {"infer-shapes", "fold", "simplify", "cse", "dce",
                                          "fuse", "place", "plan-memory"};
@@ -35,35 +36,42 @@ static void usage(void) {
                   "  --window N: operands drawn from the last N values (short edges, as in real\n"
                   "  networks); 0: from all values (long random edges: every operand read misses\n"
                   "  the caches once the graph outgrows them). Default: both, 1000 then 0.\n"
+                  "  --repeat R: runs per cell (default 5, at most 101), sizes interleaved; medians\n"
                   "  exit status 2 when a ratio exceeds --max-ratio (default 15, 0: never)\n");
 }
 
-/* Best of `repeat` runs of pipeline on fresh clones of k's graph; -1 on error. */
-static double time_pipeline(const kt_gen *k, const char *pipeline, int repeat) {
-  double best = -1;
-  for (int r = 0; r < repeat; r++) {
-    kir_graph *h = kir_graph_clone(k->g);
-    if (!h) return -1;
-    kps_options opt;
-    memset(&opt, 0, sizeof opt);
-    opt.pipeline = pipeline;
-    kps_context ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.roots = (const char *const *)k->roots;
-    ctx.n_roots = k->n_roots;
-    double t0 = now_ms();
-    kiln_status st = kps_run(h, &opt, &ctx);
-    double ms = now_ms() - t0;
-    if (st != KILN_OK) {
-      fprintf(stderr, "bench_pass_scale: %s: %s: %s\n", pipeline ? pipeline : "default",
-              kiln_status_name(st), h->error);
-      kir_graph_destroy(h);
-      return -1;
-    }
-    kir_graph_destroy(h);
-    if (best < 0 || ms < best) best = ms;
+/* One run of pipeline on a fresh clone of k's graph (the clone is not timed); -1 on
+ * error. */
+static double time_pipeline(const kt_gen *k, const char *pipeline) {
+  kir_graph *h = kir_graph_clone(k->g);
+  if (!h) return -1;
+  kps_options opt;
+  memset(&opt, 0, sizeof opt);
+  opt.pipeline = pipeline;
+  kps_context ctx;
+  memset(&ctx, 0, sizeof ctx);
+  ctx.roots = (const char *const *)k->roots;
+  ctx.n_roots = k->n_roots;
+  double t0 = now_ms();
+  kiln_status st = kps_run(h, &opt, &ctx);
+  double ms = now_ms() - t0;
+  if (st != KILN_OK) {
+    fprintf(stderr, "bench_pass_scale: %s: %s: %s\n", pipeline ? pipeline : "default",
+            kiln_status_name(st), h->error);
+    ms = -1;
   }
-  return best;
+  kir_graph_destroy(h);
+  return ms;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* Every registered pass, then the default and full pipelines; `only` keeps one row. */
@@ -92,30 +100,39 @@ static int32_t make_rows(row *rows, char *full, size_t n_full, const char *only)
   return 0;
 }
 
-/* Builds the graph of one size and times every row on it. */
-static int run_size(int32_t nodes, int32_t max_numel, int32_t window, uint64_t seed, int repeat,
-                    row *rows, int32_t n_rows, int32_t col) {
-  kt_gen k;
-  kt_gen_opts o;
-  memset(&o, 0, sizeof o);
-  o.n_nodes = nodes;
-  o.roots_all_sinks = true;
-  o.max_numel = max_numel;
-  o.window = window;
-  char err[768];
-  double t0 = now_ms();
-  if (kt_gen_build(seed, &o, &k, err, sizeof err) != KILN_OK) {
-    fprintf(stderr, "bench_pass_scale: %s\n", err);
-    return 1;
-  }
-  printf("graph of %d nodes (%d roots, %d placeholders) built and verified in %.1f ms\n",
-         (int)k.g->n_nodes, (int)k.n_roots, (int)k.n_feeds, now_ms() - t0);
+/* Builds the graph of every size, then times every row `repeat` times, the sizes
+ * interleaved (10k, 100k, 10k, 100k, ...) so that a busy moment on the machine slows
+ * both sizes alike instead of one; keeps the median of each. */
+static int run_sizes(const int32_t *sizes, int32_t n_sizes, int32_t max_numel, int32_t window,
+                     uint64_t seed, int repeat, row *rows, int32_t n_rows) {
+  static kt_gen k[MAX_SIZES];
+  static double t[MAX_SIZES][MAX_REPEAT];
   int rc = 0;
-  for (int32_t r = 0; r < n_rows; r++) {
-    rows[r].ms[col] = time_pipeline(&k, rows[r].pipeline, repeat);
-    if (rows[r].ms[col] < 0) rc = 1;
+  int32_t built = 0;
+  for (; built < n_sizes && rc == 0; built++) {
+    kt_gen_opts o;
+    memset(&o, 0, sizeof o);
+    o.n_nodes = sizes[built];
+    o.roots_all_sinks = true;
+    o.max_numel = max_numel;
+    o.window = window;
+    char err[768];
+    double t0 = now_ms();
+    if (kt_gen_build(seed, &o, &k[built], err, sizeof err) != KILN_OK) {
+      fprintf(stderr, "bench_pass_scale: %s\n", err);
+      rc = 1;
+      break;
+    }
+    printf("graph of %d nodes (%d roots, %d placeholders) built and verified in %.1f ms\n",
+           (int)k[built].g->n_nodes, (int)k[built].n_roots, (int)k[built].n_feeds, now_ms() - t0);
   }
-  kt_gen_free(&k);
+  for (int32_t r = 0; r < n_rows && rc == 0; r++) {
+    for (int i = 0; i < repeat && rc == 0; i++)
+      for (int32_t z = 0; z < n_sizes && rc == 0; z++)
+        if ((t[z][i] = time_pipeline(&k[z], rows[r].pipeline)) < 0) rc = 1;
+    for (int32_t z = 0; z < n_sizes && rc == 0; z++) rows[r].ms[z] = median(t[z], repeat);
+  }
+  for (int32_t z = 0; z < built; z++) kt_gen_free(&k[z]);
   return rc;
 }
 
@@ -144,7 +161,7 @@ static int print_table(const row *rows, int32_t n_rows, const int32_t *sizes, in
 int main(int argc, char **argv) {
   int32_t sizes[MAX_SIZES], n_sizes = 0;
   uint64_t seed = 1;
-  int repeat = 1;
+  int repeat = 5;
   double max_ratio = 15;
   int32_t max_numel = 0;
   const char *only = NULL;
@@ -163,7 +180,7 @@ int main(int argc, char **argv) {
   if (n_sizes == 0) sizes[n_sizes++] = 10000, sizes[n_sizes++] = 100000;
   for (int32_t s = 0; s < n_sizes; s++)
     if (sizes[s] < 10 || sizes[s] > KIR_MAX_NODES / 2) return usage(), 2;
-  if (repeat < 1) repeat = 1;
+  if (repeat < 1 || repeat > MAX_REPEAT) return usage(), 2;
   static row rows[MAX_ROWS];
   char full[256];
   int32_t n_rows = make_rows(rows, full, sizeof full, only);
@@ -175,9 +192,7 @@ int main(int argc, char **argv) {
       printf("\n== operands from the last %d values (short edges)\n", (int)windows[w]);
     else
       printf("\n== operands from all values (long, uniformly random edges)\n");
-    int rc = 0;
-    for (int32_t s = 0; s < n_sizes && rc == 0; s++)
-      rc = run_size(sizes[s], max_numel, windows[w], seed, repeat, rows, n_rows, s);
+    int rc = run_sizes(sizes, n_sizes, max_numel, windows[w], seed, repeat, rows, n_rows);
     if (rc != 0) return rc;
     rc = print_table(rows, n_rows, sizes, n_sizes, max_ratio);
     if (rc > worst) worst = rc;

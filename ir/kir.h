@@ -189,13 +189,16 @@ typedef struct kir_arena kir_arena;
 
 typedef struct kir_graph {
   kir_arena *arena; /* names, attributes, tensors, strings */
-  kir_arena *hot;   /* node structs and the input lists kir_node_add made, apart from the
-                       rest: the sweeps passes make over every node touch only these (on
-                       big graphs, half the bytes: they stay in cache longer) */
+  kir_arena *hot;   /* node structs with their names and input lists as kir_node_add made
+                       them, apart from the rest: the sweeps passes make over every node
+                       touch only these (on big graphs, half the bytes: they stay in cache
+                       longer) */
   kir_node **nodes; /* n_nodes entries; array through kir_alloc, nodes in the arena */
   int32_t n_nodes;
   int32_t cap_nodes;
   struct kir_name_index *index; /* name -> id hash, kept by kir_node_add / compact */
+  int32_t *tracked;  /* node ids kept current for a user (kir_graph_track); may be NULL */
+  int32_t n_tracked;
   kiln_status status;  /* last error; KILN_OK after a success */
   char error[512];     /* message of the last error, "" if none */
 } kir_graph;
@@ -265,6 +268,14 @@ kiln_status kir_graph_sort_compact(kir_graph *g, const bool *keep);
 kiln_status kir_graph_compact(kir_graph *g, const bool *keep);
 /* kir_graph_sort_compact(g, NULL). */
 kiln_status kir_graph_toposort(kir_graph *g);
+/* Keeps a copy of these node ids current from now on: compaction and sorting renumber
+ * them, and an entry whose node is dropped or popped becomes -1 (names never change, so an
+ * entry that is not -1 still names the node it named). Replaces any earlier list; n = 0
+ * clears it. Not carried by clone or swap_in. The pass manager tracks the roots this way,
+ * so passes need not look each one up by name on every pass (several cache misses per
+ * root on big graphs). KILN_ERR_NOMEM (the old list kept), KILN_ERR_ARGUMENT for an id
+ * that is neither -1 nor a node. */
+kiln_status kir_graph_track(kir_graph *g, const int32_t *ids, int32_t n);
 /* Replaces every use of node `from` by node `to` in other nodes' inputs. */
 void kir_graph_replace_uses(kir_graph *g, int32_t from, int32_t to);
 /* Number of nodes that use node id as an input (counting repeats once per use). */

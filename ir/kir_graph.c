@@ -249,8 +249,25 @@ static struct kir_name_index *index_build(kir_node *const *nodes, int32_t n) {
   return x;
 }
 
+kiln_status kir_graph_track(kir_graph *g, const int32_t *ids, int32_t n) {
+  if (!g || n < 0 || (n > 0 && !ids)) return kir_seterr(g, KILN_ERR_ARGUMENT, "kir_graph_track: bad arguments");
+  for (int32_t i = 0; i < n; i++)
+    if (ids[i] < -1 || ids[i] >= g->n_nodes)
+      return kir_seterr(g, KILN_ERR_ARGUMENT, "kir_graph_track: id %d is not a node", (int)ids[i]);
+  int32_t *copy = NULL;
+  if (n > 0 && !(copy = kir_malloc((size_t)n * sizeof *copy)))
+    return kir_seterr(g, KILN_ERR_NOMEM, "out of memory tracking %d nodes", (int)n);
+  if (n > 0) memcpy(copy, ids, (size_t)n * sizeof *copy);
+  kir_free(g->tracked);
+  g->tracked = copy;
+  g->n_tracked = n;
+  return KILN_OK;
+}
+
 void kir_graph_pop_node(kir_graph *g) {
   if (!g || g->n_nodes == 0) return;
+  for (int32_t i = 0; i < g->n_tracked; i++)
+    if (g->tracked[i] == g->n_nodes - 1) g->tracked[i] = -1;
   if (g->index) index_remove(g->index, g->nodes, g->n_nodes - 1);
   g->nodes[--g->n_nodes] = NULL;
 }
@@ -281,6 +298,9 @@ static void graph_free_contents(kir_graph *g) {
   arena_destroy(g->hot);
   kir_free(g->nodes);
   kir_free(g->index);
+  kir_free(g->tracked);
+  g->tracked = NULL;
+  g->n_tracked = 0;
   g->arena = g->hot = NULL;
   g->nodes = NULL;
   g->index = NULL;
@@ -298,6 +318,7 @@ void kir_graph_swap_in(kir_graph *dst, kir_graph *src) {
   graph_free_contents(dst);
   *dst = *src;
   src->arena = src->hot = NULL;
+  src->tracked = NULL;
   src->nodes = NULL;
   src->index = NULL;
   kir_graph_destroy(src);
@@ -365,11 +386,15 @@ static kir_node *node_add_bounded(kir_graph *g, kir_op op, const char *name,
   if (reserve_nodes(g, 1) != KILN_OK || reserve_index(g) != KILN_OK) return NULL;
   kir_node *n = arena_alloc(g->hot, sizeof *n, ARENA_ALIGN);
   int32_t *in = n && n_inputs ? arena_alloc(g->hot, (size_t)n_inputs * sizeof *in, sizeof *in) : NULL;
-  const char *nm = n && (in || !n_inputs) ? kir_graph_strdup(g, name) : NULL;
+  /* The name too: a lookup by name then reads the node and its name from neighbouring
+   * cache lines. */
+  size_t name_n = strlen(name) + 1;
+  char *nm = n && (in || !n_inputs) ? arena_alloc(g->hot, name_n, 1) : NULL;
   if (!nm) {
-    if (!n || (n_inputs && !in)) kir_seterr(g, KILN_ERR_NOMEM, "out of memory adding node");
+    kir_seterr(g, KILN_ERR_NOMEM, "out of memory adding a node");
     return NULL;
   }
+  memcpy(nm, name, name_n);
   if (n_inputs) memcpy(in, inputs, (size_t)n_inputs * sizeof *in);
   n->id = g->n_nodes;
   n->op = op;
@@ -663,6 +688,8 @@ static kiln_status apply_order(kir_graph *g, const int32_t *order, int32_t count
     for (int32_t k = 0; k < nodes[i]->n_inputs; k++)
       nodes[i]->inputs[k] = new_id[nodes[i]->inputs[k]];
   }
+  for (int32_t i = 0; i < g->n_tracked; i++)
+    if (g->tracked[i] >= 0) g->tracked[i] = new_id[g->tracked[i]];
   kir_free(g->nodes);
   if (!remap) kir_free(g->index);
   g->nodes = nodes;

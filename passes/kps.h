@@ -34,7 +34,14 @@ typedef struct kps_context {
   /* pass manager: the option values of the pipeline entry being run, e.g.
    * fold{max-bytes=4096}; NULL outside the manager. Read with kps_option_int/_bool. */
   const struct kps_entry_options *options;
+  /* pass manager: g->tracked holds the roots' ids (kir_graph_track), in order; read
+   * through kps_root_id */
+  bool roots_tracked;
 } kps_context;
+
+/* Id of root r (ctx->roots[r]) in g, or -1 if no node has that name: the tracked id when
+ * the pass manager tracks the roots, else a lookup by name. */
+int32_t kps_root_id(const kir_graph *g, const kps_context *ctx, int32_t r);
 
 typedef struct kps_stat {
   const char *name; /* e.g. "nodes folded" */

@@ -472,8 +472,8 @@ static kiln_status setup(bn_pass *P, const kps_context *ctx) {
   for (int32_t i = 0; i < g->n_nodes; i++)
     for (int32_t k = 0; k < g->nodes[i]->n_inputs; k++) P->uses[g->nodes[i]->inputs[k]]++;
   for (int32_t r = 0; r < ctx->n_roots; r++) {
-    const kir_node *n2 = ctx->roots && ctx->roots[r] ? kir_graph_find(g, ctx->roots[r]) : NULL;
-    if (n2) P->root[n2->id] = true;
+    int32_t id = kps_root_id(g, ctx, r);
+    if (id >= 0) P->root[id] = true;
   }
   return KILN_OK;
 }

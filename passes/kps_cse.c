@@ -168,13 +168,13 @@ static bool eligible(const kir_node *n) {
 static kiln_status mark_roots(kir_graph *g, const kps_context *ctx, bool *root) {
   for (int32_t r = 0; r < ctx->n_roots; r++) {
     const char *name = ctx->roots[r];
-    const kir_node *n = name ? kir_graph_find(g, name) : NULL;
-    if (!n) {
+    int32_t id = kps_root_id(g, ctx, r);
+    if (id < 0) {
       char esc[272];
       return kir_seterr(g, KILN_ERR_ARGUMENT, "cse: root '%s' is not a node of the graph",
                         kir_escape(name ? name : "(null)", esc, sizeof esc));
     }
-    root[n->id] = true;
+    root[id] = true;
   }
   return KILN_OK;
 }

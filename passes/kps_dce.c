@@ -11,16 +11,14 @@
 static kiln_status mark_roots(kir_graph *g, const kps_context *ctx, bool *keep) {
   for (int32_t r = 0; r < ctx->n_roots; r++) {
     const char *name = ctx->roots[r];
-    const kir_node *n = name ? kir_graph_find(g, name) : NULL;
-    if (!n) {
+    int32_t id = kps_root_id(g, ctx, r);
+    if (id < 0) {
       char esc[KPS_ESC];
       return kir_seterr(g, KILN_ERR_ARGUMENT, "root '%s' is not a node of the graph",
                         kir_escape(name ? name : "(null)", esc, sizeof esc));
     }
-    keep[n->id] = true;
+    keep[id] = true;
   }
-  for (int32_t i = 0; i < g->n_nodes; i++)
-    if (g->nodes[i]->op == KIR_OP_PLACEHOLDER) keep[i] = true;
   return KILN_OK;
 }
 
@@ -35,10 +33,12 @@ kiln_status kps_dce(kir_graph *g, const kps_context *ctx, kps_result *res) {
   bool *keep = kir_calloc((size_t)g->n_nodes, sizeof *keep);
   if (!keep) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
   kiln_status st = mark_roots(g, ctx, keep);
-  /* Inputs have smaller ids, so one backward sweep reaches every dependency. */
+  /* Inputs have smaller ids, so one backward sweep reaches every dependency (and finds
+   * the placeholders in the same pass over the nodes). */
   for (int32_t i = g->n_nodes - 1; st == KILN_OK && i >= 0; i--) {
-    if (!keep[i]) continue;
     const kir_node *n = g->nodes[i];
+    if (n->op == KIR_OP_PLACEHOLDER) keep[i] = true;
+    if (!keep[i]) continue;
     for (int32_t k = 0; k < n->n_inputs; k++) keep[n->inputs[k]] = true;
   }
   int64_t removed = 0;

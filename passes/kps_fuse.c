@@ -102,8 +102,8 @@ static kiln_status info_init(kir_graph *g, const kps_context *ctx, FILE *out, fu
     }
   kir_free(fill);
   for (int32_t r = 0; r < ctx->n_roots; r++) {
-    const kir_node *n = ctx->roots && ctx->roots[r] ? kir_graph_find(g, ctx->roots[r]) : NULL;
-    if (n) fi->root[n->id] = true;
+    int32_t id = kps_root_id(g, ctx, r);
+    if (id >= 0) fi->root[id] = true;
   }
   return KILN_OK;
 }

@@ -517,6 +517,26 @@ static kiln_status run_pipeline(run_state *rs, const kps_pipeline *pl) {
   return st;
 }
 
+int32_t kps_root_id(const kir_graph *g, const kps_context *ctx, int32_t r) {
+  if (!g || !ctx || r < 0 || r >= ctx->n_roots) return -1;
+  if (ctx->roots_tracked && g->n_tracked == ctx->n_roots && g->tracked[r] >= 0) return g->tracked[r];
+  const kir_node *n = ctx->roots && ctx->roots[r] ? kir_graph_find(g, ctx->roots[r]) : NULL;
+  return n ? n->id : -1;
+}
+
+/* Looks the roots up by name once for the whole pipeline; the graph keeps their ids
+ * current (a root whose node a pass replaces falls back to its name). */
+static kiln_status track_roots(kir_graph *g, kps_context *ctx) {
+  if (ctx->n_roots <= 0 || !ctx->roots) return KILN_OK;
+  int32_t *ids = kir_malloc((size_t)ctx->n_roots * sizeof *ids);
+  if (!ids) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory resolving %d roots", (int)ctx->n_roots);
+  for (int32_t r = 0; r < ctx->n_roots; r++) ids[r] = kps_root_id(g, ctx, r);
+  kiln_status st = kir_graph_track(g, ids, ctx->n_roots);
+  kir_free(ids);
+  ctx->roots_tracked = st == KILN_OK;
+  return st;
+}
+
 kiln_status kps_run(kir_graph *g, const kps_options *opt, const kps_context *ctx) {
   if (!g) return KILN_ERR_ARGUMENT;
   kps_options dflt_opt;
@@ -529,8 +549,11 @@ kiln_status kps_run(kir_graph *g, const kps_options *opt, const kps_context *ctx
   kiln_status st = kps_pipeline_parse(g, opt->pipeline ? opt->pipeline : KPS_DEFAULT_PIPELINE, &pl);
   if (st != KILN_OK) return st;
   st = check_lists(g, opt);
-  run_state rs = {g, opt, ctx, opt->print_to ? opt->print_to : stderr, 0};
+  kps_context tracked_ctx = *ctx;
+  if (st == KILN_OK) st = track_roots(g, &tracked_ctx);
+  run_state rs = {g, opt, &tracked_ctx, opt->print_to ? opt->print_to : stderr, 0};
   if (st == KILN_OK) st = run_pipeline(&rs, &pl);
+  kir_graph_track(g, NULL, 0); /* the ids are the pipeline's business only */
   kps_pipeline_free(&pl);
   if (st == KILN_OK) kir_clearerr(g);
   return st;

@@ -409,17 +409,21 @@ static void reason_text(const placer *P, const kir_graph *g, int32_t i, char *bu
   else snprintf(buf, n, "transfer from %s to %s", from, dev);
 }
 
-/* Arena strings; identical strings (the common case) share one copy. */
+/* Arena strings; identical strings (the common case: devices, default reasons) share one
+ * copy. Direct-mapped by hash: one comparison per string, however many distinct reasons
+ * (names of consumers) pass through. */
+#define STR_CACHE 64
 typedef struct str_cache {
-  const char *s[16];
-  int32_t n;
+  const char *s[STR_CACHE];
 } str_cache;
 
 static const char *intern(kir_graph *g, str_cache *c, const char *s) {
-  for (int32_t i = 0; i < c->n; i++)
-    if (strcmp(c->s[i], s) == 0) return c->s[i];
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (const char *p = s; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+  const char **slot = &c->s[(h ^ (h >> 16)) % STR_CACHE];
+  if (*slot && strcmp(*slot, s) == 0) return *slot;
   const char *copy = kir_graph_strdup(g, s);
-  if (copy && c->n < 16) c->s[c->n++] = copy;
+  if (copy) *slot = copy;
   return copy;
 }
 
@@ -625,7 +629,7 @@ kiln_status kps_place(kir_graph *g, const kps_context *ctx, kps_result *res) {
   }
   int64_t before = g->n_nodes;
   if (st == KILN_OK && P.crossings == 0) {
-    str_cache sc = {{0}, 0};
+    str_cache sc = {{0}};
     st = apply_all(&P, g, &sc, &changed);
   } else if (st == KILN_OK) {
     st = place_with_transfers(&P, &changed);

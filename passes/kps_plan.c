@@ -340,7 +340,8 @@ static kiln_status root_ids(kir_graph *g, const kps_context *ctx, int32_t **ids,
     return kir_seterr(g, KILN_ERR_NOMEM, "plan-memory: out of memory");
   if (ctx && ctx->n_roots > 0) {
     for (int32_t r = 0; r < ctx->n_roots && *n < cap; r++) {
-      const kir_node *nd = ctx->roots[r] ? kir_graph_find(g, ctx->roots[r]) : NULL;
+      int32_t id = kps_root_id(g, ctx, r);
+      const kir_node *nd = id >= 0 ? g->nodes[id] : NULL;
       if (!nd)
         return kir_seterr(g, KILN_ERR_ARGUMENT, "plan-memory: root '%s' is not a node of the graph",
                           kir_escape(ctx->roots[r] ? ctx->roots[r] : "(null)", esc, sizeof esc));

@@ -115,7 +115,8 @@ static kiln_status mark_roots(simp *s) {
     return nomem(g, "");
   for (int32_t r = 0; r < ctx->n_roots; r++) {
     const char *name = ctx->roots[r];
-    kir_node *n = !first ? s->roots[r] : name ? kir_graph_find(g, name) : NULL;
+    int32_t id = first ? kps_root_id(g, ctx, r) : -1;
+    kir_node *n = !first ? s->roots[r] : id >= 0 ? g->nodes[id] : NULL;
     if (!n) {
       char esc[KPS_ESC];
       return kir_seterr(g, KILN_ERR_ARGUMENT, "simplify: root '%s' is not a node of the graph",
