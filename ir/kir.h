@@ -264,7 +264,8 @@ const kir_tensor *kir_attr_tensor(const kir_node *n, const char *name);
  * (naming a node on it), KILN_ERR_INTERNAL for a kept node using a dropped one. Passes
  * that append and drop nodes call it once at the end. */
 kiln_status kir_graph_sort_compact(kir_graph *g, const bool *keep);
-/* kir_graph_sort_compact with keep required. */
+/* Drops every node whose keep[id] is false and renumbers the rest, keeping their order
+ * (no sort: for a graph in order, as every pass leaves it). Same errors, graph unchanged. */
 kiln_status kir_graph_compact(kir_graph *g, const bool *keep);
 /* kir_graph_sort_compact(g, NULL). */
 kiln_status kir_graph_toposort(kir_graph *g);

@@ -669,10 +669,47 @@ fail:
 
 /* ---------------------------------------------------------------- reordering ---- */
 
+/* Puts node ids and inputs back as they were before renumbering nodes[0 .. upto) (and
+ * the first k_upto inputs of nodes[upto]). */
+static void renumber_undo(kir_node **nodes, const int32_t *order, int32_t upto, int32_t k_upto) {
+  for (int32_t i = 0; i <= upto; i++) {
+    int32_t nk = i < upto ? nodes[i]->n_inputs : k_upto;
+    for (int32_t k = 0; k < nk; k++) nodes[i]->inputs[k] = order[nodes[i]->inputs[k]];
+    nodes[i]->id = order[i];
+  }
+}
+
+/* Renumbers ids and inputs in nodes (new order). Unless the inputs were checked, checks
+ * each as it goes (an input that is not a node, or a dropped one) and on a bad one puts
+ * everything back: then the caller's graph is unchanged. The check rides on the sweep
+ * that renumbers, instead of a sweep of its own over every node (big graphs: a cache
+ * miss or two per node per sweep). */
+static kiln_status renumber(kir_graph *g, kir_node **nodes, const int32_t *order, int32_t count,
+                            const int32_t *new_id, bool checked) {
+  for (int32_t i = 0; i < count; i++) {
+    kir_node *n = nodes[i];
+    n->id = i;
+    for (int32_t k = 0; k < n->n_inputs; k++) {
+      int32_t in = n->inputs[k];
+      if (!checked && (in < 0 || in >= g->n_nodes || new_id[in] < 0)) {
+        renumber_undo(nodes, order, i, k);
+        if (in < 0 || in >= g->n_nodes)
+          return kir_node_err(g, n, KILN_ERR_GRAPH, "input %d refers to missing node %d", (int)k, (int)in);
+        char a[KIR_ESC_BUF];
+        return kir_seterr(g, KILN_ERR_INTERNAL, "compact: kept node '%s' uses dropped node %d",
+                          kir_escape(n->name, a, sizeof a), (int)in);
+      }
+      n->inputs[k] = new_id[in];
+    }
+  }
+  return KILN_OK;
+}
+
 /* Installs the nodes in `order` (old ids, new positions) and renumbers inputs with
- * `new_id` (old id -> new id). Allocates first, so on NOMEM nothing changed. */
+ * `new_id` (old id -> new id). Allocates first, so on NOMEM (or a bad input, when not
+ * `checked`) nothing changed. */
 static kiln_status apply_order(kir_graph *g, const int32_t *order, int32_t count,
-                               const int32_t *new_id) {
+                               const int32_t *new_id, bool checked) {
   kir_node **nodes = kir_malloc((size_t)(g->cap_nodes ? g->cap_nodes : 1) * sizeof *nodes);
   if (!nodes) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory reordering nodes");
   for (int32_t i = 0; i < count; i++) nodes[i] = g->nodes[order[i]];
@@ -682,12 +719,13 @@ static kiln_status apply_order(kir_graph *g, const int32_t *order, int32_t count
     kir_free(nodes);
     return kir_seterr(g, KILN_ERR_NOMEM, "out of memory rebuilding the name index");
   }
-  if (remap) index_remap(x, new_id); /* cannot fail */
-  for (int32_t i = 0; i < count; i++) {
-    nodes[i]->id = i;
-    for (int32_t k = 0; k < nodes[i]->n_inputs; k++)
-      nodes[i]->inputs[k] = new_id[nodes[i]->inputs[k]];
+  kiln_status s = renumber(g, nodes, order, count, new_id, checked);
+  if (s != KILN_OK) {
+    kir_free(nodes);
+    if (!remap) kir_free(x);
+    return s;
   }
+  if (remap) index_remap(x, new_id); /* cannot fail */
   for (int32_t i = 0; i < g->n_tracked; i++)
     if (g->tracked[i] >= 0) g->tracked[i] = new_id[g->tracked[i]];
   kir_free(g->nodes);
@@ -814,14 +852,25 @@ kiln_status kir_graph_sort_compact(kir_graph *g, const bool *keep) {
     count = dfs_order(g, keep, order, new_id, buf + 2 * n, buf + 3 * n, (uint8_t *)(buf + 4 * n));
   }
   if (count < 0) s = KILN_ERR_GRAPH;
-  else if (count < g->n_nodes || !is_identity(order, count)) s = apply_order(g, order, count, new_id);
+  else if (count < g->n_nodes || !is_identity(order, count)) s = apply_order(g, order, count, new_id, true);
   kir_free(buf);
   return s;
 }
 
+/* The graph is in order (the invariant), so dropping keeps it in order: no sort, and the
+ * inputs are checked while they are renumbered. */
 kiln_status kir_graph_compact(kir_graph *g, const bool *keep) {
   if (!g || !keep) return kir_seterr(g, KILN_ERR_ARGUMENT, "kir_graph_compact: NULL argument");
-  return kir_graph_sort_compact(g, keep);
+  int32_t *buf = kir_malloc(2 * (size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof *buf);
+  if (!buf) return kir_seterr(g, KILN_ERR_NOMEM, "out of memory compacting");
+  int32_t *order = buf, *new_id = buf + g->n_nodes, count = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    new_id[i] = keep[i] ? count : -1;
+    if (keep[i]) order[count++] = i;
+  }
+  kiln_status s = count < g->n_nodes ? apply_order(g, order, count, new_id, false) : KILN_OK;
+  kir_free(buf);
+  return s;
 }
 
 kiln_status kir_graph_toposort(kir_graph *g) { return kir_graph_sort_compact(g, NULL); }

@@ -519,6 +519,62 @@ static void test_compact(void **state) {
   assert_int_equal(kir_verify(g), KILN_OK);
 }
 
+/* The check of a kept node's inputs rides on the renumbering sweep: a bad input found
+ * after earlier nodes were renumbered puts every id and input back. */
+static void test_compact_undo(void **state) {
+  kir_graph *g = *state;
+  int32_t x = ph(g, "x", T1(KILN_F32, 4));
+  kir_node *u = add1(g, KIR_OP_NEG, "u", x);
+  kir_node *a = add1(g, KIR_OP_RELU, "a", x);
+  kir_node *b = add2(g, KIR_OP_MUL, "b", a->id, u->id);
+  bool keep[4] = {true, false, true, true}; /* drops u, which b uses */
+  assert_int_equal(kir_graph_compact(g, keep), KILN_ERR_INTERNAL);
+  assert_non_null(strstr(g->error, "'b' uses dropped node 1"));
+  assert_int_equal(g->n_nodes, 4);
+  for (int32_t i = 0; i < 4; i++) assert_int_equal(g->nodes[i]->id, i);
+  assert_int_equal(a->inputs[0], 0);
+  assert_int_equal(b->inputs[0], 2);
+  assert_int_equal(b->inputs[1], 1);
+  assert_ptr_equal(kir_graph_find(g, "b"), b);
+  b->inputs[1] = 7; /* not a node */
+  assert_int_equal(kir_graph_compact(g, keep), KILN_ERR_GRAPH);
+  assert_int_equal(b->inputs[0], 2);
+  b->inputs[1] = a->id;
+  assert_int_equal(kir_graph_compact(g, keep), KILN_OK);
+  assert_int_equal(g->n_nodes, 3);
+  assert_int_equal(b->id, 2);
+  assert_int_equal(b->inputs[0], 1);
+  assert_int_equal(b->inputs[1], 1);
+}
+
+/* Tracked ids follow compaction and sorting; a dropped or popped node's entry is -1. */
+static void test_track(void **state) {
+  kir_graph *g = *state;
+  build_chain(g); /* x0 y1 a2 b3 c4 */
+  int32_t ids[4] = {4, 1, 3, -1};
+  assert_int_equal(kir_graph_track(g, ids, 4), KILN_OK);
+  ids[0] = 5;
+  assert_int_equal(kir_graph_track(g, ids, 4), KILN_ERR_ARGUMENT);
+  assert_int_equal(g->n_tracked, 4); /* the old list kept */
+  kir_node *z = add1(g, KIR_OP_RELU, "z", 0);
+  g->nodes[3]->inputs[0] = z->id; /* b = neg(z): z must move before b */
+  assert_int_equal(kir_graph_toposort(g), KILN_OK); /* x y a z b c */
+  assert_int_equal(g->tracked[0], 5);
+  assert_int_equal(g->tracked[1], 1);
+  assert_int_equal(g->tracked[2], 4);
+  assert_int_equal(g->tracked[3], -1);
+  bool keep[6] = {true, false, true, true, true, true};
+  g->nodes[2]->inputs[1] = 0; /* a = add(x, x): y unused */
+  assert_int_equal(kir_graph_compact(g, keep), KILN_OK);
+  assert_int_equal(g->tracked[0], 4);
+  assert_string_equal(g->nodes[g->tracked[0]]->name, "c");
+  assert_int_equal(g->tracked[1], -1);
+  kir_graph_pop_node(g);
+  assert_int_equal(g->tracked[0], -1);
+  assert_int_equal(kir_graph_track(g, NULL, 0), KILN_OK);
+  assert_null(g->tracked);
+}
+
 static void test_compact_renumbers(void **state) {
   kir_graph *g = *state;
   build_chain(g);
@@ -1194,6 +1250,8 @@ int main(void) {
       GT(test_pop_node),
       GT(test_compact),
       GT(test_compact_renumbers),
+      GT(test_compact_undo),
+      GT(test_track),
       GT(test_toposort),
       GT(test_toposort_cycle),
       GT(test_replace_uses),
