@@ -170,19 +170,25 @@ typedef struct kir_attr {
 } kir_attr;
 
 /* ---------------------------------------------------------------- nodes, graphs - */
+/* Fields in the order the sweeps of the passes read them: the first 64 bytes (one cache
+ * line: nodes made by kir_node_add are 64-byte aligned) hold id, op, the inputs (up to
+ * KIR_INLINE_INPUTS of them in the node itself), attributes, name, requested device,
+ * dtype and rank. */
+#define KIR_INLINE_INPUTS 2
 typedef struct kir_node {
   int32_t id;      /* index in graph->nodes. Invariant after building, loading and every
                       pass: every input id is smaller than the node's id (topological) */
   kir_op op;
-  const char *name;             /* unique in the graph; arena */
-  const char *device;           /* requested device, "" if none (e.g. "cpu:0") */
+  int32_t n_inputs;
+  int32_t n_attrs;
+  int32_t *inputs;  /* node ids: inline_inputs or an arena array; NULL when none */
+  kir_attr *attrs;  /* sorted by name, names unique; arena */
+  const char *name; /* unique in the graph; arena */
+  int32_t inline_inputs[KIR_INLINE_INPUTS]; /* where kir_node_add keeps a short input list */
+  const char *device; /* requested device, "" if none (e.g. "cpu:0") */
+  kir_type type;      /* the output's dtype and shape, set by kir_infer_node */
   const char *assigned_device;  /* set by the place pass; "" before */
   const char *placement_reason; /* set by the place pass; "" before */
-  int32_t n_inputs;
-  int32_t *inputs;  /* node ids; arena */
-  int32_t n_attrs;
-  kir_attr *attrs;  /* sorted by name, names unique; arena */
-  kir_type type;    /* the output's dtype and shape, set by kir_infer_node */
 } kir_node;
 
 typedef struct kir_arena kir_arena;

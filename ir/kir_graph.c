@@ -384,8 +384,10 @@ static kir_node *node_add_bounded(kir_graph *g, kir_op op, const char *name,
                                   const int32_t *inputs, int32_t n_inputs, int32_t bound) {
   if (check_new_node(g, op, name, inputs, n_inputs, bound) != KILN_OK) return NULL;
   if (reserve_nodes(g, 1) != KILN_OK || reserve_index(g) != KILN_OK) return NULL;
-  kir_node *n = arena_alloc(g->hot, sizeof *n, ARENA_ALIGN);
-  int32_t *in = n && n_inputs ? arena_alloc(g->hot, (size_t)n_inputs * sizeof *in, sizeof *in) : NULL;
+  kir_node *n = arena_alloc(g->hot, sizeof *n, 64);
+  int32_t *in = !n || !n_inputs ? NULL
+                : n_inputs <= KIR_INLINE_INPUTS ? n->inline_inputs
+                : arena_alloc(g->hot, (size_t)n_inputs * sizeof *in, sizeof *in);
   /* The name too: a lookup by name then reads the node and its name from neighbouring
    * cache lines. */
   size_t name_n = strlen(name) + 1;
