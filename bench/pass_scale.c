@@ -8,11 +8,13 @@
 #include <time.h>
 
 #include "passes/kps.h"
+#include "ir/kir.h"
 #include "tests/passes/kt_gen.h"
 
 #define MAX_SIZES 4
 #define MAX_ROWS 66
 #define MAX_REPEAT 101
+#define MAX_BLOCKS 64
 
 static const char *const FULL_ORDER[] = {"infer-shapes", "fold", "simplify", "cse", "dce",
                                          "fuse", "place", "plan-memory"};
@@ -40,18 +42,26 @@ static void usage(void) {
                   "  exit status 2 when a ratio exceeds --max-ratio (default 15, 0: never)\n");
 }
 
-/* One run of pipeline on a fresh clone of k's graph (the clone is not timed); -1 on
+/* A graph to time with its roots (borrowed from kt_gen values, or owned by a union). */
+typedef struct bgraph {
+  kir_graph *g;
+  char **roots;
+  int32_t n_roots;
+  bool owned;
+} bgraph;
+
+/* One run of pipeline on a fresh clone of b's graph (the clone is not timed); -1 on
  * error. */
-static double time_pipeline(const kt_gen *k, const char *pipeline) {
-  kir_graph *h = kir_graph_clone(k->g);
+static double time_pipeline(const bgraph *b, const char *pipeline) {
+  kir_graph *h = kir_graph_clone(b->g);
   if (!h) return -1;
   kps_options opt;
   memset(&opt, 0, sizeof opt);
   opt.pipeline = pipeline;
   kps_context ctx;
   memset(&ctx, 0, sizeof ctx);
-  ctx.roots = (const char *const *)k->roots;
-  ctx.n_roots = k->n_roots;
+  ctx.roots = (const char *const *)b->roots;
+  ctx.n_roots = b->n_roots;
   double t0 = now_ms();
   kiln_status st = kps_run(h, &opt, &ctx);
   double ms = now_ms() - t0;
@@ -62,6 +72,49 @@ static double time_pipeline(const kt_gen *k, const char *pipeline) {
   }
   kir_graph_destroy(h);
   return ms;
+}
+
+static void bgraph_free(bgraph *b) {
+  if (b->owned) {
+    for (int32_t r = 0; r < b->n_roots; r++) free(b->roots[r]);
+    free(b->roots);
+    kir_graph_destroy(b->g);
+  }
+  memset(b, 0, sizeof *b);
+}
+
+/* The disjoint union of parts[0..n): node and root names prefixed "bI/". */
+static kiln_status make_union(const kt_gen *parts, int32_t n, bgraph *out) {
+  memset(out, 0, sizeof *out);
+  out->owned = true;
+  int32_t total_roots = 0;
+  for (int32_t p = 0; p < n; p++) total_roots += parts[p].n_roots;
+  out->g = kir_graph_create();
+  out->roots = calloc((size_t)total_roots + 1, sizeof *out->roots);
+  if (!out->g || !out->roots) return KILN_ERR_NOMEM;
+  char name[KIR_MAX_NAME + 32];
+  int32_t in[64];
+  for (int32_t p = 0; p < n; p++) {
+    const kir_graph *src = parts[p].g;
+    int32_t base = out->g->n_nodes;
+    for (int32_t i = 0; i < src->n_nodes; i++) {
+      const kir_node *sn = src->nodes[i];
+      if (sn->n_inputs > 64) return KILN_ERR_LIMIT;
+      for (int32_t k = 0; k < sn->n_inputs; k++) in[k] = sn->inputs[k] + base;
+      snprintf(name, sizeof name, "b%d/%s", (int)p, sn->name);
+      kir_node *nd = kir_node_add(out->g, sn->op, name, in, sn->n_inputs);
+      if (!nd) return out->g->status;
+      nd->type = sn->type;
+      if (!(nd->device = kir_graph_strdup(out->g, sn->device))) return KILN_ERR_NOMEM;
+      kiln_status st = kir_attr_copy_all(out->g, nd, sn);
+      if (st != KILN_OK) return st;
+    }
+    for (int32_t r = 0; r < parts[p].n_roots; r++) {
+      snprintf(name, sizeof name, "b%d/%s", (int)p, parts[p].roots[r]);
+      if (!(out->roots[out->n_roots++] = strdup(name))) return KILN_ERR_NOMEM;
+    }
+  }
+  return kir_verify(out->g);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -100,39 +153,82 @@ static int32_t make_rows(row *rows, char *full, size_t n_full, const char *only)
   return 0;
 }
 
-/* Builds the graph of every size, then times every row `repeat` times, the sizes
- * interleaved (10k, 100k, 10k, 100k, ...) so that a busy moment on the machine slows
- * both sizes alike instead of one; keeps the median of each. */
+/* Builds the graphs, then times every row `repeat` times, the sizes interleaved (10k,
+ * 100k, 10k, 100k, ...) so that a busy moment on the machine slows both sizes alike
+ * instead of one; keeps the median of each.
+ *
+ * With short edges (window > 0) the graph of size N is the disjoint union of N / base
+ * graphs of the first size `base`, seeds seed, seed+1, ...; the first column is the mean
+ * over those graphs of their medians. A random graph's mix of ops and dtypes depends on
+ * its seed (one 10k graph may be 28% f32 values and another 67%: fusion has 2x more to
+ * do in the second), so comparing one 10k graph with one 100k graph measures the draw,
+ * not the pass; against the union of the same ten graphs, a linear pass is exactly 10x.
+ * With long edges (window 0) each size is one graph of that many nodes, seed `seed`:
+ * edges span the whole graph, which is what that family is for. */
 static int run_sizes(const int32_t *sizes, int32_t n_sizes, int32_t max_numel, int32_t window,
                      uint64_t seed, int repeat, row *rows, int32_t n_rows) {
-  static kt_gen k[MAX_SIZES];
-  static double t[MAX_SIZES][MAX_REPEAT];
+  static kt_gen k[MAX_BLOCKS];
+  static bgraph g[MAX_SIZES + MAX_BLOCKS];
+  static double t[MAX_SIZES + MAX_BLOCKS][MAX_REPEAT];
+  int32_t base = sizes[0], blocks = 0, n_graphs = 0, n_base = 1;
+  bool unions = window > 0 && n_sizes > 1;
+  for (int32_t z = 0; unions && z < n_sizes; z++)
+    if (sizes[z] % base != 0 || sizes[z] / base > MAX_BLOCKS) unions = false;
+  int32_t n_k = unions ? sizes[n_sizes - 1] / base : n_sizes;
   int rc = 0;
-  int32_t built = 0;
-  for (; built < n_sizes && rc == 0; built++) {
+  for (; blocks < n_k && rc == 0; blocks++) {
     kt_gen_opts o;
     memset(&o, 0, sizeof o);
-    o.n_nodes = sizes[built];
+    o.n_nodes = unions ? base : sizes[blocks];
     o.roots_all_sinks = true;
     o.max_numel = max_numel;
     o.window = window;
     char err[768];
-    double t0 = now_ms();
-    if (kt_gen_build(seed, &o, &k[built], err, sizeof err) != KILN_OK) {
+    if (kt_gen_build(seed + (unions ? (uint64_t)blocks : 0), &o, &k[blocks], err, sizeof err) != KILN_OK) {
       fprintf(stderr, "bench_pass_scale: %s\n", err);
       rc = 1;
       break;
     }
-    printf("graph of %d nodes (%d roots, %d placeholders) built and verified in %.1f ms\n",
-           (int)k[built].g->n_nodes, (int)k[built].n_roots, (int)k[built].n_feeds, now_ms() - t0);
+  }
+  /* graphs: unions: the n_k blocks (the first column), then one union per larger size;
+   * otherwise one graph per size */
+  if (rc == 0 && unions) {
+    n_base = n_k;
+    for (int32_t b = 0; b < n_k; b++) g[n_graphs++] = (bgraph){k[b].g, k[b].roots, k[b].n_roots, false};
+    for (int32_t z = 1; z < n_sizes && rc == 0; z++)
+      if (make_union(k, sizes[z] / base, &g[n_graphs++]) != KILN_OK) {
+        fprintf(stderr, "bench_pass_scale: building the union of %d graphs failed\n", (int)(sizes[z] / base));
+        rc = 1;
+      }
+  } else if (rc == 0) {
+    for (int32_t z = 0; z < n_sizes; z++) g[n_graphs++] = (bgraph){k[z].g, k[z].roots, k[z].n_roots, false};
+  }
+  for (int32_t i = 0; i < n_graphs && rc == 0; i++) {
+    int32_t roots = g[i].n_roots;
+    if (i < n_base && n_base > 1 && i > 0) continue;
+    if (i == 0 && n_base > 1) {
+      roots = 0;
+      for (int32_t b = 0; b < n_base; b++) roots += g[b].n_roots;
+      printf("%d graphs of about %d nodes (seeds %llu..%llu; %.0f roots each on average)\n", (int)n_base,
+             (int)base, (unsigned long long)seed, (unsigned long long)(seed + (uint64_t)n_base - 1),
+             (double)roots / n_base);
+      continue;
+    }
+    printf("graph of %d nodes (%d roots)%s\n", (int)g[i].g->n_nodes, (int)roots,
+           unions ? ": their union" : "");
   }
   for (int32_t r = 0; r < n_rows && rc == 0; r++) {
     for (int i = 0; i < repeat && rc == 0; i++)
-      for (int32_t z = 0; z < n_sizes && rc == 0; z++)
-        if ((t[z][i] = time_pipeline(&k[z], rows[r].pipeline)) < 0) rc = 1;
-    for (int32_t z = 0; z < n_sizes && rc == 0; z++) rows[r].ms[z] = median(t[z], repeat);
+      for (int32_t j = 0; j < n_graphs && rc == 0; j++)
+        if ((t[j][i] = time_pipeline(&g[j], rows[r].pipeline)) < 0) rc = 1;
+    if (rc != 0) break;
+    double sum = 0;
+    for (int32_t b = 0; b < n_base; b++) sum += median(t[b], repeat);
+    rows[r].ms[0] = sum / n_base;
+    for (int32_t z = 1; z < n_sizes; z++) rows[r].ms[z] = median(t[n_base + z - 1], repeat);
   }
-  for (int32_t z = 0; z < built; z++) kt_gen_free(&k[z]);
+  for (int32_t j = 0; j < n_graphs; j++) bgraph_free(&g[j]);
+  for (int32_t b = 0; b < blocks; b++) kt_gen_free(&k[b]);
   return rc;
 }
 
