@@ -359,13 +359,14 @@ static int32_t count_uses(const kir_graph *g, const int32_t *ids, int32_t n_outp
   return uses;
 }
 
-/* A one-row float matmul (M == 1) whose right operand is a rank-2 [K, N] constant that
- * nothing else reads. */
+/* A float matmul of one to KCG_SMALL_M rows whose right operand is a rank-2 [K, N]
+ * constant that nothing else reads. */
 static bool gemv_candidate(const kir_graph *g, const int32_t *ids, int32_t n_outputs,
                            const kir_node *n) {
   if (n->op != KIR_OP_MATMUL && n->op != KIR_OP_FUSED_MATMUL) return false;
   if ((n->type.dtype != KILN_F32 && n->type.dtype != KILN_F64) || n->type.rank < 2 ||
-      n->type.dims[n->type.rank - 2] != 1 || kir_attr_int(n, "transpose_b", 0) != 0)
+      n->type.dims[n->type.rank - 2] < 1 || n->type.dims[n->type.rank - 2] > KCG_SMALL_M ||
+      kir_attr_int(n, "transpose_b", 0) != 0)
     return false;
   const kir_node *b = g->nodes[n->inputs[1]];
   const kir_tensor *t = b->op == KIR_OP_CONSTANT ? kir_attr_tensor(b, "value") : NULL;
@@ -384,7 +385,8 @@ static void transpose_into(const kir_tensor *t, kir_tensor *tt) {
 
 /* y[1, N] = x[1, K] @ W[K, N] is a GEMV; OpenBLAS's fastest one walks W's rows, so the
  * constant is stored as W^T [N, K] and the node gets transpose_b = 1 (same value; the
- * kernel then emits sgemv NoTrans over contiguous rows of length K). */
+ * kernel then emits sgemv NoTrans over contiguous rows of length K). Products of up to
+ * KCG_SMALL_M rows get the same layout for kcg_sgemm_small. */
 static kiln_status pretranspose_gemv_weights(kir_graph *g, const int32_t *ids, int32_t n_outputs) {
   for (int32_t i = 0; i < g->n_nodes; i++) {
     kir_node *n = g->nodes[i];

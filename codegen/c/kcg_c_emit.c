@@ -296,6 +296,11 @@ static void put_header(gen *G, const int32_t *outputs, int32_t n_outputs, int32_
   if (uses_int_pow(G->g, false)) put_ipow(b);
   if (uses_int_pow(G->g, true)) put_upow(b);
   if (uses_half(G->g)) put_half_helpers(b);
+  for (int32_t i = 0; i < G->g->n_nodes; i++)
+    if (kcg_c_is_step(G->g->nodes[i], G->plan) && kcg_c_small_gemm(G->g, G->g->nodes[i])) {
+      kcg_c_put_small_gemm(b);
+      break;
+    }
 }
 
 static kiln_status put_kernels(gen *G, int32_t *n_steps) {

@@ -49,6 +49,15 @@ KCG_HIDDEN void kcg_put_double(kcg_buf *b, double v);
 
 /* True when node n becomes a step of the generated program (a kernel function). */
 KCG_HIDDEN bool kcg_c_is_step(const kir_node *n, const kps_memplan *plan);
+/* Largest row count of an f32 product that runs as Kiln's own small-M kernel
+ * (kcg_sgemm_small) instead of cblas_sgemm; one-row products stay cblas GEMVs. */
+#define KCG_SMALL_M 8
+/* True when n (matmul / fused_matmul) runs as kcg_sgemm_small: f32, 2..KCG_SMALL_M rows,
+ * B read as [N, K] rows (transpose_b, as kcg_compile_cpu stores constant weights of
+ * such products) and A as [M, K] rows. */
+KCG_HIDDEN bool kcg_c_small_gemm(const kir_graph *g, const kir_node *n);
+/* The helper kcg_sgemm_small, emitted once by programs that call it. */
+KCG_HIDDEN void kcg_c_put_small_gemm(kcg_buf *b);
 /* C element type of a dtype: "float", "double", "int32_t", "int64_t", "uint8_t", ...;
  * f16 and bf16 are stored as their bit patterns, "uint16_t". */
 KCG_HIDDEN const char *kcg_ctype(kiln_dtype t);

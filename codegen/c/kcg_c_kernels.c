@@ -436,11 +436,13 @@ typedef struct mm_shape {
   int32_t nbatch;                               /* out rank - 2 */
 } mm_shape;
 
-static kiln_status mm_shape_of(kir_graph *g, const kir_node *n, mm_shape *p) {
+typedef enum mm_bad { MM_OK, MM_RANK, MM_SHAPES, MM_BIG } mm_bad;
+
+/* The product's dimensions and batch strides; reads g only. */
+static mm_bad mm_shape_calc(const kir_graph *g, const kir_node *n, mm_shape *p) {
   const kir_type *a = &g->nodes[n->inputs[0]]->type, *bt = &g->nodes[n->inputs[1]]->type;
   const kir_type *out = &n->type;
-  if (a->rank < 2 || bt->rank < 2 || out->rank < 2)
-    return kcg_node_err(g, n, KILN_ERR_SHAPE, "matmul needs rank >= 2 inputs");
+  if (a->rank < 2 || bt->rank < 2 || out->rank < 2) return MM_RANK;
   p->ta = kir_attr_int(n, "transpose_a", 0) != 0;
   p->tb = kir_attr_int(n, "transpose_b", 0) != 0;
   int64_t am = a->dims[a->rank - 2], ak = a->dims[a->rank - 1];
@@ -455,16 +457,26 @@ static kiln_status mm_shape_of(kir_graph *g, const kir_node *n, mm_shape *p) {
   ob.rank -= 2;
   if ((p->tb ? bn : bk) != p->k || out->dims[out->rank - 2] != p->m ||
       out->dims[out->rank - 1] != p->n || !bcast_into(&ab, &ob) || !bcast_into(&bb, &ob))
-    return kcg_node_err(g, n, KILN_ERR_SHAPE, "matmul operand shapes do not give the node's shape");
-  if (p->m > INT32_MAX || p->n > INT32_MAX || p->k > INT32_MAX)
-    return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "matmul dimension above 2^31-1");
+    return MM_SHAPES;
+  if (p->m > INT32_MAX || p->n > INT32_MAX || p->k > INT32_MAX) return MM_BIG;
   bcast_strides(&ab, &ob, p->sa);
   bcast_strides(&bb, &ob, p->sb);
   for (int32_t d = 0; d < p->nbatch; d++) {
     p->sa[d] *= p->m * p->k;
     p->sb[d] *= p->k * p->n;
   }
-  return KILN_OK;
+  return MM_OK;
+}
+
+static kiln_status mm_shape_of(kir_graph *g, const kir_node *n, mm_shape *p) {
+  switch (mm_shape_calc(g, n, p)) {
+  case MM_OK: return KILN_OK;
+  case MM_RANK: return kcg_node_err(g, n, KILN_ERR_SHAPE, "matmul needs rank >= 2 inputs");
+  case MM_SHAPES:
+    return kcg_node_err(g, n, KILN_ERR_SHAPE, "matmul operand shapes do not give the node's shape");
+  case MM_BIG: return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "matmul dimension above 2^31-1");
+  }
+  return KILN_ERR_INTERNAL;
 }
 
 /* Opens the batch loops and declares pa, pb, py for the current batch element. */
@@ -512,6 +524,84 @@ static bool mm_gemv(const mm_shape *p, bool f32, kcg_buf *b) {
   return false;
 }
 
+static bool small_gemm_shape(const mm_shape *p, kiln_dtype t) {
+  return t == KILN_F32 && p->m >= 2 && p->m <= KCG_SMALL_M && p->k > 0 && p->tb && !p->ta;
+}
+
+bool kcg_c_small_gemm(const kir_graph *g, const kir_node *n) {
+  if (n->op != KIR_OP_MATMUL && n->op != KIR_OP_FUSED_MATMUL) return false;
+  mm_shape p;
+  return mm_shape_calc(g, n, &p) == MM_OK && small_gemm_shape(&p, n->type.dtype);
+}
+
+/* y[M, N] = a[M, K] times w[N, K] transposed, 2 <= M <= 8 (a product of a few rows with
+ * constant weights: a small batch through an MLP). OpenBLAS's sgemm packs both operands
+ * on every call, which costs more than the product at these sizes (MLP 784-512-512-10,
+ * batch 2: 218 us against 47 us for batch 1's GEMV); here each row of w is read once
+ * and multiplied into the M rows of a, which stay in L1, with vector accumulators of
+ * the widest width -march gives (GNU vector extensions; a scalar loop for the rest and
+ * for other compilers), two rows of w at a time for M <= 4. One thread: the runtime's
+ * OpenMP workers sleep between parallel loops (OMP_WAIT_POLICY=PASSIVE), and waking
+ * them costs more than this product. Fused multiply-adds (intrinsics where -march has
+ * them; the rest of the program is compiled with -ffp-contract=off): the sum's order
+ * already differs from the reference's, as OpenBLAS's does. */
+void kcg_c_put_small_gemm(kcg_buf *b) {
+  kcg_printf(b,
+    "#if defined(__GNUC__)\n"
+    "#if defined(__AVX512F__)\n"
+    "#include <immintrin.h>\n#define KCG_VL 16\n"
+    "#define KCG_FMA(acc, x, y) ((kcg_vf)_mm512_fmadd_ps((__m512)(x), (__m512)(y), (__m512)(acc)))\n"
+    "#elif defined(__AVX__) && defined(__FMA__)\n"
+    "#include <immintrin.h>\n#define KCG_VL 8\n"
+    "#define KCG_FMA(acc, x, y) ((kcg_vf)_mm256_fmadd_ps((__m256)(x), (__m256)(y), (__m256)(acc)))\n"
+    "#else\n#define KCG_VL 4\n#define KCG_FMA(acc, x, y) ((acc) + (x) * (y))\n#endif\n"
+    "typedef float kcg_vf __attribute__((vector_size(KCG_VL * sizeof(float))));\n"
+    "static inline float kcg_vsum(kcg_vf v) {\n"
+    "  float s = 0;\n  for (int l = 0; l < KCG_VL; l++) s += v[l];\n  return s;\n}\n"
+    "#define KCG_SMALL_ATTR static inline __attribute__((always_inline))\n"
+    "#else\n#define KCG_SMALL_ATTR static inline\n#endif\n\n"
+    "KCG_SMALL_ATTR void kcg_sgemm_small(const int64_t M, const int64_t N, const int64_t K,\n"
+    "                                    const float *restrict a, const float *restrict w,\n"
+    "                                    float *restrict y) {\n"
+    "  const int64_t step = M <= 4 ? 2 : 1;\n"
+    "  int64_t n = 0;\n"
+    "  for (; n + step <= N; n += step) {\n"
+    "    float s[2][8];\n"
+    "    int64_t k = 0;\n"
+    "#if defined(__GNUC__)\n"
+    "    kcg_vf acc[2][8];\n"
+    "    for (int64_t j = 0; j < step; j++)\n"
+    "      for (int64_t m = 0; m < M; m++) acc[j][m] = (kcg_vf){0};\n"
+    "    for (; k + KCG_VL <= K; k += KCG_VL) {\n"
+    "      kcg_vf wv[2];\n"
+    "      for (int64_t j = 0; j < step; j++) memcpy(&wv[j], w + (n + j) * K + k, sizeof wv[j]);\n"
+    "      for (int64_t m = 0; m < M; m++) {\n"
+    "        kcg_vf av;\n"
+    "        memcpy(&av, a + m * K + k, sizeof av);\n"
+    "        for (int64_t j = 0; j < step; j++) acc[j][m] = KCG_FMA(acc[j][m], av, wv[j]);\n"
+    "      }\n"
+    "    }\n"
+    "    for (int64_t j = 0; j < step; j++)\n"
+    "      for (int64_t m = 0; m < M; m++) s[j][m] = kcg_vsum(acc[j][m]);\n"
+    "#else\n"
+    "    for (int64_t j = 0; j < step; j++)\n"
+    "      for (int64_t m = 0; m < M; m++) s[j][m] = 0;\n"
+    "#endif\n"
+    "    for (; k < K; k++)\n"
+    "      for (int64_t j = 0; j < step; j++)\n"
+    "        for (int64_t m = 0; m < M; m++) s[j][m] += a[m * K + k] * w[(n + j) * K + k];\n"
+    "    for (int64_t j = 0; j < step; j++)\n"
+    "      for (int64_t m = 0; m < M; m++) y[m * N + n + j] = s[j][m];\n"
+    "  }\n"
+    "  for (; n < N; n++)\n"
+    "    for (int64_t m = 0; m < M; m++) {\n"
+    "      float t = 0;\n"
+    "      for (int64_t k = 0; k < K; k++) t += a[m * K + k] * w[n * K + k];\n"
+    "      y[m * N + n] = t;\n"
+    "    }\n"
+    "}\n\n");
+}
+
 static void mm_float(const kir_node *n, const mm_shape *p, kcg_buf *b) {
   bool f32 = n->type.dtype == KILN_F32;
   if (p->k == 0) { /* empty sum: zeros, and no BLAS call with a zero leading dimension */
@@ -519,6 +609,11 @@ static void mm_float(const kir_node *n, const mm_shape *p, kcg_buf *b) {
     return;
   }
   if (mm_gemv(p, f32, b)) return;
+  if (small_gemm_shape(p, n->type.dtype)) {
+    kcg_printf(b, "    kcg_sgemm_small(%lld, %lld, %lld, pa, pb, py);\n", (long long)p->m,
+               (long long)p->n, (long long)p->k);
+    return;
+  }
   kcg_printf(b, "    cblas_%cgemm(CblasRowMajor, %s, %s, %lld, %lld, %lld, %s, pa, %lld, pb, %lld, "
              "%s, py, %lld);\n", f32 ? 's' : 'd', p->ta ? "CblasTrans" : "CblasNoTrans",
              p->tb ? "CblasTrans" : "CblasNoTrans", (long long)p->m, (long long)p->n,

@@ -130,6 +130,56 @@ static void test_gemv_shared_constant(void **st) {
   kir_graph_destroy(g);
 }
 
+/* ---------------------------------------------------------------- small M ------- */
+
+/* Products of 2..8 rows run as Kiln's kcg_sgemm_small: constant weights (stored
+ * transposed by kcg_compile_cpu), a placeholder B^T, K with a vector tail, N odd (the
+ * column-pair loop's tail), M = 2 (column pairs), 5 and 8 (one column at a time), a
+ * fused bias + relu epilogue; a batched product and one with transpose_a stay sgemm. */
+static void test_small_m(void **st) {
+  (void)st;
+  kir_graph *g = kir_graph_create();
+  kh_outs o = {{0}, 0};
+  const int64_t ms[] = {2, 3, 5, 8};
+  char name[32];
+  for (int i = 0; i < 4; i++) {
+    snprintf(name, sizeof name, "x%d", (int)ms[i]);
+    int32_t x = kh_ph(g, name, KILN_F32, DIMS(ms[i], 37));
+    snprintf(name, sizeof name, "w%d", (int)ms[i]);
+    int32_t w = kh_cst(g, name, KILN_F32, DIMS(37, 23), 11 + (int)i);
+    snprintf(name, sizeof name, "y%d", (int)ms[i]);
+    kh_out(&o, g, kh_matmul(g, name, x, w, 0, 0));
+  }
+  int32_t x = kh_ph(g, "x", KILN_F32, DIMS(4, 70)), wt = kh_ph(g, "wt", KILN_F32, DIMS(9, 70));
+  kh_out(&o, g, kh_matmul(g, "ph_tb", x, wt, 0, 1));
+  int32_t w2 = special_cst(g, "wsp", KILN_F32, DIMS(70, 33)), bias = kh_cst(g, "bias", KILN_F32, DIMS(33), 6);
+  int32_t h = kh_op2(g, KIR_OP_ADD, "h", kh_matmul(g, "mm", x, w2, 0, 0), bias);
+  kh_out(&o, g, kh_op1(g, KIR_OP_RELU, "fused", h));
+  int32_t xb = kh_ph(g, "xb", KILN_F32, DIMS(2, 3, 16)), wb = kh_ph(g, "wb", KILN_F32, DIMS(2, 5, 16));
+  kh_out(&o, g, kh_matmul(g, "batched_tb", xb, wb, 0, 1));
+  int32_t xt = kh_ph(g, "xt", KILN_F32, DIMS(16, 3)), w16 = kh_ph(g, "w16", KILN_F32, DIMS(7, 16));
+  kh_out(&o, g, kh_matmul(g, "ta_tb", xt, w16, 1, 1));
+  check(g, &o, false);
+  kir_graph_destroy(g);
+}
+
+/* The generated C of a 4-row product calls kcg_sgemm_small, not sgemm. */
+static void test_small_m_emitted(void **st) {
+  (void)st;
+  kir_graph *g = kir_graph_create();
+  int32_t x = kh_ph(g, "x", KILN_F32, DIMS(4, 64)), w = kh_ph(g, "w", KILN_F32, DIMS(32, 64));
+  int32_t y = kh_matmul(g, "y", x, w, 0, 1);
+  kps_memplan plan;
+  char *src = NULL;
+  assert_int_equal(kps_plan_memory(g, &y, 1, &plan), KILN_OK);
+  if (kcg_c_generate(g, &plan, &y, 1, &src) != KILN_OK) fail_msg("generate: %s", g->error);
+  kps_memplan_free(&plan);
+  assert_non_null(strstr(src, "kcg_sgemm_small(4, 32, 64, pa, pb, py);"));
+  assert_null(strstr(src, "cblas_sgemm"));
+  kir_free(src);
+  kir_graph_destroy(g);
+}
+
 /* ---------------------------------------------------------------- f32 chains ---- */
 
 /* Every op that the chain computes in float, on special values: bit for bit. Big
@@ -265,6 +315,7 @@ int main(void) {
       cmocka_unit_test(test_blas_core), /* first: OpenBLAS is not loaded yet */
       cmocka_unit_test(test_gemv_f32),          cmocka_unit_test(test_gemv_f64),
       cmocka_unit_test(test_gemv_emitted),      cmocka_unit_test(test_gemv_shared_constant),
+      cmocka_unit_test(test_small_m),           cmocka_unit_test(test_small_m_emitted),
       cmocka_unit_test(test_exact_small),       cmocka_unit_test(test_exact_parallel),
       cmocka_unit_test(test_transcendental_parallel),
       cmocka_unit_test(test_big_f32),           cmocka_unit_test(test_big_f64),
