@@ -6,7 +6,7 @@
 #
 #   bench/run.sh                 full run (a few minutes)
 #   bench/run.sh --quick         a tenth of the iterations (a smoke run)
-#   bench/run.sh --only chain50  some rows (mlp_b1 mlp_b32 mlp_b256 lecture chain50
+#   bench/run.sh --only chain50  some rows (mlp_b1 mlp_b8 mlp_b32 mlp_b256 lecture chain50
 #                                resnet18 mobilenetv2)
 # Environment: KILN_BUILD_DIR (default build), BENCH_OUT (default build/bench).
 set -euo pipefail

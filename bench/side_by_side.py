@@ -26,12 +26,13 @@ import numpy as np
 TOL = 1e-4
 INPUT_SETS = 8  # rotating copies of the input, for every implementation alike
 # iterations per measurement (warm-up is a tenth); --quick divides by 10
-ITERS = {"mlp_b1": 3000, "mlp_b32": 600, "mlp_b256": 100, "lecture": 600, "chain50": 20000,
+ITERS = {"mlp_b1": 3000, "mlp_b8": 1500, "mlp_b32": 600, "mlp_b256": 100, "lecture": 600, "chain50": 20000,
          "resnet18": 40, "mobilenetv2": 100}
 # Rows from tests/models/export_models.py (torchvision, seeded): no hand-tuned line; Kiln
 # imports the ONNX file; PyTorch eager runs the torchvision module from the saved state.
 CONVNETS = ("resnet18", "mobilenetv2")
-ROWS = [("mlp_b1", "MLP 784-512-512-10, batch 1"), ("mlp_b32", "MLP 784-512-512-10, batch 32"),
+ROWS = [("mlp_b1", "MLP 784-512-512-10, batch 1"), ("mlp_b8", "MLP 784-512-512-10, batch 8"),
+        ("mlp_b32", "MLP 784-512-512-10, batch 32"),
         ("mlp_b256", "MLP 784-512-512-10, batch 256"),
         ("lecture", "lecture 2-layer net, N=64 1000-100-10"),
         ("chain50", "chain of 50 elementwise ops, 1x64"),

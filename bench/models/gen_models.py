@@ -206,6 +206,7 @@ def save_onnx(g, path):
 
 MODELS = [
     ("mlp_b1", lambda: mlp_spec(1)),
+    ("mlp_b8", lambda: mlp_spec(8)),
     ("mlp_b32", lambda: mlp_spec(32)),
     ("mlp_b256", lambda: mlp_spec(256)),
     ("lecture", lecture_spec),
