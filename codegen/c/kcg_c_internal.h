@@ -1,6 +1,7 @@
-/* kcg_c_internal.h — helpers shared by the files of codegen/c only: a growable text
- * buffer, the step numbering that the generated C and the artifact's plan must agree
- * on, and the per-op kernel emitter. Never included outside codegen/c. */
+/* kcg_c_internal.h — helpers shared by the files of codegen/c: a growable text buffer,
+ * the step numbering that the generated C and the artifact's plan must agree on, and the
+ * per-op kernel emitter. codegen/cuda reuses the text buffer, name escaping and
+ * broadcasting helpers through it; nothing outside codegen/ includes it. */
 #ifndef KCG_C_INTERNAL_H
 #define KCG_C_INTERNAL_H
 
@@ -80,6 +81,24 @@ KCG_HIDDEN const char *kcg_st(kiln_dtype t);
  * memory with any input. Errors set on g, naming the node. */
 KCG_HIDDEN kiln_status kcg_c_emit_kernel(kir_graph *g, const kir_node *n, int32_t step,
                                          bool restrict_ok, kcg_buf *b);
+
+/* ---- shared with codegen/cuda (defined in kcg_c_kernels.c) ---- */
+/* Whether elementwise op computed in f32 gives what the interpreter gives (the op in
+ * double, rounded to f32); see the definition for why. */
+KCG_HIDDEN bool kcg_exact_in_f32(kir_op op);
+/* Same rank and dims (dtypes not compared). */
+KCG_HIDDEN bool kcg_same_shape(const kir_type *a, const kir_type *b);
+/* v converted to integer dtype t as the interpreter stores it (saturated, NaN -> 0). */
+KCG_HIDDEN int64_t kcg_sat_int(double v, kiln_dtype t);
+/* The reduced axes of reduction n over input type in (attr axes; absent = all), as
+ * flags per dimension. KILN_ERR_SHAPE naming n for a bad or repeated axis. */
+KCG_HIDDEN kiln_status kcg_reduced_axes(kir_graph *g, const kir_node *n, const kir_type *in,
+                                        bool *red);
+
+/* The comment that opens a step's kernel, naming its source nodes, shapes and dtypes:
+ * "/ * step 3: fused_matmul NOTE ["a", "b"] f32[2,3] x f32[3,4] -> f32[2,4] * /". */
+KCG_HIDDEN void kcg_put_step_comment(const kir_graph *g, const kir_node *n, int32_t step,
+                                     const char *note, kcg_buf *b);
 
 /* ---- shared by kcg_c_kernels.c and kcg_c_nn.c ---- */
 KCG_HIDDEN kiln_status kcg_node_err(kir_graph *g, const kir_node *n, kiln_status s, const char *fmt, ...)

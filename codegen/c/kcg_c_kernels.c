@@ -82,7 +82,7 @@ static void bcast_strides(const kir_type *in, const kir_type *out, int64_t *st) 
   }
 }
 
-static bool same_shape(const kir_type *a, const kir_type *b) {
+bool kcg_same_shape(const kir_type *a, const kir_type *b) {
   if (a->rank != b->rank) return false;
   for (int32_t d = 0; d < a->rank; d++)
     if (a->dims[d] != b->dims[d]) return false;
@@ -257,7 +257,7 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
 
 /* v truncated toward zero and saturated to integer dtype t (NaN -> 0), as the
  * interpreter's kir_tensor_set_f stores it, as a value (unsigned: its bit pattern). */
-static int64_t sat_int(double v, kiln_dtype t) {
+int64_t kcg_sat_int(double v, kiln_dtype t) {
   uint64_t buf = 0;
   kir_tensor tmp;
   memset(&tmp, 0, sizeof tmp);
@@ -270,8 +270,8 @@ static int64_t sat_int(double v, kiln_dtype t) {
 /* Integer clamp bounds exactly as the interpreter derives them: the smallest integer
  * >= lo and the largest <= hi, saturated to the dtype's range; NaN = no bound. */
 static void int_bounds(kiln_dtype t, double lo, double hi, int64_t *ilo, int64_t *ihi) {
-  *ilo = sat_int(isnan(lo) ? -INFINITY : ceil(lo), t);
-  *ihi = sat_int(isnan(hi) ? INFINITY : floor(hi), t);
+  *ilo = kcg_sat_int(isnan(lo) ? -INFINITY : ceil(lo), t);
+  *ihi = kcg_sat_int(isnan(hi) ? INFINITY : floor(hi), t);
 }
 
 /* An integer constant of dtype t as C (v: its value; for u64 the bit pattern). */
@@ -286,7 +286,7 @@ static void put_ilit(kcg_buf *b, kiln_dtype t, int64_t v) {
 static bool put_iexpr(kcg_buf *b, kir_op op, kiln_dtype t, const char *xa, const char *xb,
                       double lo, double hi) {
   const char *T = kcg_ctype(t), *U = utype(t);
-  int64_t ilo, ihi, mn = sat_int(-INFINITY, t), mx = sat_int(INFINITY, t);
+  int64_t ilo, ihi, mn = kcg_sat_int(-INFINITY, t), mx = kcg_sat_int(INFINITY, t);
   bool uns = is_uns(t);
   switch (op) {
   /* The operands are of type T, so every comparison below is signed or unsigned as T
@@ -404,7 +404,7 @@ static kiln_status emit_elementwise(kir_graph *g, const kir_node *n, kcg_buf *b)
       return kcg_node_err(g, n, KILN_ERR_SHAPE, "input %d %s does not broadcast to %s", (int)i, tin, tout);
     }
     bcast_strides(in, out, st[i]);
-    flat = flat && same_shape(in, out);
+    flat = flat && kcg_same_shape(in, out);
   }
   bool par = is_float(out->dtype); /* an integer division returns from inside the loop */
   if (flat) {
@@ -665,7 +665,7 @@ static kiln_status emit_matmul(kir_graph *g, const kir_node *n, kcg_buf *b) {
  * they are exact in any precision (clamp compares in double unless the bound is a
  * float, see put_clamp_side). exp, log, tanh and sigmoid: no (libm's float versions
  * are not the rounded double ones), so those stay in double. */
-static bool exact_in_f32(kir_op op) {
+bool kcg_exact_in_f32(kir_op op) {
   switch (op) {
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_SQRT:
   case KIR_OP_NEG: case KIR_OP_RELU: case KIR_OP_MAXIMUM: case KIR_OP_MINIMUM: case KIR_OP_CLAMP:
@@ -687,7 +687,7 @@ static kiln_status put_step(kir_graph *g, const kir_node *n, const kir_epilogue 
   kir_op op = (kir_op)e->op[s];
   kiln_dtype t = n->type.dtype;
   const char *T = kcg_ctype(t);
-  bool native = t == KILN_F64 || (t == KILN_F32 && exact_in_f32(op)), ok;
+  bool native = t == KILN_F64 || (t == KILN_F32 && kcg_exact_in_f32(op)), ok;
   char xbd[40];
   if (xb) snprintf(xbd, sizeof xbd, "(double)%s", xb);
   /* f16/bf16: v is a double holding a value of the type; each step rounds to it. */
@@ -719,7 +719,7 @@ static kiln_status put_epilogue_step(kir_graph *g, const kir_node *n, const kir_
                       (int)oi);
     bcast_strides(ct, &n->type, st);
     kcg_printf(b, "    const %s c%d = a%d[", T, (int)s, (int)oi);
-    if (same_shape(ct, &n->type)) put_index(b, n->type.rank, ost);
+    if (kcg_same_shape(ct, &n->type)) put_index(b, n->type.rank, ost);
     else put_index(b, n->type.rank, st);
     kcg_printf(b, "];\n");
     snprintf(xb, sizeof xb, "c%d", (int)s);
@@ -758,7 +758,7 @@ static kiln_status emit_fused_matmul(kir_graph *g, const kir_node *n, kcg_buf *b
 
 /* ---------------------------------------------------------------- reductions ---- */
 
-static kiln_status reduced_axes(kir_graph *g, const kir_node *n, const kir_type *in, bool *red) {
+kiln_status kcg_reduced_axes(kir_graph *g, const kir_node *n, const kir_type *in, bool *red) {
   int32_t cnt = 0;
   const int64_t *axes = kir_attr_ints(n, "axes", &cnt);
   bool present = kir_attr_find(n, "axes") != NULL;
@@ -800,7 +800,7 @@ static kiln_status emit_reduce(kir_graph *g, const kir_node *n, kcg_buf *b) {
   const kir_type *in = &g->nodes[n->inputs[0]]->type;
   bool red[KILN_MAX_RANK];
   int64_t ist[KILN_MAX_RANK], ost[KILN_MAX_RANK] = {0}, count = 1, s = 1;
-  kiln_status st = reduced_axes(g, n, in, red);
+  kiln_status st = kcg_reduced_axes(g, n, in, red);
   if (st) return st;
   if (!is_float(n->type.dtype) && !is_int(n->type.dtype))
     return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "%s on %s", kir_op_get(n->op)->name,
@@ -937,7 +937,7 @@ static kiln_status chain_prepare(kir_graph *g, const kir_node *n, kir_epilogue *
   }
   *flat = true;
   for (int32_t i = 0; i < n->n_inputs; i++)
-    *flat = *flat && same_shape(&g->nodes[n->inputs[i]]->type, t);
+    *flat = *flat && kcg_same_shape(&g->nodes[n->inputs[i]]->type, t);
   return KILN_OK;
 }
 
@@ -949,7 +949,7 @@ static kiln_status emit_fused_chain(kir_graph *g, const kir_node *n, kcg_buf *b)
   int64_t ost[KILN_MAX_RANK], ax = kir_attr_int(n, "axis", -1);
   kiln_status s = chain_prepare(g, n, &e, &t, &flat);
   if (s) return s;
-  if (!same_shape(&t, &n->type))
+  if (!kcg_same_shape(&t, &n->type))
     return kcg_node_err(g, n, KILN_ERR_SHAPE, "the chain's shape is not the node's");
   if (ax < 0) ax += t.rank;
   if (n->op == KIR_OP_FUSED_SOFTMAX && (ax < 0 || ax >= t.rank))
@@ -986,7 +986,7 @@ static kiln_status emit_fused_reduce(kir_graph *g, const kir_node *n, kcg_buf *b
   bool flat, red[KILN_MAX_RANK];
   int64_t ost[KILN_MAX_RANK] = {0}, count = 1, sz = 1, r = kir_attr_int(n, "reduce", 0);
   kiln_status s = chain_prepare(g, n, &e, &t, &flat);
-  if (s || (s = reduced_axes(g, n, &t, red))) return s;
+  if (s || (s = kcg_reduced_axes(g, n, &t, red))) return s;
   if (r != KIR_OP_REDUCE_SUM && r != KIR_OP_REDUCE_MEAN && r != KIR_OP_REDUCE_MAX &&
       r != KIR_OP_REDUCE_MIN)
     return kcg_node_err(g, n, KILN_ERR_GRAPH, "attribute 'reduce' (%lld) is not a reduction", (long long)r);
@@ -1064,7 +1064,7 @@ static kiln_status emit_copy(kir_graph *g, const kir_node *n, kcg_buf *b) {
 static kiln_status emit_add_n(kir_graph *g, const kir_node *n, kcg_buf *b) {
   kiln_dtype t = n->type.dtype;
   for (int32_t i = 0; i < n->n_inputs; i++)
-    if (!same_shape(&g->nodes[n->inputs[i]]->type, &n->type))
+    if (!kcg_same_shape(&g->nodes[n->inputs[i]]->type, &n->type))
       return kcg_node_err(g, n, KILN_ERR_SHAPE, "add_n input %d differs in shape", (int)i);
   if (!is_float(t) && !is_int(t))
     return kcg_node_err(g, n, KILN_ERR_UNSUPPORTED, "add_n on %s", kiln_dtype_name(t));
@@ -1118,12 +1118,12 @@ static kiln_status emit_body(kir_graph *g, const kir_node *n, kcg_buf *b) {
   return not_compiled(g, n);
 }
 
-/* "/ * step 3: fused_matmul ["a", "b"] f32[2,3] x f32[3,4] -> f32[2,4] * /" */
-static void put_step_comment(const kir_graph *g, const kir_node *n, int32_t step, kcg_buf *b) {
+void kcg_put_step_comment(const kir_graph *g, const kir_node *n, int32_t step, const char *note,
+                          kcg_buf *b) {
   char ty[96];
   int32_t nf = 0;
   const char *const *from = kir_op_has(n->op, KIR_F_FUSED) ? kir_attr_strings(n, "fused_from", &nf) : NULL;
-  kcg_printf(b, "/* step %d: %s [", (int)step, kir_op_get(n->op)->name);
+  kcg_printf(b, "/* step %d: %s%s [", (int)step, kir_op_get(n->op)->name, note);
   if (from && nf > 0) {
     for (int32_t i = 0; i < nf; i++) {
       if (i) kcg_printf(b, ", ");
@@ -1164,7 +1164,7 @@ kiln_status kcg_c_emit_kernel(kir_graph *g, const kir_node *n, int32_t step, boo
       return kcg_node_err(g, n, KILN_ERR_TYPE, "input %d is %s, which %s of %s does not take", (int)i,
                       kiln_dtype_name(it), kir_op_get(n->op)->name, kiln_dtype_name(n->type.dtype));
   }
-  put_step_comment(g, n, step, b);
+  kcg_put_step_comment(g, n, step, "", b);
   put_signature(b, g, n, step, restrict_ok);
   kiln_status s = emit_body(g, n, b);
   kcg_printf(b, "  return 0;\n}\n\n");

@@ -1,0 +1,62 @@
+/* kcg_cuda_internal.h — what the files of codegen/cuda share: the device error word, the
+ * launch limits, and the per-step kernel emitter that kcg_cuda_emit.c drives. Reuses the
+ * C target's text buffer and name escaping (codegen/c/kcg_c_internal.h). Never included
+ * outside codegen/cuda; the runtime repeats what it needs of it (the error word). */
+#ifndef KCG_CUDA_INTERNAL_H
+#define KCG_CUDA_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../kcg_cuda.h"
+#include "../c/kcg_c_internal.h"
+
+/* ---------------------------------------------------------------- error word ----
+ * Every translation unit defines
+ *   extern "C" { __device__ unsigned int kiln_error; }
+ * A kernel that meets a run-time error (integer division by zero) sets it, if it is
+ * still 0, to its step index + 1 (atomicCAS), stores 0 in the element and goes on. The
+ * runtime zeroes it before a run (cuModuleGetGlobal + cuMemsetD32) and reads it after the
+ * last step: non-zero is KILN_ERR_EXEC naming that step's node, like the C target's
+ * `return step + 1`. */
+#define KCG_CUDA_ERROR_SYMBOL "kiln_error"
+
+/* Threads per block of elementwise kernels, and the most blocks any launch asks for
+ * (grid-stride loops cover the rest). */
+#define KCG_CUDA_BLOCK 256
+#define KCG_CUDA_MAX_GRID ((int64_t)65535 * 8)
+
+/* One kernel to emit: the node, where its operands live (from the plan), and what the
+ * emitter decides about its launch. */
+typedef struct kcg_cuda_kernel {
+  kir_graph *g;
+  const kir_node *n;
+  int32_t step;                 /* index in the program's steps: the name's number */
+  const kcg_cuda_operand *in;   /* one per node input */
+  kcg_cuda_operand out;
+  bool restrict_ok;             /* the output shares no byte with any input */
+  bool epilogue_only;           /* fused_matmul after a GEMM: y = epilogue(y) in place */
+  int64_t grid;                 /* set by the emitter */
+  int32_t block;                /* set by the emitter */
+} kcg_cuda_kernel;
+
+/* Emits `extern "C" __global__ void kiln_kSTEP(...)` for k->n, preceded by a comment
+ * naming its source nodes, shapes and dtypes; sets k->grid and k->block. Errors (set on
+ * the graph, naming the node): KILN_ERR_UNSUPPORTED for an op or dtype with no CUDA
+ * kernel, KILN_ERR_SHAPE / TYPE / GRAPH for a node the generator cannot trust. */
+KCG_HIDDEN kiln_status kcg_cuda_emit_kernel(kcg_cuda_kernel *k, kcg_buf *b);
+
+/* Whether matmul / fused_matmul n runs as a cuBLASLt GEMM: f32 or f64, m, n, k >= 1, and
+ * batch dims that each operand either has whole or broadcasts whole (one stride between
+ * matrices). Fills the shape fields of *gm (not the operands); for fused_matmul also
+ * has_bias / relu when the whole epilogue is "add a [n] vector, then maybe relu" (or only
+ * relu), and then *bias_input is the node input of the bias (else -1); *rest is true when
+ * an epilogue remains for a follow-up kernel. */
+KCG_HIDDEN bool kcg_cuda_gemm_plan(kir_graph *g, const kir_node *n, kcg_cuda_gemm *gm,
+                                   int32_t *bias_input, bool *rest);
+
+/* The translation unit's opening: type names, constants, the error word, and (when
+ * half is set) the f16/bf16 conversion helpers. */
+KCG_HIDDEN void kcg_cuda_put_prelude(kcg_buf *b, bool half);
+
+#endif

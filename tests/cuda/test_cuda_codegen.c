@@ -1,0 +1,776 @@
+/* test_cuda_codegen.c — kcg_cuda_generate without a GPU: every op x dtype with a CUDA
+ * kernel, fused patterns and kt_gen graphs compile through NVRTC (sm_90, no warning, many
+ * graphs per call); step records agree with the plan; output is deterministic; refusals;
+ * no leak under out of memory. Exits 77 when NVRTC cannot be opened. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codegen/kcg_cuda.h"
+#include "ir/kir_alloc.h"
+#include "tests/kt_graph.h"
+#include "tests/passes/kt_gen.h"
+
+static const char *const k_devices[] = {"cpu:0", "cuda:0"};
+#define PIPE_PLACE "infer-shapes,place"
+
+/* ---------------------------------------------------------------- NVRTC batches - */
+
+/* Sources of several programs, each one's kernel names prefixed, for one NVRTC call. */
+typedef struct batch {
+  char *p;
+  size_t n, cap;
+  int32_t programs;
+} batch;
+
+static void batch_put(batch *bt, const char *s, size_t len) {
+  if (bt->n + len + 1 > bt->cap) {
+    size_t cap = bt->cap ? bt->cap : 1 << 16;
+    while (cap < bt->n + len + 1) cap *= 2;
+    bt->p = realloc(bt->p, cap);
+    assert_non_null(bt->p);
+    bt->cap = cap;
+  }
+  memcpy(bt->p + bt->n, s, len);
+  bt->n += len;
+  bt->p[bt->n] = '\0';
+}
+
+/* Appends src with every "kiln_k" renamed "kiln_gN_k". */
+static void batch_add(batch *bt, const char *src) {
+  char pre[32];
+  snprintf(pre, sizeof pre, "kiln_g%d_k", (int)bt->programs++);
+  for (const char *p = src;;) {
+    const char *q = strstr(p, "kiln_k");
+    if (!q) {
+      batch_put(bt, p, strlen(p));
+      break;
+    }
+    batch_put(bt, p, (size_t)(q - p));
+    batch_put(bt, pre, strlen(pre));
+    p = q + strlen("kiln_k");
+  }
+  batch_put(bt, "\n", 1);
+}
+
+/* One NVRTC call for sm_90 with warnings as errors; fails the test with the log.
+ * KILN_TEST_NO_NVRTC=1 leaves NVRTC out (for runs under valgrind, where one call takes
+ * minutes): everything else is still checked. */
+static void batch_compile(batch *bt, const char *name) {
+  if (bt->n == 0) return;
+  if (getenv("KILN_TEST_NO_NVRTC")) {
+    printf("%s: %d programs, %zu bytes, not compiled (KILN_TEST_NO_NVRTC)\n", name, (int)bt->programs, bt->n);
+    bt->n = 0;
+    bt->programs = 0;
+    return;
+  }
+  kir_graph *g = kir_graph_create();
+  assert_non_null(g);
+  const char *const archs[] = {"sm_90"};
+  kcg_nvrtc_options opt = {"", true, NULL};
+  kcg_nvrtc_image img;
+  memset(&img, 0, sizeof img);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  kiln_status s = kcg_nvrtc_compile(g, bt->p, name, archs, 1, &opt, &img);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  printf("%s: %d programs, %zu bytes, %.2f s\n", name, (int)bt->programs, bt->n,
+         (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+  if (s != KILN_OK || getenv("KILN_TEST_KEEP_CU")) {
+    FILE *f = fopen(kt_path(name), "w");
+    if (f) {
+      fputs(bt->p, f);
+      fclose(f);
+    }
+  }
+  if (s != KILN_OK) {
+    fail_msg("%s (%d programs, source in %s): %s: %s", name, (int)bt->programs, kt_path(name),
+             kiln_status_name(s), g->error);
+  }
+  assert_true(img.size > 0);
+  kcg_nvrtc_image_free(&img);
+  kir_graph_destroy(g);
+  bt->n = 0;
+  bt->programs = 0;
+}
+
+static void batch_free(batch *bt) {
+  free(bt->p);
+  memset(bt, 0, sizeof *bt);
+}
+
+/* ---------------------------------------------------------------- lowering ------ */
+
+typedef struct lowered {
+  kps_memplan plan;
+  int32_t outs[64];
+  int32_t n_outs;
+  kcg_cuda_program prog;
+} lowered;
+
+static void run_pipeline(kir_graph *g, const char *pipeline, const char *const *roots, int32_t n_roots) {
+  kps_options opt;
+  kps_context ctx;
+  memset(&opt, 0, sizeof opt);
+  memset(&ctx, 0, sizeof ctx);
+  opt.pipeline = pipeline;
+  opt.verify_each = true;
+  ctx.roots = roots;
+  ctx.n_roots = n_roots;
+  ctx.devices = k_devices;
+  ctx.n_devices = 2;
+  OK(g, kps_run(g, &opt, &ctx));
+}
+
+static bool on_cuda(const kir_node *n) { return strcmp(n->assigned_device, "cuda:0") == 0; }
+
+static int64_t cuda_peak(const kps_memplan *p) {
+  for (int32_t a = 0; a < p->n_arenas; a++)
+    if (strcmp(p->arenas[a].device, "cuda:0") == 0) return p->arenas[a].peak_bytes;
+  return 0;
+}
+
+static int32_t count_placeholders(const kir_graph *g) {
+  int32_t n = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) n += g->nodes[i]->op == KIR_OP_PLACEHOLDER;
+  return n;
+}
+
+/* A GEMM operand lies inside its block. */
+static void check_operand(const lowered *L, const kcg_cuda_operand *o, int32_t n_io) {
+  assert_true(o->bytes >= 0);
+  switch (o->where) {
+  case KCG_CUDA_ARENA:
+    assert_true(o->offset >= 0 && o->offset + o->bytes <= cuda_peak(&L->plan));
+    return;
+  case KCG_CUDA_WEIGHTS:
+    assert_true(o->offset >= 0 && o->offset + o->bytes <= L->plan.weights_bytes);
+    return;
+  case KCG_CUDA_IO:
+    assert_true(o->index >= 0 && o->index < n_io && o->offset == 0);
+    return;
+  }
+  fail_msg("operand with where = %d", (int)o->where);
+}
+
+/* The matrices a GEMM reads or writes stay inside the operand. */
+static void check_gemm(const lowered *L, const kcg_cuda_gemm *m, int32_t n_io) {
+  int64_t es = m->dtype == KILN_F32 ? 4 : 8;
+  assert_true(m->dtype == KILN_F32 || m->dtype == KILN_F64);
+  assert_true(m->m >= 1 && m->n >= 1 && m->k >= 1 && m->batch >= 1);
+  check_operand(L, &m->a, n_io);
+  check_operand(L, &m->b, n_io);
+  check_operand(L, &m->d, n_io);
+  assert_true(((m->batch - 1) * m->stride_a + m->m * m->k) * es <= m->a.bytes);
+  assert_true(((m->batch - 1) * m->stride_b + m->k * m->n) * es <= m->b.bytes);
+  assert_true(m->stride_d == m->m * m->n && m->batch * m->m * m->n * es == m->d.bytes);
+  if (m->has_bias) {
+    check_operand(L, &m->bias, n_io);
+    assert_true(m->bias.bytes == m->n * es);
+  }
+}
+
+/* Every planned value a step touches lies inside its block. */
+static void check_node_bounds(const kir_graph *g, const lowered *L, int32_t id) {
+  const kps_memplan *p = &L->plan;
+  if (p->loc[id] == KPS_LOC_ARENA) {
+    int32_t a = p->arena_of[id];
+    assert_true(a >= 0 && a < p->n_arenas);
+    assert_true(p->offset[id] >= 0 && p->offset[id] + p->size[id] <= p->arenas[a].peak_bytes);
+  } else if (p->loc[id] == KPS_LOC_WEIGHTS) {
+    assert_true(p->offset[id] >= 0 && p->offset[id] + p->size[id] <= p->weights_bytes);
+  }
+  assert_true(p->size[id] >= kir_type_nbytes(&g->nodes[id]->type));
+}
+
+static bool has_kernel_named(const char *src, const char *name) {
+  char pat[48];
+  snprintf(pat, sizeof pat, " %s(", name);
+  return strstr(src, pat) != NULL;
+}
+
+static int32_t count_str(const char *s, const char *pat) {
+  int32_t n = 0;
+  for (const char *p = strstr(s, pat); p; p = strstr(p + 1, pat)) n++;
+  return n;
+}
+
+/* Whether node id of g has a step, or needs none (an alias of its input). */
+static bool covered(const kir_graph *g, const lowered *L, int32_t id) {
+  for (int32_t s = 0; s < L->prog.n_steps; s++)
+    if (L->prog.steps[s].node == id) return true;
+  const kir_node *n = g->nodes[id];
+  return (n->op == KIR_OP_RESHAPE || n->op == KIR_OP_IDENTITY) &&
+         L->plan.loc[n->inputs[0]] == KPS_LOC_ARENA && L->plan.offset[n->inputs[0]] == L->plan.offset[id];
+}
+
+static void check_program(const kir_graph *g, const lowered *L) {
+  const kcg_cuda_program *P = &L->prog;
+  int32_t n_io = count_placeholders(g) + L->n_outs, kernels = 0;
+  assert_non_null(P->source);
+  for (int32_t s = 0; s < P->n_steps; s++) {
+    const kcg_cuda_step *st = &P->steps[s];
+    assert_true(st->node >= 0 && st->node < g->n_nodes);
+    assert_true(on_cuda(g->nodes[st->node]) && st->device == 0);
+    assert_true(st->grid >= 1 && st->block >= 32 && st->block <= 1024 && st->block % 32 == 0);
+    assert_true(st->kind == KCG_CUDA_STEP_KERNEL || st->kind == KCG_CUDA_STEP_GEMM);
+    if (st->kind == KCG_CUDA_STEP_KERNEL) assert_true(st->kernel[0] != '\0');
+    if (st->kind == KCG_CUDA_STEP_GEMM) check_gemm(L, &st->gemm, n_io);
+    if (st->kernel[0]) {
+      kernels++;
+      if (!has_kernel_named(P->source, st->kernel)) fail_msg("step %d: no kernel %s", (int)s, st->kernel);
+    }
+    const kir_node *n = g->nodes[st->node];
+    check_node_bounds(g, L, n->id);
+    for (int32_t i = 0; i < n->n_inputs; i++) check_node_bounds(g, L, n->inputs[i]);
+  }
+  assert_int_equal(count_str(P->source, "extern \"C\" __global__"), kernels);
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    const kir_node *n = g->nodes[i];
+    bool computes = !kir_op_has(n->op, KIR_F_SOURCE) && !kir_op_has(n->op, KIR_F_CONTROL) &&
+                    n->op != KIR_OP_TRANSFER && L->plan.loc[i] == KPS_LOC_ARENA;
+    if (on_cuda(n) && computes && !covered(g, L, i)) fail_msg("node %d (%s) has no CUDA step", (int)i, n->name);
+  }
+}
+
+/* Plans g (already run through its pipeline) for outs, generates, checks the records,
+ * generates again (the same bytes), and adds the source to bt. */
+static void generate_checked(kir_graph *g, lowered *L, batch *bt) {
+  OK(g, kps_plan_memory(g, L->outs, L->n_outs, &L->plan));
+  OK(g, kcg_cuda_generate(g, &L->plan, L->outs, L->n_outs, &L->prog));
+  check_program(g, L);
+  kcg_cuda_program again;
+  OK(g, kcg_cuda_generate(g, &L->plan, L->outs, L->n_outs, &again));
+  assert_string_equal(again.source, L->prog.source);
+  assert_int_equal(again.n_steps, L->prog.n_steps);
+  if (again.n_steps)
+    assert_memory_equal(again.steps, L->prog.steps, (size_t)again.n_steps * sizeof *again.steps);
+  kcg_cuda_program_free(&again);
+  if (bt) batch_add(bt, L->prog.source);
+}
+
+static void lowered_free(lowered *L) {
+  kcg_cuda_program_free(&L->prog);
+  kps_memplan_free(&L->plan);
+}
+
+/* Runs pipeline on g for the fetches, generates and checks; the source goes to bt. */
+static void lower_into(kir_graph *g, const char *pipeline, const char *const *fetch, int32_t n,
+                       batch *bt, lowered *L) {
+  memset(L, 0, sizeof *L);
+  run_pipeline(g, pipeline, fetch, n);
+  for (int32_t i = 0; i < n; i++) L->outs[i] = kt_find(g, fetch[i])->id;
+  L->n_outs = n;
+  generate_checked(g, L, bt);
+}
+
+static void lower_add(kir_graph *g, const char *pipeline, const char *const *fetch, int32_t n, batch *bt) {
+  lowered L;
+  lower_into(g, pipeline, fetch, n, bt, &L);
+  lowered_free(&L);
+}
+
+/* ---------------------------------------------------------------- every op ------ */
+
+static const kiln_dtype k_dtypes[] = {KILN_F32, KILN_F64, KILN_F16, KILN_BF16, KILN_I32,
+                                      KILN_I64, KILN_U8,  KILN_I8,  KILN_U16,  KILN_I16,
+                                      KILN_U32, KILN_U64, KILN_BOOL};
+#define N_DTYPES ((int)(sizeof k_dtypes / sizeof k_dtypes[0]))
+
+static bool is_shape_op(kir_op op) {
+  return op == KIR_OP_RESHAPE || op == KIR_OP_TRANSPOSE || op == KIR_OP_IDENTITY;
+}
+
+/* Whether the interpreter defines op on dt (what the verifier lets through). */
+static bool op_takes(kir_op op, kiln_dtype dt) {
+  if (is_shape_op(op)) return true;
+  if (dt == KILN_BOOL) return false;
+  if (kir_op_has(op, KIR_F_FLOAT_ONLY)) return kir_dtype_is_float(dt);
+  return true;
+}
+
+/* The ops a test graph is built for: those CUDA has a kernel for that compute. */
+static bool op_wanted(kir_op op) {
+  if (!kps_device_has_kernel("cuda:0", op)) return false;
+  if (kir_op_has(op, KIR_F_SOURCE) || kir_op_has(op, KIR_F_CONTROL) || kir_op_has(op, KIR_F_FUSED))
+    return false;
+  return op != KIR_OP_TRANSFER && op != KIR_OP_VARIABLE && op != KIR_OP_ASSIGN && op != KIR_OP_CONSTANT;
+}
+
+static void build_binary(kir_graph *g, kir_op op, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(2, 3, 5));
+  kir_node *y = kt_cst(g, "y", dt, DIMS(3, 1), 1, 1, 5);
+  kir_node *c = kt_cst(g, "c", dt, DIMS(5), 2, 1, 5);
+  kir_node *t1 = kt_op2(g, op, "t1", x, y);
+  kir_node *t2 = kt_op2(g, op, "t2", t1, c);
+  kt_op2(g, op, "out", y, t2);
+}
+
+static void build_unary(kir_graph *g, kir_op op, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(2, 3, 5));
+  if (op == KIR_OP_CLAMP) {
+    kir_node *t1 = kt_clamp(g, "t1", x, -0.5, 1.5);
+    kir_node *t2 = kt_clamp(g, "t2", t1, NAN, 3.25);
+    kt_clamp(g, "out", t2, -2.0, NAN);
+    return;
+  }
+  kt_op1(g, op, "out", kt_op1(g, op, "t2", kt_op1(g, op, "t1", x)));
+}
+
+static void build_reduce(kir_graph *g, kir_op op, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(4, 6, 40));
+  kt_reduce(g, op, "r1", x, (const int64_t[]){2}, 1, 0);
+  kir_node *r2 = kt_reduce(g, op, "r2", x, (const int64_t[]){0}, 1, 1);
+  kt_reduce(g, op, "r3", x, NULL, 0, 0);
+  kt_reduce(g, op, "out", r2, (const int64_t[]){-1, 1}, 2, 0);
+}
+
+static void build_matmul(kir_graph *g, kiln_dtype dt) {
+  kir_node *a = kt_ph(g, "a", dt, DIMS(2, 3, 4));
+  kir_node *b = kt_cst(g, "b", dt, DIMS(4, 5), 1, -1, 1);
+  kir_node *m1 = kt_matmul(g, "m1", a, b, 0, 0);
+  kir_node *bt = kt_cst(g, "bt", dt, DIMS(6, 5), 2, -1, 1);
+  kt_matmul(g, "r1", m1, bt, 0, 1);
+  kir_node *a2 = kt_ph(g, "a2", dt, DIMS(2, 1, 3, 4));
+  kir_node *b2 = kt_ph(g, "b2", dt, DIMS(3, 4, 5));
+  kt_matmul(g, "r2", a2, b2, 0, 0);
+  kir_node *at = kt_ph(g, "at", dt, DIMS(4, 3));
+  kt_matmul(g, "r3", at, b, 1, 0);
+}
+
+static void build_add_n(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(3, 4));
+  kir_node *y = kt_cst(g, "y", dt, DIMS(3, 4), 1, -3, 3);
+  int32_t in3[3] = {x->id, y->id, x->id};
+  kir_node *z = kt_infer(g, kir_node_add(g, KIR_OP_ADD_N, "z", in3, 3));
+  int32_t in2[2] = {z->id, z->id};
+  kt_infer(g, kir_node_add(g, KIR_OP_ADD_N, "out", in2, 2));
+}
+
+static void build_shape(kir_graph *g, kir_op op, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(2, 3, 4));
+  if (op == KIR_OP_RESHAPE) {
+    kir_node *r = kt_with_ints(g, op, "t1", x, "shape", (const int64_t[]){4, 6}, 2);
+    kt_with_ints(g, op, "out", r, "shape", (const int64_t[]){24}, 1);
+  } else if (op == KIR_OP_TRANSPOSE) {
+    kir_node *t = kt_with_ints(g, op, "t1", x, "perm", (const int64_t[]){2, 0, 1}, 3);
+    kt_with_ints(g, op, "out", t, "perm", NULL, 0);
+  } else {
+    kt_op1(g, op, "out", kt_op1(g, op, "t2", kt_op1(g, op, "t1", x)));
+  }
+}
+
+/* A small graph exercising op on dt; its fetches in fetch[], their count returned. */
+static int32_t build_op_graph(kir_graph *g, kir_op op, kiln_dtype dt, const char **fetch) {
+  if (op == KIR_OP_MATMUL) {
+    build_matmul(g, dt);
+    fetch[0] = "r1", fetch[1] = "r2", fetch[2] = "r3";
+    return 3;
+  }
+  fetch[0] = "out";
+  if (op == KIR_OP_SOFTMAX) {
+    kt_softmax(g, "out", kt_softmax(g, "t1", kt_ph(g, "x", dt, DIMS(3, 5, 7)), 1), -1);
+  } else if (op == KIR_OP_ADD_N) {
+    build_add_n(g, dt);
+  } else if (is_shape_op(op)) {
+    build_shape(g, op, dt);
+  } else if (kir_op_has(op, KIR_F_REDUCTION)) {
+    build_reduce(g, op, dt);
+    fetch[1] = "r1", fetch[2] = "r3";
+    return 3;
+  } else if (kir_op_has(op, KIR_F_BINARY)) {
+    build_binary(g, op, dt);
+  } else {
+    build_unary(g, op, dt);
+  }
+  return 1;
+}
+
+static void test_every_op_every_dtype(void **state) {
+  (void)state;
+  batch bt = {0};
+  int32_t graphs = 0;
+  bool seen_op[KIR_OP_COUNT] = {false};
+  for (int d = 0; d < N_DTYPES; d++) {
+    for (int32_t op = 1; op < KIR_OP_COUNT; op++) {
+      if (!op_wanted((kir_op)op) || !op_takes((kir_op)op, k_dtypes[d])) continue;
+      kir_graph *g = kir_graph_create();
+      const char *fetch[4];
+      int32_t nf = build_op_graph(g, (kir_op)op, k_dtypes[d], fetch);
+      lower_add(g, PIPE_PLACE, fetch, nf, &bt);
+      kir_graph_destroy(g);
+      seen_op[op] = true;
+      graphs++;
+    }
+    char name[48];
+    snprintf(name, sizeof name, "ops_%s.cu", kiln_dtype_name(k_dtypes[d]));
+    batch_compile(&bt, name);
+  }
+  for (int32_t op = 1; op < KIR_OP_COUNT; op++)
+    if (op_wanted((kir_op)op) && !seen_op[op]) fail_msg("op %s was not tested", kir_op_get(op)->name);
+  assert_true(graphs > 150);
+  batch_free(&bt);
+}
+
+/* The records of a plain matmul: shapes, strides and where each operand is. */
+static void test_gemm_record(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  build_matmul(g, KILN_F32);
+  const char *fetch[] = {"r1", "r2", "r3"};
+  lowered L;
+  batch bt = {0};
+  lower_into(g, PIPE_PLACE, fetch, 3, &bt, &L);
+  int32_t gemms = 0, tiled = 0;
+  for (int32_t s = 0; s < L.prog.n_steps; s++) {
+    const kcg_cuda_step *st = &L.prog.steps[s];
+    const char *name = g->nodes[st->node]->name;
+    if (strcmp(name, "m1") == 0) {
+      assert_int_equal(st->kind, KCG_CUDA_STEP_GEMM);
+      const kcg_cuda_gemm *m = &st->gemm;
+      assert_true(m->m == 3 && m->n == 5 && m->k == 4 && m->batch == 2);
+      assert_true(m->stride_a == 12 && m->stride_b == 0 && m->stride_d == 15);
+      assert_true(m->a.where == KCG_CUDA_IO && m->a.index == 0);
+      assert_true(m->b.where == KCG_CUDA_WEIGHTS && m->d.where == KCG_CUDA_ARENA);
+      assert_false(m->has_bias || m->relu || m->trans_a || m->trans_b);
+      assert_string_equal(st->kernel, "");
+    }
+    if (strcmp(name, "r1") == 0) {
+      assert_true(st->gemm.trans_b && st->gemm.d.where == KCG_CUDA_IO && st->gemm.d.index == 4);
+    }
+    if (strcmp(name, "r3") == 0) assert_true(st->gemm.trans_a && st->gemm.batch == 1);
+    if (strcmp(name, "r2") == 0) { /* batch dims broadcast in part: a generated kernel */
+      assert_int_equal(st->kind, KCG_CUDA_STEP_KERNEL);
+      tiled++;
+    }
+    gemms += st->kind == KCG_CUDA_STEP_GEMM;
+  }
+  assert_int_equal(gemms, 3);
+  assert_int_equal(tiled, 1);
+  batch_compile(&bt, "gemm_record.cu");
+  batch_free(&bt);
+  lowered_free(&L);
+  kir_graph_destroy(g);
+}
+
+/* ---------------------------------------------------------------- fused --------- */
+
+static int32_t count_op(const kir_graph *g, kir_op op) {
+  int32_t n = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++) n += g->nodes[i]->op == op && on_cuda(g->nodes[i]);
+  return n;
+}
+
+/* x[8,16] -> relu(x W1 + b1) -> softmax(h W2 + b2) in dt. */
+static void build_mlp(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(8, 16));
+  kir_node *w1 = kt_cst(g, "w1", dt, DIMS(16, 32), 1, -1, 1);
+  kir_node *b1 = kt_cst(g, "b1", dt, DIMS(32), 2, -1, 1);
+  kir_node *h = kt_op1(g, KIR_OP_RELU, "h", kt_op2(g, KIR_OP_ADD, "hb", kt_matmul(g, "hm", x, w1, 0, 0), b1));
+  kir_node *w2 = kt_cst(g, "w2", dt, DIMS(32, 10), 3, -1, 1);
+  kir_node *b2 = kt_cst(g, "b2", dt, DIMS(10), 4, -1, 1);
+  kt_softmax(g, "out", kt_op2(g, KIR_OP_ADD, "ob", kt_matmul(g, "om", h, w2, 0, 0), b2), -1);
+}
+
+/* matmul, then add a [1, n] row, tanh and a multiply by a column: cuBLASLt cannot run
+ * this epilogue, so a follow-up kernel does. */
+static void build_mm_tanh(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(2, 5, 16));
+  kir_node *w = kt_cst(g, "w", dt, DIMS(16, 24), 1, -1, 1);
+  kir_node *b = kt_cst(g, "b", dt, DIMS(1, 24), 2, -1, 1);
+  kir_node *c = kt_ph(g, "c", dt, DIMS(5, 1));
+  kir_node *t = kt_op1(g, KIR_OP_TANH, "t", kt_op2(g, KIR_OP_ADD, "a", kt_matmul(g, "m", x, w, 0, 0), b));
+  kt_op2(g, KIR_OP_MUL, "out", c, t);
+}
+
+/* A batched product whose batch dims broadcast in part, with a bias: a generated kernel
+ * with the epilogue inline. */
+static void build_mm_partial(kir_graph *g, kiln_dtype dt) {
+  kir_node *a = kt_ph(g, "a", dt, DIMS(2, 1, 3, 4));
+  kir_node *b = kt_ph(g, "b", dt, DIMS(3, 4, 5));
+  kir_node *c = kt_cst(g, "c", dt, DIMS(5), 1, -1, 1);
+  kt_op1(g, KIR_OP_SIGMOID, "out", kt_op2(g, KIR_OP_SUB, "s", kt_matmul(g, "m", a, b, 0, 0), c));
+}
+
+static void build_chain(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(4, 8));
+  kir_node *y = kt_ph(g, "y", dt, DIMS(8));
+  kir_node *z = kt_cst(g, "z", dt, DIMS(4, 1), 1, -1, 1);
+  kir_node *e = kt_op1(g, KIR_OP_EXP, "e", kt_op2(g, KIR_OP_SUB, "s", kt_op2(g, KIR_OP_MUL, "m", x, y), z));
+  kir_node *mx = kt_op2(g, KIR_OP_MAXIMUM, "mx", e, x);
+  kir_node *cl = kt_clamp(g, "cl", mx, -0.75, 2.5);
+  kir_node *sg = kt_op1(g, KIR_OP_SIGMOID, "sg", cl);
+  kir_node *dv = kt_op2(g, KIR_OP_DIV, "dv", z, sg);
+  kt_op1(g, KIR_OP_SQRT, "out", kt_op1(g, KIR_OP_TANH, "th", kt_op1(g, KIR_OP_NEG, "ng", dv)));
+}
+
+static void build_reductions(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(6, 48));
+  kir_node *y = kt_ph(g, "y", dt, DIMS(48));
+  kir_node *z = kt_cst(g, "z", dt, DIMS(6, 1), 1, -1, 1);
+  kt_reduce(g, KIR_OP_REDUCE_SUM, "rs", kt_op1(g, KIR_OP_EXP, "ex", kt_op2(g, KIR_OP_MUL, "xy", x, y)),
+            (const int64_t[]){1}, 1, 0);
+  kt_reduce(g, KIR_OP_REDUCE_MAX, "rm", kt_op2(g, KIR_OP_SUB, "xz", x, z), (const int64_t[]){0}, 1, 1);
+  kt_reduce(g, KIR_OP_REDUCE_MEAN, "rn", kt_op1(g, KIR_OP_RELU, "rl", kt_op2(g, KIR_OP_ADD, "xa", x, z)),
+            NULL, 0, 0);
+}
+
+static void build_softmaxes(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(3, 4, 33));
+  kir_node *s = kt_cst(g, "s", dt, DIMS(33), 1, 0.5, 2);
+  kir_node *b = kt_cst(g, "b", dt, DIMS(4, 1), 2, -1, 1);
+  kt_softmax(g, "sm", kt_op2(g, KIR_OP_ADD, "xb", kt_op2(g, KIR_OP_MUL, "xs", x, s), b), -1);
+  kt_softmax(g, "sm1", kt_op1(g, KIR_OP_TANH, "tx", x), 1);
+  /* log_softmax has no CUDA kernel: the CPU runs it, with transfers both ways */
+  kir_node *ls = kt_op1(g, KIR_OP_LOG_SOFTMAX, "ls", x);
+  kt_op2(g, KIR_OP_MUL, "lsm", ls, s);
+}
+
+typedef void (*builder)(kir_graph *g, kiln_dtype dt);
+
+static void lower_fused(builder fn, kiln_dtype dt, const char *const *fetch, int32_t n, batch *bt,
+                        kir_op want, int32_t want_min) {
+  kir_graph *g = kir_graph_create();
+  fn(g, dt);
+  lowered L;
+  lower_into(g, KPS_DEFAULT_PIPELINE, fetch, n, bt, &L);
+  if (dt != KILN_F32 && dt != KILN_F64) want = KIR_OP_INVALID; /* fuse takes f32 and f64 only */
+  if (want != KIR_OP_INVALID && count_op(g, want) < want_min)
+    fail_msg("%s on %s: expected %d %s on cuda:0, got %d", fetch[0], kiln_dtype_name(dt), (int)want_min,
+             kir_op_get(want)->name, (int)count_op(g, want));
+  lowered_free(&L);
+  kir_graph_destroy(g);
+}
+
+/* Steps of the MLP: two GEMMs with cuBLASLt bias epilogues (the first with relu). */
+static void test_mlp_gemm_epilogues(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  build_mlp(g, KILN_F32);
+  const char *fetch[] = {"out"};
+  lowered L;
+  batch bt = {0};
+  lower_into(g, KPS_DEFAULT_PIPELINE, fetch, 1, &bt, &L);
+  int32_t bias_relu = 0, bias_only = 0;
+  for (int32_t s = 0; s < L.prog.n_steps; s++) {
+    const kcg_cuda_step *st = &L.prog.steps[s];
+    if (st->kind != KCG_CUDA_STEP_GEMM) continue;
+    assert_true(st->gemm.has_bias && st->kernel[0] == '\0');
+    assert_true(st->gemm.bias.where == KCG_CUDA_WEIGHTS);
+    bias_relu += st->gemm.relu;
+    bias_only += !st->gemm.relu;
+  }
+  assert_int_equal(bias_relu, 1);
+  assert_int_equal(bias_only, 1);
+  batch_compile(&bt, "mlp.cu");
+  batch_free(&bt);
+  lowered_free(&L);
+  kir_graph_destroy(g);
+}
+
+static void test_fused_patterns(void **state) {
+  (void)state;
+  static const kiln_dtype fl[] = {KILN_F32, KILN_F64, KILN_F16, KILN_BF16};
+  const char *mlp[] = {"out"}, *red[] = {"rs", "rm", "rn"}, *sm[] = {"sm", "sm1", "lsm"};
+  batch bt = {0};
+  for (int i = 0; i < 4; i++) {
+    kiln_dtype dt = fl[i];
+    lower_fused(build_mlp, dt, mlp, 1, &bt, KIR_OP_FUSED_MATMUL, 2);
+    lower_fused(build_mm_tanh, dt, mlp, 1, &bt, KIR_OP_FUSED_MATMUL, 1);
+    lower_fused(build_mm_partial, dt, mlp, 1, &bt, KIR_OP_FUSED_MATMUL, 1);
+    lower_fused(build_chain, dt, mlp, 1, &bt, KIR_OP_FUSED_ELEMENTWISE, 1);
+    lower_fused(build_reductions, dt, red, 3, &bt, KIR_OP_FUSED_REDUCE, 3);
+    lower_fused(build_softmaxes, dt, sm, 3, &bt, KIR_OP_FUSED_SOFTMAX, 1);
+  }
+  batch_compile(&bt, "fused.cu");
+  batch_free(&bt);
+}
+
+/* ---------------------------------------------------------------- random graphs - */
+
+static void test_random_graphs(void **state) {
+  (void)state;
+  batch bt = {0};
+  int32_t steps = 0;
+  for (uint64_t seed = 1; seed <= 36; seed++) {
+    kt_gen k;
+    kt_gen_opts o;
+    char err[256];
+    memset(&o, 0, sizeof o);
+    o.n_nodes = 40;
+    o.window = seed % 3 == 0 ? 4 : 0;
+    if (kt_gen_build(seed, &o, &k, err, sizeof err) != KILN_OK) fail_msg("kt_gen seed %d: %s", (int)seed, err);
+    lowered L;
+    memset(&L, 0, sizeof L);
+    /* odd seeds unoptimized: more and plainer steps; even ones through fuse */
+    run_pipeline(k.g, seed % 2 ? PIPE_PLACE : KPS_DEFAULT_PIPELINE, (const char *const *)k.roots,
+                 k.n_roots);
+    for (int32_t i = 0; i < k.n_fetches && L.n_outs < 64; i++) {
+      const kir_node *n = kir_graph_find(k.g, k.roots[i]);
+      if (n && !kir_op_has(n->op, KIR_F_NO_OUTPUT)) L.outs[L.n_outs++] = n->id;
+    }
+    generate_checked(k.g, &L, &bt);
+    steps += L.prog.n_steps;
+    lowered_free(&L);
+    kt_gen_free(&k);
+    if (seed % 12 == 0) {
+      char name[32];
+      snprintf(name, sizeof name, "random_%d.cu", (int)seed);
+      batch_compile(&bt, name);
+    }
+  }
+  printf("random graphs: %d CUDA steps\n", (int)steps);
+  assert_true(steps > 300); /* most of the work went to the GPU */
+  batch_free(&bt);
+}
+
+/* ---------------------------------------------------------------- refusals ------ */
+
+/* pow has no CUDA kernel: pinned there by hand after placement, it is refused by name. */
+static void test_refuses_node_without_kernel(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(4));
+  kir_node *y = kt_cst(g, "y", KILN_F32, DIMS(4), 1, 1, 2);
+  kt_op2(g, KIR_OP_ADD, "out", kt_op2(g, KIR_OP_POW, "p*/odd", x, y), x);
+  const char *fetch[] = {"out"};
+  run_pipeline(g, PIPE_PLACE, fetch, 1);
+  kir_node *p = kt_find(g, "p*/odd");
+  assert_string_equal(p->assigned_device, "cpu:0");
+  p->assigned_device = kir_graph_strdup(g, "cuda:0");
+  int32_t out = kt_find(g, "out")->id;
+  kps_memplan plan;
+  OK(g, kps_plan_memory(g, &out, 1, &plan));
+  kcg_cuda_program prog;
+  assert_int_equal(kcg_cuda_generate(g, &plan, &out, 1, &prog), KILN_ERR_UNSUPPORTED);
+  assert_non_null(strstr(g->error, "'p*/odd'"));
+  assert_non_null(strstr(g->error, "pow"));
+  assert_null(prog.source);
+  assert_int_equal(prog.n_steps, 0);
+  kcg_cuda_program_free(&prog);
+  kps_memplan_free(&plan);
+  kir_graph_destroy(g);
+}
+
+/* Misuse is refused with KILN_ERR_ARGUMENT, leaving a program that frees. */
+static void test_bad_arguments(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  build_unary(g, KIR_OP_EXP, KILN_F32);
+  const char *fetch[] = {"out"};
+  run_pipeline(g, PIPE_PLACE, fetch, 1);
+  int32_t outs[2] = {kt_find(g, "out")->id, kt_find(g, "out")->id}, bad = g->n_nodes;
+  kps_memplan plan;
+  OK(g, kps_plan_memory(g, outs, 1, &plan));
+  kcg_cuda_program prog;
+  assert_int_equal(kcg_cuda_generate(g, &plan, outs, 1, NULL), KILN_ERR_ARGUMENT);
+  assert_int_equal(kcg_cuda_generate(g, NULL, outs, 1, &prog), KILN_ERR_ARGUMENT);
+  kcg_cuda_program_free(&prog);
+  assert_int_equal(kcg_cuda_generate(g, &plan, outs, 2, &prog), KILN_ERR_ARGUMENT);
+  assert_non_null(strstr(g->error, "same node"));
+  assert_int_equal(kcg_cuda_generate(g, &plan, &bad, 1, &prog), KILN_ERR_ARGUMENT);
+  plan.n_nodes--;
+  assert_int_equal(kcg_cuda_generate(g, &plan, outs, 1, &prog), KILN_ERR_ARGUMENT);
+  plan.n_nodes++;
+  assert_null(prog.source);
+  kcg_cuda_program_free(&prog);
+  assert_int_equal(kcg_cuda_generate(NULL, &plan, outs, 1, &prog), KILN_ERR_ARGUMENT);
+  OK(g, kcg_cuda_generate(g, &plan, outs, 1, &prog));
+  assert_int_equal(prog.n_steps, 3);
+  kcg_cuda_program_free(&prog);
+  kcg_cuda_program_free(NULL);
+  kps_memplan_free(&plan);
+  kir_graph_destroy(g);
+}
+
+/* Integer division writes the error word; the word is defined once per program. */
+static void test_int_division_error_word(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  build_binary(g, KIR_OP_DIV, KILN_I32);
+  const char *fetch[] = {"out"};
+  lowered L;
+  lower_into(g, PIPE_PLACE, fetch, 1, NULL, &L);
+  assert_int_equal(count_str(L.prog.source, "__device__ unsigned int kiln_error;"), 1);
+  assert_int_equal(count_str(L.prog.source, "atomicCAS(&kiln_error, 0u, "), 3);
+  lowered_free(&L);
+  kir_graph_destroy(g);
+}
+
+/* Model strings reach the source only escaped: a name closing a comment does not. */
+static void test_names_escaped(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  kir_node *x = kt_ph(g, "x */ #include <evil> /*", KILN_F32, DIMS(3));
+  kt_op1(g, KIR_OP_EXP, "e\"\\\n*/", kt_op1(g, KIR_OP_NEG, "n */ }", x));
+  const char *fetch[] = {"e\"\\\n*/"};
+  lowered L;
+  batch bt = {0};
+  lower_into(g, PIPE_PLACE, fetch, 1, &bt, &L);
+  assert_null(strstr(L.prog.source, "evil"));
+  assert_null(strstr(L.prog.source, "n */"));
+  batch_compile(&bt, "names.cu");
+  batch_free(&bt);
+  lowered_free(&L);
+  kir_graph_destroy(g);
+}
+
+/* ---------------------------------------------------------------- out of memory - */
+
+static void test_generate_oom(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  build_mm_tanh(g, KILN_F32); /* a GEMM and its epilogue kernel */
+  const char *fetch[] = {"out"};
+  lowered L;
+  memset(&L, 0, sizeof L);
+  run_pipeline(g, KPS_DEFAULT_PIPELINE, fetch, 1);
+  L.outs[0] = kt_find(g, "out")->id;
+  L.n_outs = 1;
+  OK(g, kps_plan_memory(g, L.outs, 1, &L.plan));
+  long failures = 0;
+  for (long n = 0;; n++) {
+    long live = kir_alloc_live();
+    kcg_cuda_program prog;
+    kir_alloc_fail_after(n);
+    kiln_status s = kcg_cuda_generate(g, &L.plan, L.outs, 1, &prog);
+    kir_alloc_fail_after(-1);
+    if (s == KILN_OK) {
+      assert_true(prog.n_steps == 1 && prog.steps[0].kind == KCG_CUDA_STEP_GEMM &&
+                  prog.steps[0].kernel[0] != '\0');
+      kcg_cuda_program_free(&prog);
+      break;
+    }
+    assert_int_equal(s, KILN_ERR_NOMEM);
+    assert_null(prog.source);
+    assert_int_equal(kir_alloc_live(), live);
+    failures++;
+    assert_true(n < 10000);
+  }
+  assert_true(failures > 3);
+  kps_memplan_free(&L.plan);
+  kir_graph_destroy(g);
+}
+
+int main(void) {
+  char why[256];
+  if (!kcg_nvrtc_available(why, sizeof why)) {
+    printf("test_cuda_codegen: skipped: NVRTC cannot be opened: %s\n", why);
+    return 77;
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_every_op_every_dtype),
+      cmocka_unit_test(test_gemm_record),
+      cmocka_unit_test(test_mlp_gemm_epilogues),
+      cmocka_unit_test(test_fused_patterns),
+      cmocka_unit_test(test_random_graphs),
+      cmocka_unit_test(test_refuses_node_without_kernel),
+      cmocka_unit_test(test_bad_arguments),
+      cmocka_unit_test(test_int_division_error_word),
+      cmocka_unit_test(test_names_escaped),
+      cmocka_unit_test(test_generate_oom),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
