@@ -258,6 +258,9 @@ kiln_status kps_plan_memory_pass(kir_graph *g, const kps_context *ctx, kps_resul
  * wire 37..56, are CPU only for now). The place pass also keeps a fused node whose
  * epilogue has a CPU-only step on the CPU. */
 bool kps_device_has_kernel(const char *device, kir_op op);
+/* The op of n that `device` has no kernel for: n's own, or for a fused node one of its
+ * epilogue steps or its fused reduction; KIR_OP_INVALID when it has them all. */
+kir_op kps_kernel_gap(const char *device, const kir_node *n);
 
 #ifdef __cplusplus
 }

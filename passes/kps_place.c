@@ -150,9 +150,7 @@ bool kps_device_has_kernel(const char *device, kir_op op) {
   return (kir_op_has(op, CUDA_BY_FLAG) && !cuda_missing[op]) || cuda_listed[op];
 }
 
-/* The op of n that `device` has no kernel for: n's own, or for a fused node one of its
- * epilogue steps or its fused reduction; KIR_OP_INVALID when it has them all. */
-static kir_op kernel_gap(const char *device, const kir_node *n) {
+kir_op kps_kernel_gap(const char *device, const kir_node *n) {
   if (!kps_device_has_kernel(device, n->op)) return n->op;
   if (!kir_op_has(n->op, KIR_F_FUSED)) return KIR_OP_INVALID;
   int32_t cnt = 0;
@@ -165,7 +163,7 @@ static kir_op kernel_gap(const char *device, const kir_node *n) {
 }
 
 static bool node_has_kernel(const char *device, const kir_node *n) {
-  return kernel_gap(device, n) == KIR_OP_INVALID;
+  return kps_kernel_gap(device, n) == KIR_OP_INVALID;
 }
 
 static bool is_data(kir_op op) { return op == KIR_OP_CONSTANT || op == KIR_OP_PLACEHOLDER; }
@@ -177,7 +175,7 @@ static const char *op_name(kir_op op) {
 
 /* For reasons: the op `device` lacks a kernel for (n's own op when it lacks none). */
 static const char *gap_name(const char *device, const kir_node *n) {
-  kir_op gap = device ? kernel_gap(device, n) : KIR_OP_INVALID;
+  kir_op gap = device ? kps_kernel_gap(device, n) : KIR_OP_INVALID;
   return op_name(gap != KIR_OP_INVALID ? gap : n->op);
 }
 

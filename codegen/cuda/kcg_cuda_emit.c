@@ -39,23 +39,6 @@ static int32_t cuda_index(const char *dev) {
   return (int32_t)v;
 }
 
-/* The op of n that CUDA has no kernel for (n's own, an epilogue step, a fused
- * reduction), as the place pass decides; KIR_OP_INVALID when it has them all. */
-static kir_op kernel_gap(const kir_node *n) {
-  const char *dev = "cuda:0";
-  if (!kps_device_has_kernel(dev, n->op)) return n->op;
-  if (!kir_op_has(n->op, KIR_F_FUSED)) return KIR_OP_INVALID;
-  int32_t cnt = 0;
-  const int64_t *steps = kir_attr_ints(n, "epilogue", &cnt);
-  for (int32_t i = 0; steps && i < cnt; i++)
-    if (!kps_device_has_kernel(dev, (kir_op)steps[i])) return (kir_op)steps[i];
-  if (n->op == KIR_OP_FUSED_REDUCE) {
-    int64_t r = kir_attr_int(n, "reduce", KIR_OP_INVALID);
-    if (r <= 0 || r >= KIR_OP_COUNT || !kps_device_has_kernel(dev, (kir_op)r)) return (kir_op)r;
-  }
-  return KIR_OP_INVALID;
-}
-
 static const char *op_name(int64_t op) {
   const kir_op_info *i = op > 0 && op < KIR_OP_COUNT ? kir_op_get((int32_t)op) : NULL;
   return i ? i->name : "invalid";
@@ -231,7 +214,7 @@ static kiln_status visit(cgen *G, const kir_node *n) {
     return KILN_OK;
   if (n->op == KIR_OP_VARIABLE || n->op == KIR_OP_ASSIGN)
     return nerr(G, n, KILN_ERR_UNSUPPORTED, "%s", "variables cannot be compiled; freeze the graph first");
-  kir_op gap = kernel_gap(n);
+  kir_op gap = kps_kernel_gap("cuda:0", n);
   if (gap != KIR_OP_INVALID) {
     char msg[160];
     snprintf(msg, sizeof msg, "placed on %s, which has no CUDA kernel for %s", n->assigned_device, op_name(gap));
