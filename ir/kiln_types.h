@@ -31,7 +31,8 @@ typedef enum kiln_status {
   KILN_ERR_COMPILE = 15,    /* the system C compiler failed on generated code   */
   KILN_ERR_EXEC = 16,       /* arithmetic error at run time (int div by zero)   */
   KILN_ERR_VERSION = 17,    /* file written by a newer, incompatible format     */
-  KILN_ERR_INTERNAL = 18    /* a broken internal invariant (a Kiln bug)         */
+  KILN_ERR_INTERNAL = 18,   /* a broken internal invariant (a Kiln bug)         */
+  KILN_ERR_DEVICE = 19      /* no usable device: no driver, no device, bad index */
 } kiln_status;
 
 /* "ok", "argument", "format", ... — never NULL. */

@@ -28,6 +28,7 @@ const char *kiln_status_name(kiln_status s) {
   case KILN_ERR_EXEC: return "exec";
   case KILN_ERR_VERSION: return "version";
   case KILN_ERR_INTERNAL: return "internal";
+  case KILN_ERR_DEVICE: return "device";
   }
   return "unknown";
 }

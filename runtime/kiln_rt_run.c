@@ -27,6 +27,7 @@ const char *kiln_rt_status_name(kiln_rt_status s) {
   case KILN_RT_ERR_IO: return "io";
   case KILN_RT_ERR_EXEC: return "exec";
   case KILN_RT_ERR_VERSION: return "version";
+  case KILN_RT_ERR_DEVICE: return "device";
   }
   return "unknown";
 }

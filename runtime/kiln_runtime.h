@@ -49,7 +49,8 @@ typedef enum kiln_rt_status {
   KILN_RT_ERR_NOMEM = 12,
   KILN_RT_ERR_IO = 13,
   KILN_RT_ERR_EXEC = 16,
-  KILN_RT_ERR_VERSION = 17
+  KILN_RT_ERR_VERSION = 17,
+  KILN_RT_ERR_DEVICE = 19 /* no usable device: no driver, no device, bad index */
 } kiln_rt_status;
 
 /* Same numbers as kiln_dtype. */
@@ -129,6 +130,17 @@ const char *kiln_rt_context_error(const kiln_rt_context *c);
  * KILN_RT_ERR_FEED as before. */
 kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int n_inputs,
                            const kiln_rt_buffer *outputs, int n_outputs);
+
+/* ---- CUDA devices ----
+ * The CUDA driver (libcuda.so.1, or $KILN_CUDA_DRIVER when set) is opened with dlopen the
+ * first time it is needed, never linked: on a machine without CUDA the runtime still
+ * runs CPU artifacts, and this answers KILN_RT_ERR_DEVICE saying why. */
+/* Number of CUDA devices this process may use (the driver applies CUDA_VISIBLE_DEVICES)
+ * into *count (0 on error). msg gets one line: the driver's version and the count, or
+ * the reason there is none ("no CUDA driver: libcuda.so.1: cannot open shared object
+ * file...", "CUDA driver 13.0 has no device: CUDA_ERROR_NO_DEVICE", "... is not a CUDA
+ * driver: it has no cuDeviceGetCount"). Thread-safe; the driver is opened once. */
+kiln_rt_status kiln_rt_cuda_devices(int *count, char *msg, size_t msg_n);
 
 const char *kiln_rt_status_name(kiln_rt_status s);
 const char *kiln_rt_dtype_name(int dtype);

@@ -39,6 +39,7 @@ _Static_assert(KILN_RT_ERR_NOMEM == (int)KILN_ERR_NOMEM, "nomem");
 _Static_assert(KILN_RT_ERR_IO == (int)KILN_ERR_IO, "io");
 _Static_assert(KILN_RT_ERR_EXEC == (int)KILN_ERR_EXEC, "exec");
 _Static_assert(KILN_RT_ERR_VERSION == (int)KILN_ERR_VERSION, "version");
+_Static_assert(KILN_RT_ERR_DEVICE == (int)KILN_ERR_DEVICE, "device");
 _Static_assert(KILN_RT_F32 == (int)KILN_F32 && KILN_RT_F64 == (int)KILN_F64 &&
                    KILN_RT_I32 == (int)KILN_I32 && KILN_RT_I64 == (int)KILN_I64 &&
                    KILN_RT_BOOL == (int)KILN_BOOL && KILN_RT_MAX_RANK == KILN_MAX_RANK,
