@@ -738,8 +738,8 @@ static kiln_status apply_order(kir_graph *g, const int32_t *order, int32_t count
   return KILN_OK;
 }
 
-/* Min-heap of node ids: Kahn's algorithm always takes the smallest ready id, so nodes
- * already in order keep their order. */
+/* Min-heap of node ids, for the loader's Kahn sort (kir_serialize.c): it always takes the
+ * smallest ready id, so nodes already in order keep their order. */
 void kir_heap_push(int32_t *h, int32_t *n, int32_t v) {
   int32_t i = (*n)++;
   while (i > 0 && h[(i - 1) / 2] > v) {

@@ -24,8 +24,9 @@ KIR_HIDDEN kiln_status kir_check_schema(kir_graph *g, const kir_node *n);
  * (kir_ops.c, from the parsed schemas; used by the text printer and parser). */
 KIR_HIDDEN int kir_schema_kind(kir_op op, const char *name);
 
-/* A binary min-heap of ids in h[0..*n): Kahn's algorithm takes the smallest ready id,
- * so nodes already in order keep their order (toposort and the loader share it). */
+/* A binary min-heap of ids in h[0..*n): the loader's Kahn sort (kir_serialize.c) takes
+ * the smallest ready id, so nodes already in order keep their order. (kir_graph_toposort
+ * no longer uses it: a depth-first order needs no heap.) */
 KIR_HIDDEN void kir_heap_push(int32_t *h, int32_t *n, int32_t v);
 KIR_HIDDEN int32_t kir_heap_pop(int32_t *h, int32_t *n);
 
