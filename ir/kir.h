@@ -280,7 +280,7 @@ kiln_status kir_graph_toposort(kir_graph *g);
  * entry that is not -1 still names the node it named). Replaces any earlier list; n = 0
  * clears it. Not carried by clone or swap_in. The pass manager tracks the roots this way,
  * so passes need not look each one up by name on every pass (several cache misses per
- * root on big graphs). KILN_ERR_NOMEM (the old list kept), KILN_ERR_ARGUMENT for an id
+ * root on big graphs); kps_run replaces any list the caller set and clears it on return. KILN_ERR_NOMEM (the old list kept), KILN_ERR_ARGUMENT for an id
  * that is neither -1 nor a node. */
 kiln_status kir_graph_track(kir_graph *g, const int32_t *ids, int32_t n);
 /* Replaces every use of node `from` by node `to` in other nodes' inputs. */
