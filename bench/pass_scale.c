@@ -203,20 +203,16 @@ static int run_sizes(const int32_t *sizes, int32_t n_sizes, int32_t max_numel, i
   } else if (rc == 0) {
     for (int32_t z = 0; z < n_sizes; z++) g[n_graphs++] = (bgraph){k[z].g, k[z].roots, k[z].n_roots, false};
   }
-  for (int32_t i = 0; i < n_graphs && rc == 0; i++) {
-    int32_t roots = g[i].n_roots;
-    if (i < n_base && n_base > 1 && i > 0) continue;
-    if (i == 0 && n_base > 1) {
-      roots = 0;
-      for (int32_t b = 0; b < n_base; b++) roots += g[b].n_roots;
-      printf("%d graphs of about %d nodes (seeds %llu..%llu; %.0f roots each on average)\n", (int)n_base,
-             (int)base, (unsigned long long)seed, (unsigned long long)(seed + (uint64_t)n_base - 1),
-             (double)roots / n_base);
-      continue;
-    }
-    printf("graph of %d nodes (%d roots)%s\n", (int)g[i].g->n_nodes, (int)roots,
-           unions ? ": their union" : "");
+  if (rc == 0 && unions) {
+    int32_t roots = 0;
+    for (int32_t b = 0; b < n_base; b++) roots += g[b].n_roots;
+    printf("%d graphs of about %d nodes (seeds %llu..%llu; %.0f roots each on average)\n",
+           (int)n_base, (int)base, (unsigned long long)seed,
+           (unsigned long long)(seed + (uint64_t)n_base - 1), (double)roots / n_base);
   }
+  for (int32_t i = unions ? n_base : 0; i < n_graphs && rc == 0; i++)
+    printf("graph of %d nodes (%d roots)%s\n", (int)g[i].g->n_nodes, (int)g[i].n_roots,
+           unions ? ": their union" : "");
   for (int32_t r = 0; r < n_rows && rc == 0; r++) {
     for (int i = 0; i < repeat && rc == 0; i++)
       for (int32_t j = 0; j < n_graphs && rc == 0; j++)
