@@ -28,7 +28,11 @@ extern "C" {
  * Each operand's address is baked into the kernel as base + byte offset, from the plan
  * (KPS_LOC_ARENA: arena + offset; KPS_LOC_WEIGHTS: weights + offset; KPS_LOC_INPUT and
  * graph outputs: io[index]). Launch: `grid` blocks of `block` threads, no dynamic shared
- * memory, on the model's stream. A kernel never reads or writes outside its operands. */
+ * memory, on the model's stream. A kernel never reads or writes outside its operands.
+ * Every translation unit also defines `__device__ unsigned int kiln_error` (the name
+ * below): a kernel meeting a run-time error (integer division by zero) sets it, if still
+ * 0, to its step index + 1. The runner zeroes it before a run and reads it after. */
+#define KCG_CUDA_ERROR_WORD "kiln_error"
 
 /* Where a step's operand lives. */
 typedef enum kcg_cuda_where {

@@ -19,7 +19,7 @@
  * runtime zeroes it before a run (cuModuleGetGlobal + cuMemsetD32) and reads it after the
  * last step: non-zero is KILN_ERR_EXEC naming that step's node, like the C target's
  * `return step + 1`. */
-#define KCG_CUDA_ERROR_SYMBOL "kiln_error"
+#define KCG_CUDA_ERROR_SYMBOL KCG_CUDA_ERROR_WORD
 
 /* Threads per block of elementwise kernels, and the most blocks any launch asks for
  * (grid-stride loops cover the rest). */

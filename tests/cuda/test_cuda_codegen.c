@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "codegen/kcg_cuda.h"
+#include "kt_cuda_run.h"
 #include "ir/kir_alloc.h"
 #include "tests/kt_graph.h"
 #include "tests/passes/kt_gen.h"
@@ -414,6 +415,89 @@ static void test_every_op_every_dtype(void **state) {
   batch_free(&bt);
 }
 
+/* ---------------------------------------------------------------- on a GPU ------ */
+
+/* Random inputs that keep every op finite (log, sqrt, division: positive, no zero). */
+static kir_tensor *gpu_input(const kir_node *ph, uint64_t seed) {
+  kir_tensor *t = kir_tensor_new(&ph->type);
+  assert_non_null(t);
+  bool fl = ph->type.dtype == KILN_F32 || ph->type.dtype == KILN_F64 ||
+            ph->type.dtype == KILN_F16 || ph->type.dtype == KILN_BF16;
+  kt_fill(t, seed, fl ? 0.5 : 1, fl ? 2.0 : 6);
+  return t;
+}
+
+/* One op graph on the device against the interpreter; false when it has a GEMM step
+ * (cuBLASLt is the runtime's business, not this runner's). */
+static bool gpu_check_graph(kt_cuda *c, kir_graph *g, const char *const *fetch, int32_t nf,
+                            const char *what) {
+  lowered L;
+  lower_into(g, PIPE_PLACE, fetch, nf, NULL, &L);
+  for (int32_t i = 0; i < L.prog.n_steps; i++)
+    if (L.prog.steps[i].kind != KCG_CUDA_STEP_KERNEL) {
+      lowered_free(&L);
+      return false;
+    }
+  const char *archs[1] = {kt_cuda_arch(c)};
+  kcg_nvrtc_options opt = {"", true, NULL};
+  kcg_nvrtc_image img;
+  memset(&img, 0, sizeof img);
+  OK(g, kcg_nvrtc_compile(g, L.prog.source, "gpu.cu", archs, 1, &opt, &img));
+  kir_feed feeds[8];
+  int32_t n_feeds = 0;
+  for (int32_t i = 0; i < g->n_nodes && n_feeds < 8; i++)
+    if (g->nodes[i]->op == KIR_OP_PLACEHOLDER)
+      feeds[n_feeds++] = (kir_feed){i, gpu_input(g->nodes[i], 100 + (uint64_t)i)};
+  kir_tensor *want[64] = {NULL}, *got[64] = {NULL};
+  OK(g, kir_interp_run(g, NULL, feeds, n_feeds, L.outs, L.n_outs, NULL, 0, want));
+  char err[512] = "";
+  kiln_status s = kt_cuda_run(c, g, &L.plan, &L.prog, &img, feeds, n_feeds, L.outs, L.n_outs, got,
+                              err, sizeof err);
+  if (s != KILN_OK) fail_msg("%s on the GPU: %s: %s", what, kiln_status_name(s), err);
+  for (int32_t j = 0; j < L.n_outs; j++) {
+    double e = kt_rel_error(got[j], want[j]), tol = kt_tolerance(want[j]->type.dtype);
+    if (!(e <= tol))
+      fail_msg("%s: output '%s' on the GPU is off by %g (tolerance %g)", what, fetch[j], e, tol);
+    kir_tensor_free(got[j]);
+    kir_tensor_free(want[j]);
+  }
+  for (int32_t f = 0; f < n_feeds; f++) kir_tensor_free((kir_tensor *)feeds[f].value);
+  kcg_nvrtc_image_free(&img);
+  lowered_free(&L);
+  return true;
+}
+
+/* The GPU check (scripts/gpu-check.sh): on a machine with a CUDA device, every op with a
+ * kernel in every dtype it takes, on random inputs, through its generated kernels, with
+ * outputs and arena poisoned first, against the interpreter within kt_tolerance (f32:
+ * 1e-5 relative; NaN never passes). Skipped, saying why, where there is no device. */
+static void test_on_gpu(void **state) {
+  (void)state;
+  char why[256];
+  kt_cuda *c = kt_cuda_open(why, sizeof why);
+  if (!c) {
+    printf("no GPU run: %s\n", why);
+    skip();
+  }
+  int32_t ran = 0, gemm = 0;
+  for (int d = 0; d < N_DTYPES; d++)
+    for (int32_t op = 1; op < KIR_OP_COUNT; op++) {
+      if (!op_wanted((kir_op)op) || !op_takes((kir_op)op, k_dtypes[d])) continue;
+      kir_graph *g = kir_graph_create();
+      const char *fetch[4];
+      int32_t nf = build_op_graph(g, (kir_op)op, k_dtypes[d], fetch);
+      char what[64];
+      snprintf(what, sizeof what, "%s on %s", kir_op_get(op)->name, kiln_dtype_name(k_dtypes[d]));
+      if (gpu_check_graph(c, g, fetch, nf, what)) ran++;
+      else gemm++;
+      kir_graph_destroy(g);
+    }
+  printf("GPU %s: %d op graphs matched the interpreter (%d with cuBLASLt steps not run here)\n",
+         kt_cuda_arch(c), (int)ran, (int)gemm);
+  assert_true(ran > 100);
+  kt_cuda_close(c);
+}
+
 /* The records of a plain matmul: shapes, strides and where each operand is. */
 static void test_gemm_record(void **state) {
   (void)state;
@@ -771,6 +855,7 @@ int main(void) {
       cmocka_unit_test(test_int_division_error_word),
       cmocka_unit_test(test_names_escaped),
       cmocka_unit_test(test_generate_oom),
+      cmocka_unit_test(test_on_gpu),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
