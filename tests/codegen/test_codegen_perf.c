@@ -99,21 +99,28 @@ static void gemv_graph(kiln_dtype dt) {
 static void test_gemv_f32(void **st) { (void)st; gemv_graph(KILN_F32); }
 static void test_gemv_f64(void **st) { (void)st; gemv_graph(KILN_F64); }
 
-/* The generated C of a one-row product calls GEMV, not GEMM. */
-static void test_gemv_emitted(void **st) {
-  (void)st;
+/* The generated C of x[rows, 64] @ w (w [64, 32], or [32, 64] with transpose_b) contains
+ * `want` and no cblas_sgemm. */
+static void expect_product_call(int64_t rows, int tb, const char *want) {
   kir_graph *g = kir_graph_create();
-  int32_t x = kh_ph(g, "x", KILN_F32, DIMS(1, 64)), w = kh_ph(g, "w", KILN_F32, DIMS(64, 32));
-  int32_t y = kh_matmul(g, "y", x, w, 0, 0);
+  int32_t x = kh_ph(g, "x", KILN_F32, DIMS(rows, 64));
+  int32_t w = tb ? kh_ph(g, "w", KILN_F32, DIMS(32, 64)) : kh_ph(g, "w", KILN_F32, DIMS(64, 32));
+  int32_t y = kh_matmul(g, "y", x, w, 0, tb);
   kps_memplan plan;
   char *src = NULL;
   assert_int_equal(kps_plan_memory(g, &y, 1, &plan), KILN_OK);
   if (kcg_c_generate(g, &plan, &y, 1, &src) != KILN_OK) fail_msg("generate: %s", g->error);
   kps_memplan_free(&plan);
-  assert_non_null(strstr(src, "cblas_sgemv(CblasRowMajor, CblasTrans, 64, 32,"));
+  assert_non_null(strstr(src, want));
   assert_null(strstr(src, "cblas_sgemm"));
   kir_free(src);
   kir_graph_destroy(g);
+}
+
+/* The generated C of a one-row product calls GEMV, not GEMM. */
+static void test_gemv_emitted(void **st) {
+  (void)st;
+  expect_product_call(1, 0, "cblas_sgemv(CblasRowMajor, CblasTrans, 64, 32,");
 }
 
 /* A constant shared with another reader keeps its layout; both products still right. */
@@ -166,18 +173,7 @@ static void test_small_m(void **st) {
 /* The generated C of a 4-row product calls kcg_sgemm_small, not sgemm. */
 static void test_small_m_emitted(void **st) {
   (void)st;
-  kir_graph *g = kir_graph_create();
-  int32_t x = kh_ph(g, "x", KILN_F32, DIMS(4, 64)), w = kh_ph(g, "w", KILN_F32, DIMS(32, 64));
-  int32_t y = kh_matmul(g, "y", x, w, 0, 1);
-  kps_memplan plan;
-  char *src = NULL;
-  assert_int_equal(kps_plan_memory(g, &y, 1, &plan), KILN_OK);
-  if (kcg_c_generate(g, &plan, &y, 1, &src) != KILN_OK) fail_msg("generate: %s", g->error);
-  kps_memplan_free(&plan);
-  assert_non_null(strstr(src, "kcg_sgemm_small(4, 32, 64, pa, pb, py);"));
-  assert_null(strstr(src, "cblas_sgemm"));
-  kir_free(src);
-  kir_graph_destroy(g);
+  expect_product_call(4, 1, "kcg_sgemm_small(4, 32, 64, pa, pb, py);");
 }
 
 /* ---------------------------------------------------------------- f32 chains ---- */
