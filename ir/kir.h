@@ -264,7 +264,7 @@ const kir_tensor *kir_attr_tensor(const kir_node *n, const char *name);
 
 /* Drops every node whose keep[id] is false (keep NULL: drops none) and puts the rest in
  * topological order, renumbering: nodes already in order keep it, and an input that comes
- * after its user (a node a pass appended) moves to just before its first user. Linear in
+ * after its user (a node a pass appended) moves before its first user. Linear in
  * nodes plus edges; a graph already in order with nothing dropped is not touched. Errors
  * leave the graph unchanged: KILN_ERR_GRAPH for an input that is not a node or a cycle
  * (naming a node on it), KILN_ERR_INTERNAL for a kept node using a dropped one. Passes
@@ -278,7 +278,8 @@ kiln_status kir_graph_toposort(kir_graph *g);
 /* Keeps a copy of these node ids current from now on: compaction and sorting renumber
  * them, and an entry whose node is dropped or popped becomes -1 (names never change, so an
  * entry that is not -1 still names the node it named). Replaces any earlier list; n = 0
- * clears it. Not carried by clone or swap_in. The pass manager tracks the roots this way,
+ * clears it. A clone starts without one; swap_in(dst, src) leaves dst with src's (none
+ * for a graph just built), and lookups then fall back to names. The pass manager tracks the roots this way,
  * so passes need not look each one up by name on every pass (several cache misses per
  * root on big graphs); kps_run replaces any list the caller set and clears it on return. KILN_ERR_NOMEM (the old list kept), KILN_ERR_ARGUMENT for an id
  * that is neither -1 nor a node. */

@@ -796,7 +796,7 @@ static kiln_status check_inputs(kir_graph *g, const bool *keep, bool *sorted) {
 
 /* Depth-first topological order of the kept nodes, taken in id order: a node is emitted
  * once its inputs are, so nodes already in order keep it and an input that comes after a
- * user (a node a pass appended) moves to just before its first user. Linear in nodes plus
+ * user (a node a pass appended) moves before its first user. Linear in nodes plus
  * edges, with no users lists and no heap. state: 0 unseen, 1 on the stack, 2 emitted.
  * Fills order (old ids by new position) and new_id (old -> new, -1 dropped); returns the
  * count, or -1 after naming a node on a cycle. */
@@ -870,7 +870,9 @@ kiln_status kir_graph_compact(kir_graph *g, const bool *keep) {
     new_id[i] = keep[i] ? count : -1;
     if (keep[i]) order[count++] = i;
   }
-  kiln_status s = count < g->n_nodes ? apply_order(g, order, count, new_id, false) : KILN_OK;
+  bool sorted;
+  kiln_status s = count < g->n_nodes ? apply_order(g, order, count, new_id, false)
+                                     : check_inputs(g, keep, &sorted); /* nothing to drop: check only */
   kir_free(buf);
   return s;
 }

@@ -706,7 +706,7 @@ kiln_status kps_explain_fusion(kir_graph *g, const kps_context *ctx, FILE *out) 
  * (conv biases) into place, in one step that leaves the graph unchanged on failure:
  * *committed says whether it changed for good. */
 static kiln_status finish(kir_graph *g, const fuse_info *fi, bool *committed) {
-  bool *keep = kir_malloc((size_t)g->n_nodes + 1);
+  bool *keep = kir_malloc(((size_t)g->n_nodes + 1) * sizeof *keep);
   kiln_status st = keep ? KILN_OK : kir_seterr(g, KILN_ERR_NOMEM, "out of memory");
   for (int32_t i = 0; st == KILN_OK && i < g->n_nodes; i++) keep[i] = i >= fi->n_nodes || fi->keep[i];
   if (st == KILN_OK) st = kir_graph_sort_compact(g, keep);

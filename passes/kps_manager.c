@@ -550,6 +550,7 @@ kiln_status kps_run(kir_graph *g, const kps_options *opt, const kps_context *ctx
   if (st != KILN_OK) return st;
   st = check_lists(g, opt);
   kps_context tracked_ctx = *ctx;
+  tracked_ctx.roots_tracked = false; /* the graph's list, if any, is not this run's */
   if (st == KILN_OK) st = track_roots(g, &tracked_ctx);
   run_state rs = {g, opt, &tracked_ctx, opt->print_to ? opt->print_to : stderr, 0};
   if (st == KILN_OK) st = run_pipeline(&rs, &pl);

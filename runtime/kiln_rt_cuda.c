@@ -62,7 +62,6 @@ static void open_driver(void) {
   memcpy(&drv.api.device_count, &fn[2], sizeof fn[2]);
   void *en = sym(h, "cuGetErrorName");
   if (en) memcpy(&drv.api.error_name, &en, sizeof en);
-  /* The handle stays open for the process: the executor will call into it. */
   if (drv.api.driver_version(&drv.version) != 0) drv.version = 0;
   char r[64];
   int rc = drv.api.init(0);
@@ -70,6 +69,7 @@ static void open_driver(void) {
     result_text(rc, r, sizeof r);
     snprintf(drv.why, sizeof drv.why, "CUDA driver %d.%d has no usable device: cuInit: %s",
              drv.version / 1000, drv.version % 1000 / 10, r);
+    dlclose(h);
     return;
   }
   rc = drv.api.device_count(&drv.count);
@@ -79,9 +79,10 @@ static void open_driver(void) {
              drv.version / 1000, drv.version % 1000 / 10, rc ? " (cuDeviceGetCount: " : "",
              rc ? r : "", rc ? ")" : "");
     drv.count = 0;
+    dlclose(h);
     return;
   }
-  drv.ok = 1;
+  drv.ok = 1; /* the handle stays open for the process: the executor will call into it */
 }
 
 kiln_rt_status kiln_rt_cuda_devices(int *count, char *msg, size_t msg_n) {

@@ -66,7 +66,7 @@ static const struct {
     {"cuGetErrorName", offsetof(cu_fns, error_name)},
 };
 
-enum { ATTR_CC_MAJOR = 75, ATTR_CC_MINOR = 76 };
+enum { ATTR_CC_MAJOR = 75, ATTR_CC_MINOR = 76, CU_ERROR_NOT_FOUND = 500 };
 
 static void say(char *out, size_t n, const char *fmt, ...) {
   va_list ap;
@@ -184,6 +184,8 @@ static kiln_status upload_io(run *R, kir_graph *g, const kir_feed *feeds, int32_
     for (int32_t f = 0; f < n_feeds; f++)
       if (feeds[f].node == i) v = feeds[f].value;
     if (!v) return say(R->err, R->err_n, "no feed for placeholder '%s'", g->nodes[i]->name), KILN_ERR_FEED;
+    if (!kir_type_equal(&v->type, &g->nodes[i]->type))
+      return say(R->err, R->err_n, "feed of '%s' is not of its type", g->nodes[i]->name), KILN_ERR_FEED;
     s = alloc_filled(R, &R->bufs[slot++], (size_t)kir_type_nbytes(&v->type), v->data, 0);
   }
   for (int32_t j = 0; s == KILN_OK && j < n_outputs; j++)
@@ -226,10 +228,12 @@ static kiln_status download(run *R, kir_graph *g, const int32_t *outputs, int32_
 /* Zeroes the error word before the run (when the module has one). */
 static kiln_status error_word(run *R, cu_ptr *word, bool zero) {
   size_t bytes = 0;
-  if (R->c->f.global(word, &bytes, R->mod, KCG_CUDA_ERROR_WORD) != 0) {
+  int rc = R->c->f.global(word, &bytes, R->mod, KCG_CUDA_ERROR_WORD);
+  if (rc == CU_ERROR_NOT_FOUND) { /* a module without the word */
     *word = 0;
     return KILN_OK;
   }
+  if (rc != 0) return drv_fail(R, "cuModuleGetGlobal", rc, KCG_CUDA_ERROR_WORD);
   int r = zero ? R->c->f.memset8(*word, 0, bytes) : 0;
   return r ? drv_fail(R, "cuMemsetD8", r, "the error word") : KILN_OK;
 }

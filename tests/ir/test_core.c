@@ -539,6 +539,8 @@ static void test_compact_undo(void **state) {
   b->inputs[1] = 7; /* not a node */
   assert_int_equal(kir_graph_compact(g, keep), KILN_ERR_GRAPH);
   assert_int_equal(b->inputs[0], 2);
+  bool all[4] = {true, true, true, true}; /* nothing to drop: still checked */
+  assert_int_equal(kir_graph_compact(g, all), KILN_ERR_GRAPH);
   b->inputs[1] = a->id;
   assert_int_equal(kir_graph_compact(g, keep), KILN_OK);
   assert_int_equal(g->n_nodes, 3);
