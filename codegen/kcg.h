@@ -25,6 +25,12 @@ typedef struct kcg_options {
    * (-march=native), "generic" = portable x86-64 (-march=x86-64 -mtune=generic).
    * Recorded in the plan's pipeline string. */
   const char *cpu;
+  /* kcg_compile_cuda only: the NVRTC architectures, comma-separated; NULL =
+   * "sm_80,sm_90,compute_90" (cubins for A100 and H100/H200, PTX for newer chips). */
+  const char *cuda_archs;
+  /* kcg_compile_cuda only: the NVRTC cache directory (kcg_nvrtc_options.cache_dir:
+   * NULL = the default, "" = no cache). */
+  const char *nvrtc_cache;
 } kcg_options;
 
 /* The C program for g: one static function per step (each starting with a comment
@@ -49,6 +55,20 @@ kiln_status kcg_c_generate(kir_graph *g, const kps_memplan *plan,
  * first lines of output in the message. Temp files are removed on every path. */
 kiln_status kcg_compile_cpu(kir_graph *g, const char *const *outputs, int32_t n_outputs,
                             const kcg_options *opt, const char *artifact_path);
+
+/* Lowers g (verified, optimized, placed over cpu:0 and one cuda:N, e.g. by the default
+ * pipeline with kps_context.devices {"cpu:0", "cuda:0"}) for the CUDA target and writes
+ * one artifact (target "cuda"): plan memory (an arena per device), CUDA C for the steps
+ * on cuda:N (kcg_cuda_generate) compiled by NVRTC for opt->cuda_archs, C for the steps
+ * on cpu:0 compiled as kcg_compile_cpu does but exporting kiln_step (one CPU step per
+ * call; no code section when no step runs on the CPU), and the plan's schedule: every
+ * CPU step, CUDA step and transfer copy in graph order. Sections: plan, weights, code
+ * (when CPU steps), source/c (when CPU steps), code/cuda (the images back to back),
+ * source/cuda. Steps placed on two different CUDA devices are KILN_ERR_UNSUPPORTED
+ * (one GPU per artifact). NVRTC missing: KILN_ERR_UNSUPPORTED saying which library.
+ * Written atomically; errors set on g (the graph itself is not changed). */
+kiln_status kcg_compile_cuda(kir_graph *g, const char *const *outputs, int32_t n_outputs,
+                             const kcg_options *opt, const char *artifact_path);
 
 /* Standalone C (`kiln compile --emit-c DIR`): where the weights go. */
 typedef enum kcg_weights_mode {

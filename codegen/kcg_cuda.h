@@ -129,6 +129,11 @@ typedef struct kcg_nvrtc_options {
   FILE *log;                /* one line per compile / cache hit, with the time; may be NULL */
 } kcg_nvrtc_options;
 
+/* True when kcg_nvrtc_compile takes arch: "sm_NN" or "compute_NN" (NN two or three
+ * digits, optionally followed by "a" or "f"), shorter than kcg_nvrtc_image.arch; *ptx
+ * (may be NULL) is set for a compute_NN (virtual) architecture. */
+bool kcg_nvrtc_arch_valid(const char *arch, bool *ptx);
+
 /* Compiles source (name `name` in messages, e.g. "model.cu") for each of archs[0..n)
  * into images[0..n). On a compile error: KILN_ERR_COMPILE with NVRTC's whole log and,
  * for each error line the log points at, that source line with its number, in g's error

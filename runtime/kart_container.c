@@ -37,11 +37,13 @@ static const char *kind_name(uint32_t kind) {
   case KART_SEC_WEIGHTS: return "weights";
   case KART_SEC_CODE_CPU: return "code";
   case KART_SEC_SOURCE_C: return "source";
+  case KART_SEC_CODE_CUDA: return "code/cuda";
+  case KART_SEC_SOURCE_CUDA: return "source/cuda";
   }
   return "unknown";
 }
 
-static int known_kind(uint32_t kind) { return kind >= KART_SEC_PLAN && kind <= KART_SEC_SOURCE_C; }
+static int known_kind(uint32_t kind) { return kind >= KART_SEC_PLAN && kind <= KART_SEC_SOURCE_CUDA; }
 
 static int fail(char *err, size_t errlen, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -33,14 +33,23 @@ extern "C" {
 #define KART_ENTRY_BYTES 56
 #define KART_MAX_SECTIONS 16
 #define KART_ALIGN 64
-/* ABI of the generated entry function; the code section exports kiln_abi_version. */
+/* ABI of the generated entry function; the code section exports kiln_abi_version.
+ * Target "cuda" (plan entry "kiln_step"): the code section exports instead
+ *   int kiln_step(int i, const void *const *inputs, void *const *outputs,
+ *                 unsigned char *arena, const unsigned char *weights);
+ * running CPU step i only (0, or 1 + i on a run-time error); the plan's schedule says
+ * when. */
 #define KART_ABI 1
 
 enum {
   KART_SEC_PLAN = 1,     /* protobuf kiln.rt.Plan (runtime/kiln_artifact.proto) */
   KART_SEC_WEIGHTS = 2,  /* raw bytes of every constant, at the plan's offsets */
   KART_SEC_CODE_CPU = 3, /* an ELF shared object for the host, exporting kiln_entry */
-  KART_SEC_SOURCE_C = 4  /* the generated C source, for inspection (never executed) */
+  KART_SEC_SOURCE_C = 4, /* the generated C source, for inspection (never executed) */
+  /* target "cuda": every compiled image of the CUDA translation unit (cubin per sm_NN,
+   * PTX), back to back; the plan's CudaImage list says where each is and its SHA-256 */
+  KART_SEC_CODE_CUDA = 5,
+  KART_SEC_SOURCE_CUDA = 6 /* the generated CUDA C, for inspection */
 };
 
 typedef struct kart_section {
@@ -57,6 +66,8 @@ typedef struct kart_section {
  * returns 0, or 1 + the index of the step that failed (integer division by zero). */
 typedef int (*kart_entry_fn)(const void *const *inputs, void *const *outputs,
                              unsigned char *arena, const unsigned char *weights);
+typedef int (*kart_step_fn)(int i, const void *const *inputs, void *const *outputs,
+                            unsigned char *arena, const unsigned char *weights);
 
 void kart_sha256(const void *data, size_t n, uint8_t out[32]);
 /* Lowercase hex of a digest into out (65 bytes). */

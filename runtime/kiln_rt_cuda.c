@@ -1,31 +1,67 @@
 /* kiln_rt_cuda.c — the CUDA driver, opened with dlopen on first use so libkiln_rt never
  * links CUDA: kiln_rt_cuda_devices answers how many devices the process may use, or why
- * none (no driver library, a library that is not the driver, no device). The executor of
- * CUDA artifacts will sit on this (docs/CUDA.md). Depends on libc, libdl, pthreads. */
+ * none (no driver library, a library that is not the driver, no device); rt_cu_driver
+ * hands the executor (kiln_rt_cuda_exec.c) the whole entry-point table.
+ * Depends on libc, libdl, pthreads. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kiln_runtime.h"
+#include <stddef.h>
 
-/* The driver API's C entry points used here (CUresult is an enum: an int at the ABI). */
-typedef struct cu_api {
-  int (*init)(unsigned flags);
-  int (*driver_version)(int *version);
-  int (*device_count)(int *count);
-  int (*error_name)(int result, const char **name); /* optional */
-} cu_api;
+#include "kiln_rt_cuda_api.h"
+#include "kiln_runtime.h"
 
 static struct {
   pthread_once_t once;
-  cu_api api;
+  rt_cu_api api;
   int ok;            /* driver opened and initialized */
   int count;         /* devices, when ok */
   int version;       /* e.g. 13000, when known */
   char why[320];     /* the reason when !ok */
-} drv = {PTHREAD_ONCE_INIT, {0}, 0, 0, 0, ""};
+  char missing[64];  /* an executor entry point the driver lacks ("" = none) */
+} drv = {PTHREAD_ONCE_INIT, {0}, 0, 0, 0, "", ""};
+
+/* The executor's entry points, as the CUDA 12/13 driver exports them (cuda.h maps the
+ * API names to these _v2 symbols); found after the probe's three. */
+static const struct {
+  const char *name;
+  size_t offset;
+} k_exec_syms[] = {
+    {"cuDeviceGet", offsetof(rt_cu_api, device_get)},
+    {"cuDeviceGetAttribute", offsetof(rt_cu_api, device_attribute)},
+    {"cuDeviceGetName", offsetof(rt_cu_api, device_name)},
+    {"cuDevicePrimaryCtxRetain", offsetof(rt_cu_api, primary_retain)},
+    {"cuDevicePrimaryCtxRelease_v2", offsetof(rt_cu_api, primary_release)},
+    {"cuCtxPushCurrent_v2", offsetof(rt_cu_api, ctx_push)},
+    {"cuCtxPopCurrent_v2", offsetof(rt_cu_api, ctx_pop)},
+    {"cuCtxSynchronize", offsetof(rt_cu_api, ctx_sync)},
+    {"cuMemAlloc_v2", offsetof(rt_cu_api, mem_alloc)},
+    {"cuMemFree_v2", offsetof(rt_cu_api, mem_free)},
+    {"cuMemcpyHtoD_v2", offsetof(rt_cu_api, htod)},
+    {"cuMemcpyDtoH_v2", offsetof(rt_cu_api, dtoh)},
+    {"cuMemcpyDtoD_v2", offsetof(rt_cu_api, dtod)},
+    {"cuMemcpyHtoDAsync_v2", offsetof(rt_cu_api, htod_async)},
+    {"cuMemcpyDtoHAsync_v2", offsetof(rt_cu_api, dtoh_async)},
+    {"cuMemcpyDtoDAsync_v2", offsetof(rt_cu_api, dtod_async)},
+    {"cuMemsetD32Async", offsetof(rt_cu_api, memset32_async)},
+    {"cuStreamCreate", offsetof(rt_cu_api, stream_create)},
+    {"cuStreamDestroy_v2", offsetof(rt_cu_api, stream_destroy)},
+    {"cuStreamSynchronize", offsetof(rt_cu_api, stream_sync)},
+    {"cuModuleLoadData", offsetof(rt_cu_api, module_load)},
+    {"cuModuleUnload", offsetof(rt_cu_api, module_unload)},
+    {"cuModuleGetFunction", offsetof(rt_cu_api, module_function)},
+    {"cuModuleGetGlobal_v2", offsetof(rt_cu_api, module_global)},
+    {"cuLaunchKernel", offsetof(rt_cu_api, launch)},
+    {"cuStreamBeginCapture_v2", offsetof(rt_cu_api, capture_begin)},
+    {"cuStreamEndCapture", offsetof(rt_cu_api, capture_end)},
+    {"cuGraphInstantiateWithFlags", offsetof(rt_cu_api, graph_instantiate)},
+    {"cuGraphLaunch", offsetof(rt_cu_api, graph_launch)},
+    {"cuGraphExecDestroy", offsetof(rt_cu_api, graph_exec_destroy)},
+    {"cuGraphDestroy", offsetof(rt_cu_api, graph_destroy)},
+};
 
 static void *sym(void *h, const char *name) {
   dlerror();
@@ -62,6 +98,11 @@ static void open_driver(void) {
   memcpy(&drv.api.device_count, &fn[2], sizeof fn[2]);
   void *en = sym(h, "cuGetErrorName");
   if (en) memcpy(&drv.api.error_name, &en, sizeof en);
+  for (size_t i = 0; i < sizeof k_exec_syms / sizeof k_exec_syms[0]; i++) {
+    void *p = sym(h, k_exec_syms[i].name);
+    if (p) memcpy((char *)&drv.api + k_exec_syms[i].offset, &p, sizeof p);
+    else if (!drv.missing[0]) snprintf(drv.missing, sizeof drv.missing, "%s", k_exec_syms[i].name);
+  }
   if (drv.api.driver_version(&drv.version) != 0) drv.version = 0;
   char r[64];
   int rc = drv.api.init(0);
@@ -101,4 +142,26 @@ kiln_rt_status kiln_rt_cuda_devices(int *count, char *msg, size_t msg_n) {
     snprintf(msg, msg_n, "CUDA driver %d.%d, %d device%s", drv.version / 1000,
              drv.version % 1000 / 10, drv.count, drv.count == 1 ? "" : "s");
   return KILN_RT_OK;
+}
+
+const rt_cu_api *rt_cu_driver(int *count, char *why, size_t why_n) {
+  *count = 0;
+  pthread_once(&drv.once, open_driver);
+  if (!drv.ok) {
+    snprintf(why, why_n, "%s", drv.why);
+    return NULL;
+  }
+  if (drv.missing[0]) {
+    snprintf(why, why_n, "CUDA driver %d.%d lacks %s, which the executor needs (too old a driver?)",
+             drv.version / 1000, drv.version % 1000 / 10, drv.missing);
+    return NULL;
+  }
+  *count = drv.count;
+  return &drv.api;
+}
+
+void rt_cu_result(int r, char *out, size_t n) {
+  const char *name = NULL;
+  if (drv.api.error_name && drv.api.error_name(r, &name) == 0 && name) snprintf(out, n, "%s", name);
+  else snprintf(out, n, "CUresult %d", r);
 }

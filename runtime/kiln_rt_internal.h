@@ -55,6 +55,9 @@ RT_HIDDEN char *kiln_rt__strdup(const char *s);
  * everything unpacked with *out, since freeing goes through it. */
 RT_HIDDEN void kiln_rt__pb_allocator(rt_budget *b, size_t limit, ProtobufCAllocator *out);
 
+typedef struct rt_cuda_model rt_cuda_model; /* kiln_rt_cuda_exec.c */
+typedef struct rt_cuda_ctx rt_cuda_ctx;
+
 struct kiln_rt_model {
   kiln_rt_status status;
   char err[RT_ERR_BYTES];
@@ -69,16 +72,51 @@ struct kiln_rt_model {
   size_t arena_bytes;
   int memfd;
   void *dl;
-  kart_entry_fn entry;
+  kart_entry_fn entry;   /* target "cpu" */
+  kart_step_fn step;     /* target "cuda" with CPU steps */
+  rt_cuda_model *cuda;   /* target "cuda": the device side, once opened */
+  char device[192];      /* kiln_rt_model_device */
 };
 
 struct kiln_rt_context {
   kiln_rt_model *model;
-  unsigned char *arena;
+  unsigned char *arena; /* the cpu:0 arena */
   const void **in_ptrs; /* preallocated, so a run allocates nothing */
   void **out_ptrs;
+  rt_cuda_ctx *cuda;    /* CUDA models: stream, device arena, staging */
   char err[RT_ERR_BYTES];
 };
+
+/* A message on the model ("LABEL: ...") and its status; returns st. */
+RT_HIDDEN kiln_rt_status rt_model_fail(kiln_rt_model *m, kiln_rt_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A message on the context; returns st. */
+RT_HIDDEN kiln_rt_status rt_ctx_fail(kiln_rt_context *c, kiln_rt_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* kiln_rt_run's argument checks (counts, NULL, nbytes, alignment, aliasing); *_mem give
+ * each buffer's KILN_RT_MEMORY_* (NULL: all host); buffers on different sides never
+ * alias. */
+RT_HIDDEN kiln_rt_status rt_check_run_args(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
+                                           const kiln_rt_buffer *out, int no,
+                                           const unsigned char *in_mem,
+                                           const unsigned char *out_mem);
+
+/* ---- target "cuda" (kiln_rt_cuda_exec.c) ---- */
+/* Validates the CUDA part of the plan (cuda_device, arenas, input_devices,
+ * output_values, images inside `code` (the CODE_CUDA section, NULL when absent),
+ * cuda_steps, schedule); after validate_plan made m->inputs/outputs. FORMAT/LIMIT. */
+RT_HIDDEN kiln_rt_status rt_cuda_check_plan(kiln_rt_model *m, const kart_section *code);
+/* The driver, the device, the image (its SHA-256 checked), kernels, the device weights,
+ * cuBLASLt; sets m->cuda and m->device. After the weights are copied and the CPU code
+ * (if any) is loaded. */
+RT_HIDDEN kiln_rt_status rt_cuda_model_open(kiln_rt_model *m, const kart_section *code);
+RT_HIDDEN void rt_cuda_model_close(kiln_rt_model *m); /* whatever was made; NULL-safe */
+/* c->model has m->cuda; c->arena etc. already made. NOMEM / EXEC with a message. */
+RT_HIDDEN kiln_rt_status rt_cuda_context_create(kiln_rt_context *c);
+RT_HIDDEN void rt_cuda_context_destroy(kiln_rt_context *c);
+RT_HIDDEN kiln_rt_status rt_cuda_run(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
+                                     const kiln_rt_buffer *out, int no,
+                                     const kiln_rt_run_options *opt);
 
 /* vsnprintf into buf, never overflowing; buf may be NULL when len is 0. */
 RT_HIDDEN void rt_vfmt(char *buf, size_t len, const char *fmt, va_list ap);

@@ -15,9 +15,7 @@
 
 #include "kiln_rt_internal.h"
 
-static kiln_rt_status model_fail(kiln_rt_model *m, kiln_rt_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static kiln_rt_status model_fail(kiln_rt_model *m, kiln_rt_status st, const char *fmt, ...) {
+kiln_rt_status rt_model_fail(kiln_rt_model *m, kiln_rt_status st, const char *fmt, ...) {
   char msg[RT_ERR_BYTES];
   va_list ap;
   va_start(ap, fmt);
@@ -27,6 +25,7 @@ static kiln_rt_status model_fail(kiln_rt_model *m, kiln_rt_status st, const char
   m->status = st;
   return st;
 }
+#define model_fail rt_model_fail
 
 /* ---- plan unpacking under a budget ---- */
 
@@ -86,6 +85,16 @@ static kiln_rt_status check_range(kiln_rt_model *m, const char *what, const Kiln
   return KILN_RT_OK;
 }
 
+/* The arena a buffer's offset is in: cpu:0's, or (target "cuda") its device's. */
+static uint64_t buffer_arena(kiln_rt_model *m, const Kiln__Rt__Plan *p, const Kiln__Rt__Buffer *b) {
+  (void)m;
+  if (!b->device[0] || strcmp(b->device, "cpu:0") == 0 || strcmp(p->target, "cuda") != 0)
+    return p->arena_bytes;
+  for (size_t i = 0; i < p->n_arenas; i++)
+    if (strcmp(p->arenas[i]->device, b->device) == 0) return p->arenas[i]->bytes;
+  return 0;
+}
+
 static kiln_rt_status check_buffer(kiln_rt_model *m, const Kiln__Rt__Plan *p, size_t i) {
   const Kiln__Rt__Buffer *b = p->buffers[i];
   char what[64];
@@ -108,7 +117,7 @@ static kiln_rt_status check_buffer(kiln_rt_model *m, const Kiln__Rt__Plan *p, si
   case KILN__RT__LOCATION__LOC_WEIGHTS:
     return check_range(m, what, b, m->weights_bytes, "weights section");
   case KILN__RT__LOCATION__LOC_ARENA:
-    return check_range(m, what, b, p->arena_bytes, "arena");
+    return check_range(m, what, b, buffer_arena(m, p, b), "arena");
   case KILN__RT__LOCATION__LOC_NONE:
   case _KILN__RT__LOCATION_IS_INT_SIZE:
     break;
@@ -142,13 +151,17 @@ static kiln_rt_status check_header_fields(kiln_rt_model *m, const Kiln__Rt__Plan
   if (p->abi != KART_ABI)
     return model_fail(m, KILN_RT_ERR_VERSION, "plan ABI %u is not this runtime's (%d)",
                       (unsigned)p->abi, KART_ABI);
-  if (strcmp(p->target, "cpu") != 0)
+  int cuda = strcmp(p->target, "cuda") == 0;
+  if (strcmp(p->target, "cpu") != 0 && !cuda)
     return model_fail(m, KILN_RT_ERR_UNSUPPORTED,
                       "artifact target '%s' needs an executor this runtime does not have "
-                      "(it runs 'cpu' artifacts)",
+                      "(it runs 'cpu' and 'cuda' artifacts)",
                       rt_escape(p->target, esc));
-  if (strcmp(p->entry, "kiln_entry") != 0)
+  if (!cuda && strcmp(p->entry, "kiln_entry") != 0)
     return model_fail(m, KILN_RT_ERR_FORMAT, "plan entry '%s' is not 'kiln_entry'",
+                      rt_escape(p->entry, esc));
+  if (cuda && p->entry[0] && strcmp(p->entry, "kiln_step") != 0)
+    return model_fail(m, KILN_RT_ERR_FORMAT, "plan entry '%s' is not 'kiln_step' or '' (target cuda)",
                       rt_escape(p->entry, esc));
   kiln_rt_status st = check_cpu_features(m, p);
   if (st) return st;
@@ -271,7 +284,8 @@ static kiln_rt_status check_defaults(kiln_rt_model *m, const Kiln__Rt__Plan *p) 
   return KILN_RT_OK;
 }
 
-static kiln_rt_status validate_plan(kiln_rt_model *m, const kart_section *w) {
+static kiln_rt_status validate_plan(kiln_rt_model *m, const kart_section *w,
+                                    const kart_section *cuda_code) {
   const Kiln__Rt__Plan *p = m->plan;
   m->weights_bytes = (size_t)w->size;
   kiln_rt_status st = check_header_fields(m, p, w);
@@ -279,7 +293,8 @@ static kiln_rt_status validate_plan(kiln_rt_model *m, const kart_section *w) {
   if (!st && (p->n_inputs > INT32_MAX || p->n_outputs > INT32_MAX))
     st = model_fail(m, KILN_RT_ERR_LIMIT, "too many inputs or outputs");
   for (size_t i = 0; !st && i < p->n_buffers; i++) st = check_buffer(m, p, i);
-  if (!st) st = check_outputs(m, p);
+  /* target "cuda" says where outputs are in output_values; output_buffers are for show */
+  if (!st && (strcmp(p->target, "cuda") != 0 || p->n_output_buffers)) st = check_outputs(m, p);
   if (!st) st = check_steps(m, p);
   if (!st) st = make_tensors(m, p->inputs, p->n_inputs, &m->inputs);
   if (!st) st = make_tensors(m, p->outputs, p->n_outputs, &m->outputs);
@@ -289,7 +304,9 @@ static kiln_rt_status validate_plan(kiln_rt_model *m, const kart_section *w) {
   m->n_outputs = (int)p->n_outputs;
   m->arena_bytes = (size_t)p->arena_bytes;
   st = check_unique(m, m->inputs, m->n_inputs, "inputs");
-  return st ? st : check_unique(m, m->outputs, m->n_outputs, "outputs");
+  if (!st) st = check_unique(m, m->outputs, m->n_outputs, "outputs");
+  if (!st && strcmp(p->target, "cuda") == 0) st = rt_cuda_check_plan(m, cuda_code);
+  return st;
 }
 
 /* ---- code and weights ---- */
@@ -428,7 +445,8 @@ static void keep_openmp_loaded(void) {
   if (h) dlclose(h);
 }
 
-static kiln_rt_status load_code(kiln_rt_model *m, const kart_section *code) {
+/* symbol: "kiln_entry" (target cpu, into m->entry) or "kiln_step" (target cuda, m->step). */
+static kiln_rt_status load_code(kiln_rt_model *m, const kart_section *code, const char *symbol) {
   m->memfd = memfd_create("kiln-code", MFD_CLOEXEC);
   if (m->memfd < 0) return model_fail(m, KILN_RT_ERR_IO, "memfd_create failed");
   if (write_fd(m->memfd, code->data, (size_t)code->size) != 0)
@@ -449,10 +467,11 @@ static kiln_rt_status load_code(kiln_rt_model *m, const kart_section *code) {
   if (*abi != KART_ABI)
     return model_fail(m, KILN_RT_ERR_VERSION, "code ABI %u is not this runtime's (%d)", *abi,
                       KART_ABI);
-  void *entry = dlsym(m->dl, "kiln_entry");
-  if (!entry) return model_fail(m, KILN_RT_ERR_FORMAT, "code section has no kiln_entry");
+  void *entry = dlsym(m->dl, symbol);
+  if (!entry) return model_fail(m, KILN_RT_ERR_FORMAT, "code section has no %s", symbol);
   /* POSIX dlsym returns an object pointer; converting it is how functions are found. */
-  memcpy(&m->entry, &entry, sizeof entry);
+  if (strcmp(symbol, "kiln_step") == 0) memcpy(&m->step, &entry, sizeof entry);
+  else memcpy(&m->entry, &entry, sizeof entry);
   keep_openmp_loaded();
   report_blas_core();
   return KILN_RT_OK;
@@ -473,12 +492,19 @@ static kiln_rt_status load(kiln_rt_model *m, const uint8_t *bytes, size_t n) {
   if (st) return model_fail(m, (kiln_rt_status)st, "%s", msg);
   const kart_section *plan = need(m, s, ns, KART_SEC_PLAN, "plan");
   const kart_section *w = plan ? need(m, s, ns, KART_SEC_WEIGHTS, "weights") : NULL;
-  const kart_section *code = w ? need(m, s, ns, KART_SEC_CODE_CPU, "code") : NULL;
-  if (!code) return m->status;
+  if (!w) return m->status;
   st = unpack_plan(m, plan);
-  if (!st) st = validate_plan(m, w);
+  if (st) return (kiln_rt_status)st;
+  const Kiln__Rt__Plan *p = m->plan;
+  int cuda = strcmp(p->target, "cuda") == 0;
+  /* target "cuda" without CPU steps has no code section (entry "") */
+  const kart_section *code = !cuda || p->entry[0] ? need(m, s, ns, KART_SEC_CODE_CPU, "code") : NULL;
+  if (!code && (!cuda || p->entry[0])) return m->status;
+  const kart_section *cuda_code = kart_find(s, ns, KART_SEC_CODE_CUDA);
+  st = validate_plan(m, w, cuda_code);
   if (!st) st = copy_weights(m, w);
-  if (!st) st = load_code(m, code);
+  if (!st && code) st = load_code(m, code, cuda ? "kiln_step" : "kiln_entry");
+  if (!st && cuda) st = rt_cuda_model_open(m, cuda_code);
   return (kiln_rt_status)st;
 }
 
@@ -529,6 +555,7 @@ kiln_rt_status kiln_rt_model_open_bytes(const void *bytes, size_t n, kiln_rt_mod
 
 void kiln_rt_model_close(kiln_rt_model *m) {
   if (!m) return;
+  rt_cuda_model_close(m);
   if (m->dl) dlclose(m->dl);
   if (m->memfd >= 0) close(m->memfd);
   if (m->plan) kiln__rt__plan__free_unpacked(m->plan, &m->alloc);
@@ -543,7 +570,9 @@ const char *kiln_rt_model_error(const kiln_rt_model *m) { return m ? m->err : "o
 
 /* ---- accessors: a failed model has no inputs or outputs ---- */
 
-static int ready(const kiln_rt_model *m) { return m && m->status == KILN_RT_OK && m->entry; }
+static int ready(const kiln_rt_model *m) {
+  return m && m->status == KILN_RT_OK && (m->entry || m->cuda);
+}
 
 int kiln_rt_model_num_inputs(const kiln_rt_model *m) { return ready(m) ? m->n_inputs : 0; }
 int kiln_rt_model_num_outputs(const kiln_rt_model *m) { return ready(m) ? m->n_outputs : 0; }

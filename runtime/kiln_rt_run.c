@@ -133,7 +133,7 @@ kiln_rt_status rt_nbytes(int dtype, int rank, const int64_t *dims, size_t *out) 
 kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out) {
   if (!out) return KILN_RT_ERR_ARGUMENT;
   *out = NULL;
-  if (!m || m->status != KILN_RT_OK || !m->entry) return KILN_RT_ERR_ARGUMENT;
+  if (!m || m->status != KILN_RT_OK || !(m->entry || m->cuda)) return KILN_RT_ERR_ARGUMENT;
   kiln_rt_context *c = kiln_rt__calloc(1, sizeof *c);
   if (!c) return KILN_RT_ERR_NOMEM;
   c->model = m;
@@ -144,12 +144,18 @@ kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out) {
     kiln_rt_context_destroy(c);
     return KILN_RT_ERR_NOMEM;
   }
+  kiln_rt_status st = m->cuda ? rt_cuda_context_create(c) : KILN_RT_OK;
+  if (st) {
+    kiln_rt_context_destroy(c);
+    return st;
+  }
   *out = c;
   return KILN_RT_OK;
 }
 
 void kiln_rt_context_destroy(kiln_rt_context *c) {
   if (!c) return;
+  rt_cuda_context_destroy(c);
   kiln_rt__free(c->arena);
   kiln_rt__free(c->in_ptrs);
   kiln_rt__free(c->out_ptrs);
@@ -162,15 +168,15 @@ const char *kiln_rt_context_error(const kiln_rt_context *c) {
 
 /* ---- run ---- */
 
-static kiln_rt_status run_fail(kiln_rt_context *c, kiln_rt_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static kiln_rt_status run_fail(kiln_rt_context *c, kiln_rt_status st, const char *fmt, ...) {
+kiln_rt_status rt_ctx_fail(kiln_rt_context *c, kiln_rt_status st, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   rt_vfmt(c->err, sizeof c->err, fmt, ap);
   va_end(ap);
   return st;
 }
+
+#define run_fail rt_ctx_fail
 
 /* The run's hot path: the checks are three compares; the message (escaping, shape text)
  * is built only when one fails, since small models run in well under a microsecond. */
@@ -202,26 +208,30 @@ static int overlaps(const kiln_rt_buffer *a, const kiln_rt_buffer *b) {
 }
 
 /* Outputs must not alias inputs or each other: the code reads inputs after it has
- * started writing outputs. */
+ * started writing outputs. Host and device addresses are different spaces. */
 static kiln_rt_status check_aliasing(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
-                                     const kiln_rt_buffer *out, int no) {
+                                     const kiln_rt_buffer *out, int no,
+                                     const unsigned char *in_mem, const unsigned char *out_mem) {
   const kiln_rt_model *m = c->model;
   char e1[RT_ESC_BYTES], e2[RT_ESC_BYTES];
+#define SPACE(mem, i) ((mem) ? (mem)[i] : KILN_RT_MEMORY_HOST)
   for (int o = 0; o < no; o++) {
     for (int i = 0; i < ni; i++)
-      if (in[i].data && overlaps(&out[o], &in[i]))
+      if (in[i].data && SPACE(in_mem, i) == SPACE(out_mem, o) && overlaps(&out[o], &in[i]))
         return run_fail(c, KILN_RT_ERR_FEED, "output '%s' overlaps input '%s'",
                         rt_escape(m->outputs[o].name, e1), rt_escape(m->inputs[i].name, e2));
     for (int j = 0; j < o; j++)
-      if (overlaps(&out[o], &out[j]))
+      if (SPACE(out_mem, j) == SPACE(out_mem, o) && overlaps(&out[o], &out[j]))
         return run_fail(c, KILN_RT_ERR_FEED, "output '%s' overlaps output '%s'",
                         rt_escape(m->outputs[o].name, e1), rt_escape(m->outputs[j].name, e2));
   }
+#undef SPACE
   return KILN_RT_OK;
 }
 
-static kiln_rt_status check_run_args(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
-                                     const kiln_rt_buffer *out, int no) {
+kiln_rt_status rt_check_run_args(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
+                                 const kiln_rt_buffer *out, int no, const unsigned char *in_mem,
+                                 const unsigned char *out_mem) {
   const kiln_rt_model *m = c->model;
   if (ni != m->n_inputs)
     return run_fail(c, KILN_RT_ERR_ARGUMENT, "expected %d inputs, got %d", m->n_inputs, ni);
@@ -237,7 +247,15 @@ static kiln_rt_status check_run_args(kiln_rt_context *c, const kiln_rt_buffer *i
     kiln_rt_status st = check_buffer(c, "output", &m->outputs[i], &out[i]);
     if (st) return st;
   }
-  return check_aliasing(c, in, ni, out, no);
+  for (int i = 0; in_mem && i < ni; i++)
+    if (in_mem[i] > KILN_RT_MEMORY_DEVICE)
+      return run_fail(c, KILN_RT_ERR_ARGUMENT, "input_memory[%d] is %d, not KILN_RT_MEMORY_HOST or "
+                      "_DEVICE", i, in_mem[i]);
+  for (int i = 0; out_mem && i < no; i++)
+    if (out_mem[i] > KILN_RT_MEMORY_DEVICE)
+      return run_fail(c, KILN_RT_ERR_ARGUMENT, "output_memory[%d] is %d, not KILN_RT_MEMORY_HOST or "
+                      "_DEVICE", i, out_mem[i]);
+  return check_aliasing(c, in, ni, out, no, in_mem, out_mem);
 }
 
 /* "a/div, b" — the step's graph nodes, escaped, into out. */
@@ -275,7 +293,8 @@ kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int
                            const kiln_rt_buffer *outputs, int n_outputs) {
   if (!c) return KILN_RT_ERR_ARGUMENT;
   c->err[0] = '\0';
-  kiln_rt_status st = check_run_args(c, inputs, n_inputs, outputs, n_outputs);
+  if (c->cuda) return rt_cuda_run(c, inputs, n_inputs, outputs, n_outputs, NULL);
+  kiln_rt_status st = rt_check_run_args(c, inputs, n_inputs, outputs, n_outputs, NULL, NULL);
   if (st) return st;
   const kiln_rt_model *m = c->model;
   for (int i = 0; i < n_inputs; i++)
@@ -283,4 +302,21 @@ kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int
   for (int i = 0; i < n_outputs; i++) c->out_ptrs[i] = outputs[i].data;
   int r = m->entry(c->in_ptrs, c->out_ptrs, c->arena, m->weights);
   return r == 0 ? KILN_RT_OK : step_failed(c, r);
+}
+
+static int any_device(const unsigned char *mem, int n) {
+  for (int i = 0; mem && i < n; i++)
+    if (mem[i] != KILN_RT_MEMORY_HOST) return 1;
+  return 0;
+}
+
+kiln_rt_status kiln_rt_run_ex(kiln_rt_context *c, const kiln_rt_buffer *inputs, int n_inputs,
+                              const kiln_rt_buffer *outputs, int n_outputs,
+                              const kiln_rt_run_options *opt) {
+  if (!c) return KILN_RT_ERR_ARGUMENT;
+  c->err[0] = '\0';
+  if (c->cuda) return rt_cuda_run(c, inputs, n_inputs, outputs, n_outputs, opt);
+  if (opt && (any_device(opt->input_memory, n_inputs) || any_device(opt->output_memory, n_outputs)))
+    return run_fail(c, KILN_RT_ERR_ARGUMENT, "the model runs on cpu:0 and takes no device buffers");
+  return kiln_rt_run(c, inputs, n_inputs, outputs, n_outputs);
 }

@@ -102,7 +102,7 @@ int kiln_rt_model_find_input(const kiln_rt_model *m, const char *name);
 int kiln_rt_model_find_output(const kiln_rt_model *m, const char *name);
 /* Bytes of the arena each context allocates (the memory plan's peak). */
 size_t kiln_rt_model_arena_bytes(const kiln_rt_model *m);
-/* "cpu" */
+/* "cpu" or "cuda" */
 const char *kiln_rt_model_target(const kiln_rt_model *m);
 /* Which OpenBLAS kernels the loaded code runs and who chose them, e.g.
  * "Haswell (chosen by kiln from cpuid: avx2+fma)", "SkylakeX (OPENBLAS_CORETYPE set by
@@ -141,6 +141,44 @@ kiln_rt_status kiln_rt_run(kiln_rt_context *c, const kiln_rt_buffer *inputs, int
  * file...", "CUDA driver 13.0 has no device: CUDA_ERROR_NO_DEVICE", "... is not a CUDA
  * driver: it has no cuDeviceGetCount"). Thread-safe; the driver is opened once. */
 kiln_rt_status kiln_rt_cuda_devices(int *count, char *msg, size_t msg_n);
+
+/* ---- CUDA artifacts (target "cuda", `kiln compile --target cuda`) ----
+ * kiln_rt_model_open of a CUDA artifact opens the driver and cuBLASLt (dlopen), picks the
+ * device the plan names (cuda:N among the devices CUDA_VISIBLE_DEVICES leaves; the
+ * environment variable KILN_CUDA_DEVICE=N overrides N), checks each kernel image's
+ * SHA-256, loads the cubin for the device's compute capability (else the PTX, else
+ * KILN_RT_ERR_DEVICE "artifact has no code for sm_NN"), and copies the weights to the
+ * device. Without a driver or device it fails with KILN_RT_ERR_DEVICE saying why; device
+ * memory exhausted is KILN_RT_ERR_NOMEM. Each context owns a stream, the device arena
+ * and staging buffers. kiln_rt_run on a CUDA model takes host buffers; kiln_rt_run_ex
+ * says per buffer whether it is host memory or device memory (a CUdeviceptr of the
+ * model's device, e.g. from kiln_rt_device_alloc). Copies and kernels run
+ * asynchronously on the context's stream; the call returns when the outputs are
+ * written. After the first run, each stretch of CUDA steps is replayed as a CUDA graph
+ * (KILN_CUDA_GRAPHS=0 in the environment, or the option below, turns that off). A
+ * failed launch is KILN_RT_ERR_EXEC naming the step and node; a device fault may leave
+ * the context unusable (later runs answer the same error), and the handles stay
+ * closable. CPU models take device buffers nowhere: KILN_RT_ERR_ARGUMENT. */
+enum { KILN_RT_MEMORY_HOST = 0, KILN_RT_MEMORY_DEVICE = 1 };
+
+typedef struct kiln_rt_run_options {
+  const unsigned char *input_memory;  /* per input: KILN_RT_MEMORY_*; NULL: all host */
+  const unsigned char *output_memory; /* per output; NULL: all host */
+  int no_cuda_graphs;                 /* 1: launch every step, never replay a graph */
+} kiln_rt_run_options;
+
+/* kiln_rt_run with options (NULL = kiln_rt_run). */
+kiln_rt_status kiln_rt_run_ex(kiln_rt_context *c, const kiln_rt_buffer *inputs, int n_inputs,
+                              const kiln_rt_buffer *outputs, int n_outputs,
+                              const kiln_rt_run_options *opt);
+/* The device a model runs on: "cpu:0", or e.g. "cuda:0 (NVIDIA H200, sm_90, cubin)". */
+const char *kiln_rt_model_device(const kiln_rt_model *m);
+/* Device memory on a CUDA model's device (KILN_RT_ERR_ARGUMENT for a CPU model). Copies
+ * are synchronous; *_memory says which side each pointer is on. */
+kiln_rt_status kiln_rt_device_alloc(kiln_rt_model *m, size_t nbytes, void **dptr);
+kiln_rt_status kiln_rt_device_free(kiln_rt_model *m, void *dptr); /* NULL: nothing */
+kiln_rt_status kiln_rt_device_copy(kiln_rt_model *m, void *dst, int dst_memory, const void *src,
+                                   int src_memory, size_t nbytes);
 
 const char *kiln_rt_status_name(kiln_rt_status s);
 const char *kiln_rt_dtype_name(int dtype);

@@ -1,24 +1,42 @@
 #!/usr/bin/env bash
 # scripts/gpu-check.sh — the checks that need a CUDA GPU (issue 5), in one short run.
 # On the lent GPU machine, after `. .gpu/env.sh .gpu/debs` (../shared/GPU.md: the Debian
-# libraries Kiln links are not installed there), with the build made here carried as
-# build/ (KILN_BUILD_DIR to use another):
-#   . .gpu/env.sh .gpu/debs && scripts/gpu-check.sh
-# What it does today: prints the GPU, driver and library versions; checks that the
-# driver, NVRTC, cuBLASLt and cuDNN resolve; runs the CUDA tests, whose test_on_gpu
-# compiles every op's generated kernels for this GPU's architecture and runs them on it
-# against the reference interpreter (random inputs, outputs and arena poisoned first, f32
-# within 1e-5, NaN never passes). Not yet: the runtime's CUDA executor (cuBLASLt GEMMs,
-# whole networks, CUDA graphs) and the benchmark table against PyTorch CUDA: they come
-# with the executor (docs/CUDA.md), and this script says so at the end.
+# libraries Kiln links are not installed there), with the binaries built here carried in
+# build-gpu/ (scripts/gpu-pack.sh; KILN_BUILD_DIR picks the folder, default build/):
+#   . .gpu/env.sh .gpu/debs && KILN_BUILD_DIR=build-gpu scripts/gpu-check.sh
+# 1. prints the GPU, driver and library versions and checks that the driver, NVRTC,
+#    cuBLASLt and cuDNN resolve;
+# 2. correctness, against the reference interpreter (outputs poisoned first, f32 within
+#    1e-5, NaN never passes): test_cuda_codegen's test_on_gpu runs every op's generated
+#    kernels in every dtype; test_cuda_runtime compiles CUDA artifacts (every op, the fused
+#    patterns, random mixed CPU/GPU graphs, the MLP and the seed's networks) and runs them
+#    through libkiln_rt with host and device buffers, eagerly and as replayed CUDA graphs,
+#    plus the bad input that needs a device;
+# 3. benchmarks: bench_gpu (Kiln, cuBLASLt alone, copy bandwidth) and bench/gpu_peer.py
+#    (PyTorch eager, same GPU), and prints the table (bench/gpu_table.py) last.
+# Exit status: nonzero when a correctness check fails; the table reports goals, it does
+# not fail. The card is measured as found: no clock, power or mode changes.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${KILN_BUILD_DIR:-$root/build}
+case $build in /*) ;; *) build=$root/$build ;; esac
+export LD_LIBRARY_PATH="$build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The CPU part of a mixed artifact is compiled by cc against OpenBLAS: its headers and
+# link library come from the -dev package env.sh unpacked, when the machine lacks them.
+deps=/tmp/kiln-deps
+if [ -e "$deps/usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h" ]; then
+  export CPATH="$deps/usr/include/x86_64-linux-gnu/openblas-pthread${CPATH:+:$CPATH}"
+  export LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu/openblas-pthread${LIBRARY_PATH:+:$LIBRARY_PATH}"
+fi
 status=0
+logs=${KILN_GPU_LOGS:-$build}
+mkdir -p "$logs"
 
 echo "== machine"
-nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
+nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null ||
   echo "nvidia-smi: not found"
+cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+arch=sm_${cap:-90}
 for lib in libcuda.so.1 libnvrtc.so.13 libcublasLt.so.13 libcudnn.so.9; do
   found=$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l {print $NF; exit}')
   if [ -z "$found" ]; then
@@ -29,27 +47,41 @@ for lib in libcuda.so.1 libnvrtc.so.13 libcublasLt.so.13 libcudnn.so.9; do
 done
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no device")' 2>/dev/null ||
   echo "torch: not importable"
+echo "cc: $(command -v cc || echo none) $(cc --version 2>/dev/null | head -1)"
+echo "architecture under test: $arch"
 
-if [ ! -x "$build/tests/test_cuda_codegen" ]; then
+if [ ! -x "$build/tests/test_cuda_runtime" ]; then
   echo "== no build in $build: building with cmake + ninja here"
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-    ninja -C "$build" test_nvrtc test_cuda_codegen test_cuda_driver || exit 1
+    ninja -C "$build" test_nvrtc test_cuda_codegen test_cuda_runtime bench_gpu || exit 1
 fi
 
-echo "== CUDA tests (test_on_gpu runs the generated kernels on this GPU)"
-for t in test_cuda_driver test_nvrtc test_cuda_codegen; do
+echo "== correctness on the GPU"
+for t in test_nvrtc test_cuda_codegen test_cuda_runtime; do
   start=$(date +%s.%N)
-  (cd "$build" && KILN_SOURCE_DIR="$root" KILN_BUILD_DIR="$build" "$build/tests/$t") >"$build/gpu-$t.log" 2>&1
+  (cd "$logs" && KILN_SOURCE_DIR="$root" KILN_BUILD_DIR="$build" KILN_TEST_CUDA_ARCH="$arch" \
+     timeout 400 "$build/tests/$t") >"$logs/gpu-$t.log" 2>&1
   rc=$?
   end=$(date +%s.%N)
   verdict=passed
-  [ $rc -eq 77 ] && verdict=skipped
+  [ $rc -eq 77 ] && verdict=skipped && status=1 # on the GPU machine nothing may be skipped
   [ $rc -ne 0 ] && [ $rc -ne 77 ] && verdict="FAILED (exit $rc)" && status=1
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
-  printf '%-20s %-18s %6s s   (log: %s)\n' "$t" "$verdict" "$secs" "$build/gpu-$t.log"
-  grep -E "this machine:|GPU sm_|no GPU run|ERROR|FAILED" "$build/gpu-$t.log" | head -20
+  printf '%-20s %-18s %6s s   (log: %s)\n' "$t" "$verdict" "$secs" "$logs/gpu-$t.log"
+  grep -E "skipped|GPU sm_|artifacts checked|device memory:|ERROR|FAILED" "$logs/gpu-$t.log" | head -40
 done
 
-echo "== not checked yet (no CUDA executor in libkiln_rt): cuBLASLt GEMMs, the MLP and the"
-echo "   seed's networks end to end, CUDA graph replay, and the timings against PyTorch CUDA."
+echo "== benchmarks"
+if [ -x "$build/bin/bench_gpu" ]; then
+  timeout 300 "$build/bin/bench_gpu" --arch "$arch" --json "$logs/gpu-kiln.json" >"$logs/gpu-bench.log" 2>&1 ||
+    echo "bench_gpu: failed ($?)"
+  grep -v '^{' "$logs/gpu-bench.log"
+else
+  echo "bench_gpu: not built"
+fi
+timeout 240 python3 "$root/bench/gpu_peer.py" >"$logs/gpu-torch.json" 2>"$logs/gpu-torch.log" ||
+  { echo "gpu_peer.py: failed ($?)"; tail -5 "$logs/gpu-torch.log"; }
+echo "== table"
+python3 "$root/bench/gpu_table.py" "$logs/gpu-kiln.json" "$logs/gpu-torch.json" ||
+  echo "gpu_table.py: failed"
 exit $status

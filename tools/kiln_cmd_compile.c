@@ -5,7 +5,10 @@
  * the target's devices (default cpu:0 only), so placement over cpu:0 + cuda:N can be
  * inspected without a GPU; with --log-placement and no -o nothing is written. --emit-c
  * DIR writes standalone C (kcg_emit_c) beside or instead of the artifact. An ONNX MODEL
- * is imported first. */
+ * is imported first. --target cuda declares cpu:0 and cuda:0 (unless --device says
+ * otherwise) and writes a CUDA artifact (kcg_compile_cuda): what has a CUDA kernel runs
+ * on the GPU, the rest on the CPU, with the transfers between; --cuda-arch LIST picks
+ * the NVRTC architectures (default sm_80,sm_90,compute_90). */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,7 +17,8 @@
 #define CMD "compile"
 
 typedef struct compile_args {
-  const char *in, *out, *passes, *cc, *cpu, *emit_c, *prefix;
+  const char *in, *out, *passes, *cc, *cpu, *emit_c, *prefix, *cuda_arch;
+  bool cuda; /* --target cuda */
   kcg_weights_mode weights;
   bool weights_given;
   const char *fetch[KTOOL_MAX_ARGS];
@@ -46,8 +50,11 @@ static int parse_value(const char *o, const char *v, compile_args *a) {
     a->cpu = v;
   }
   else if (!strcmp(o, "--target")) {
-    if (strcmp(v, "cpu")) return ktool_usage(CMD, "target '%s' is not supported (cpu)", v);
-  } else if (!strcmp(o, "--format")) {
+    if (strcmp(v, "cpu") && strcmp(v, "cuda"))
+      return ktool_usage(CMD, "target '%s' is not supported (cpu, cuda)", v);
+    a->cuda = !strcmp(v, "cuda");
+  } else if (!strcmp(o, "--cuda-arch")) a->cuda_arch = v;
+  else if (!strcmp(o, "--format")) {
     if (strcmp(v, "text") && strcmp(v, "json")) return ktool_usage(CMD, "format '%s' is not text or json", v);
     a->json = !strcmp(v, "json");
   } else if (!strcmp(o, "--device")) {
@@ -75,7 +82,7 @@ static int parse(int argc, char **argv, compile_args *a) {
     bool takes = !strcmp(o, "-o") || !strcmp(o, "--passes") || !strcmp(o, "--fetch") ||
                  !strcmp(o, "--target") || !strcmp(o, "--cc") || !strcmp(o, "--cpu") || !strcmp(o, "--format") ||
                  !strcmp(o, "--device") || !strcmp(o, "--emit-c") || !strcmp(o, "--prefix") ||
-                 !strcmp(o, "--weights");
+                 !strcmp(o, "--weights") || !strcmp(o, "--cuda-arch");
     const char *v = NULL;
     if (takes && !(v = ktool_value(CMD, &i, argc, argv))) return KTOOL_USAGE;
     format_given = format_given || !strcmp(o, "--format");
@@ -96,6 +103,12 @@ static int parse(int argc, char **argv, compile_args *a) {
   if (!a->emit_c && (a->prefix || a->weights_given))
     return ktool_usage(CMD, "--prefix and --weights apply to --emit-c");
   if (format_given && !a->log_placement) return ktool_usage(CMD, "--format applies to --log-placement");
+  if (a->cuda_arch && !a->cuda) return ktool_usage(CMD, "--cuda-arch applies to --target cuda");
+  if (a->cuda && a->emit_c) return ktool_usage(CMD, "--emit-c writes CPU C only; it cannot be used with --target cuda");
+  if (a->cuda && a->n_devices == 0) { /* the target's devices: the host and the first GPU */
+    a->devices[a->n_devices++] = "cpu:0";
+    a->devices[a->n_devices++] = "cuda:0";
+  }
   if (a->json && a->print_all) return ktool_usage(CMD, "--format json cannot be mixed with --print-after-all");
   return KTOOL_OK;
 }
@@ -214,8 +227,11 @@ int ktool_cmd_compile(int argc, char **argv) {
   if (rc == KTOOL_OK) rc = optimize(g, &a, roots, n_roots);
   if (rc == KTOOL_OK && a.log_placement) rc = log_placement(g, roots, n_roots, &a);
   kcg_options opt = {.cc = a.cc, .cpu = a.cpu, .pipeline = a.passes ? a.passes : KPS_DEFAULT_PIPELINE,
-                     .log = a.pass_log ? (a.json ? stderr : stdout) : NULL};
-  if (rc == KTOOL_OK && a.out && kcg_compile_cpu(g, roots, n_roots, &opt, a.out) != KILN_OK)
+                     .log = a.pass_log ? (a.json ? stderr : stdout) : NULL,
+                     .cuda_archs = a.cuda_arch};
+  if (rc == KTOOL_OK && a.out &&
+      (a.cuda ? kcg_compile_cuda(g, roots, n_roots, &opt, a.out)
+              : kcg_compile_cpu(g, roots, n_roots, &opt, a.out)) != KILN_OK)
     rc = ktool_error("%s (%s)", g->error, kiln_status_name(g->status));
   if (rc == KTOOL_OK && a.out) fprintf(a.json ? stderr : stdout, "wrote %s\n", a.out);
   if (rc == KTOOL_OK && a.emit_c) rc = emit_c(g, roots, n_roots, &a);

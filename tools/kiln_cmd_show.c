@@ -194,6 +194,8 @@ static const char *section_name(uint32_t kind) {
   case KART_SEC_WEIGHTS: return "weights";
   case KART_SEC_CODE_CPU: return "code/cpu";
   case KART_SEC_SOURCE_C: return "source/c";
+  case KART_SEC_CODE_CUDA: return "code/cuda";
+  case KART_SEC_SOURCE_CUDA: return "source/cuda";
   }
   return "unknown";
 }

@@ -282,8 +282,8 @@ static kiln_status compile_in(kir_graph *g, const kcg_options *opt, workdir *w, 
   return s;
 }
 
-static kiln_status compile_so(kir_graph *g, const kcg_options *opt, const char *src, uint8_t **so,
-                              size_t *so_len) {
+kiln_status kcg_c_compile_so(kir_graph *g, const kcg_options *opt, const char *src, uint8_t **so,
+                             size_t *so_len) {
   workdir w;
   memset(&w, 0, sizeof w);
   kiln_status s = workdir_make(g, &w);
@@ -362,8 +362,9 @@ static int32_t count_uses(const kir_graph *g, const int32_t *ids, int32_t n_outp
 /* A float matmul of one to KCG_SMALL_M rows whose right operand is a rank-2 [K, N]
  * constant that nothing else reads. */
 static bool gemv_candidate(const kir_graph *g, const int32_t *ids, int32_t n_outputs,
-                           const kir_node *n) {
+                           const kir_node *n, bool cpu_only) {
   if (n->op != KIR_OP_MATMUL && n->op != KIR_OP_FUSED_MATMUL) return false;
+  if (cpu_only && !kcg_c_on_cpu(n)) return false; /* the layout is for OpenBLAS's GEMV */
   if ((n->type.dtype != KILN_F32 && n->type.dtype != KILN_F64) || n->type.rank < 2 ||
       n->type.dims[n->type.rank - 2] < 1 || n->type.dims[n->type.rank - 2] > KCG_SMALL_M ||
       kir_attr_int(n, "transpose_b", 0) != 0)
@@ -387,10 +388,11 @@ static void transpose_into(const kir_tensor *t, kir_tensor *tt) {
  * constant is stored as W^T [N, K] and the node gets transpose_b = 1 (same value; the
  * kernel then emits sgemv NoTrans over contiguous rows of length K). Products of up to
  * KCG_SMALL_M rows get the same layout for kcg_sgemm_small. */
-static kiln_status pretranspose_gemv_weights(kir_graph *g, const int32_t *ids, int32_t n_outputs) {
+kiln_status kcg_c_pretranspose_gemv(kir_graph *g, const int32_t *ids, int32_t n_outputs,
+                                    bool cpu_only) {
   for (int32_t i = 0; i < g->n_nodes; i++) {
     kir_node *n = g->nodes[i];
-    if (!gemv_candidate(g, ids, n_outputs, n)) continue;
+    if (!gemv_candidate(g, ids, n_outputs, n, cpu_only)) continue;
     kir_node *b = g->nodes[n->inputs[1]];
     const kir_tensor *t = kir_attr_tensor(b, "value");
     kir_type tt_type = t->type;
@@ -418,7 +420,7 @@ static kiln_status pretranspose_gemv_weights(kir_graph *g, const int32_t *ids, i
 /* ---------------------------------------------------------------- driver 2 ------ */
 
 /* "<pipeline>; codegen: -march=native -O3 [-fopenmp]" (kir_malloc), for the plan. */
-static kiln_status record_codegen(kir_graph *g, const kcg_options *opt, const char *src, char **out) {
+kiln_status kcg_c_record_codegen(kir_graph *g, const kcg_options *opt, const char *src, char **out) {
   const char *march = NULL, *pipe = opt && opt->pipeline ? opt->pipeline : "";
   const char *flags = opt && opt->opt_flags ? opt->opt_flags : DEFAULT_OPT_FLAGS;
   kiln_status s = march_flags(g, opt, &march);
@@ -431,6 +433,10 @@ static kiln_status record_codegen(kir_graph *g, const kcg_options *opt, const ch
   return KILN_OK;
 }
 
+bool kcg_c_host_isa(const kcg_options *opt) {
+  return !opt || !opt->cpu || !strcmp(opt->cpu, "host");
+}
+
 /* Everything after the clone: the error stays on the clone (copied by the caller). */
 static kiln_status lower(kir_graph *c, const int32_t *ids, int32_t n_outputs, const kcg_options *opt,
                          const char *path) {
@@ -440,16 +446,15 @@ static kiln_status lower(kir_graph *c, const int32_t *ids, int32_t n_outputs, co
   uint8_t *so = NULL;
   size_t so_len = 0;
   kiln_status s = kcg_c_freeze_random(c);
-  if (!s) s = pretranspose_gemv_weights(c, ids, n_outputs);
+  if (!s) s = kcg_c_pretranspose_gemv(c, ids, n_outputs, false);
   if (!s) s = kir_verify(c);
   if (!s) s = kps_plan_memory(c, ids, n_outputs, &plan);
   if (!s) s = kcg_c_reserve(c, &plan);
   if (!s) s = kcg_c_generate(c, &plan, ids, n_outputs, &src);
-  if (!s) s = record_codegen(c, opt, src, &pipeline);
-  if (!s) s = compile_so(c, opt, src, &so, &so_len);
-  bool host_isa = !opt || !opt->cpu || !strcmp(opt->cpu, "host");
-  if (!s) s = kcg_c_write_artifact(c, &plan, ids, n_outputs, pipeline, host_isa, src, so, so_len,
-                                   path);
+  if (!s) s = kcg_c_record_codegen(c, opt, src, &pipeline);
+  if (!s) s = kcg_c_compile_so(c, opt, src, &so, &so_len);
+  if (!s) s = kcg_c_write_artifact(c, &plan, ids, n_outputs, pipeline, kcg_c_host_isa(opt), src,
+                                   so, so_len, path);
   kir_free(pipeline);
   kir_free(so);
   kir_free(src);

@@ -65,6 +65,17 @@ bool kcg_c_is_step(const kir_node *n, const kps_memplan *plan) {
   return plan->loc[n->id] != KPS_LOC_NONE;
 }
 
+bool kcg_c_on_cpu(const kir_node *n) {
+  return !n->assigned_device || !n->assigned_device[0] || strcmp(n->assigned_device, "cpu:0") == 0;
+}
+
+/* kiln_step mode: the runtime moves the bytes of a transfer itself, and every node off
+ * cpu:0 belongs to another target's code. */
+bool kcg_c_is_step_in(const kir_node *n, const kps_memplan *plan, bool step_mode) {
+  if (step_mode && (!kcg_c_on_cpu(n) || n->op == KIR_OP_TRANSFER)) return false;
+  return kcg_c_is_step(n, plan);
+}
+
 typedef struct gen {
   kir_graph *g;
   const kps_memplan *plan;
@@ -73,7 +84,12 @@ typedef struct gen {
   const kcg_c_entry *entry;
   kcg_buf b;
   int64_t scratch_off; /* arena offset of the steps' scratch (kcg_c_reserve) */
+  const char *ind;     /* indentation of a step call: deeper inside kiln_step's switch */
 } gen;
+
+static bool is_step(const gen *G, const kir_node *n) {
+  return kcg_c_is_step_in(n, G->plan, G->entry->step_mode);
+}
 
 static kiln_status gerr(gen *G, const kir_node *n, kiln_status s, const char *msg) {
   char esc[KCG_ESC_BUF];
@@ -103,6 +119,31 @@ static kiln_status check_node(gen *G, const kir_node *n) {
   if (loc != KPS_LOC_INPUT && G->plan->offset[n->id] > end - nb)
     return gerr(G, n, KILN_ERR_INTERNAL, "memory plan places the node past the end of its block");
   return KILN_OK;
+}
+
+/* kiln_step mode: a step reads and writes only cpu:0 values (the arena pointer is
+ * cpu:0's arena): the placement put a transfer wherever a value crosses devices. */
+static kiln_status check_cpu_side(gen *G, const kir_node *n, int32_t id) {
+  const kir_node *v = G->g->nodes[id];
+  kps_loc loc = G->plan->loc[id];
+  bool ok = loc == KPS_LOC_WEIGHTS ||
+            (loc == KPS_LOC_INPUT && kcg_c_on_cpu(v)) ||
+            (loc == KPS_LOC_ARENA && kcg_c_on_cpu(v));
+  if (ok) return KILN_OK;
+  char esc[KCG_ESC_BUF], msg[KCG_ESC_BUF + 96];
+  snprintf(msg, sizeof msg, "runs on cpu:0 but reads '%s', which is on %s, without a transfer",
+           kir_escape(v->name, esc, sizeof esc), v->assigned_device);
+  return gerr(G, n, KILN_ERR_INTERNAL, msg);
+}
+
+static kiln_status check_step_sides(gen *G) {
+  kiln_status s = KILN_OK;
+  for (int32_t i = 0; i < G->g->n_nodes && !s; i++) {
+    const kir_node *n = G->g->nodes[i];
+    if (!is_step(G, n)) continue;
+    for (int32_t k = 0; k < n->n_inputs && !s; k++) s = check_cpu_side(G, n, n->inputs[k]);
+  }
+  return s;
 }
 
 /* Pointer expression for node id's value, e.g. "(const float *)(const void *)(arena + 64)". */
@@ -150,26 +191,27 @@ static kiln_status check_aliasing(gen *G, const kir_node *n, bool *restrict_ok) 
 /* The call of one step inside kiln_entry. */
 static void put_call(gen *G, const kir_node *n, int32_t step) {
   kcg_buf *b = &G->b;
-  const char *name = kir_op_get(n->op)->name;
+  const char *name = kir_op_get(n->op)->name, *ind = G->ind;
   if (n->op == KIR_OP_ADD_N) {
-    kcg_printf(b, "  {\n    const %s *const args[%d] = {", kcg_ctype(n->type.dtype), (int)n->n_inputs);
+    kcg_printf(b, "%s{\n%s  const %s *const args[%d] = {", ind, ind, kcg_ctype(n->type.dtype),
+               (int)n->n_inputs);
     for (int32_t i = 0; i < n->n_inputs; i++) {
-      kcg_printf(b, i ? ",\n      " : "\n      ");
+      kcg_printf(b, "%s%s    ", i ? ",\n" : "\n", ind);
       put_ptr(G, n->inputs[i], false);
     }
-    kcg_printf(b, "};\n    if (k%d_%s(args, ", (int)step, name);
+    kcg_printf(b, "};\n%s  if (k%d_%s(args, ", ind, (int)step, name);
     put_ptr(G, n->id, true);
-    kcg_printf(b, ")) return %d;\n  }\n", (int)step + 1);
+    kcg_printf(b, ")) return %d;\n%s}\n", (int)step + 1, ind);
     return;
   }
-  kcg_printf(b, "  if (k%d_%s(", (int)step, name);
+  kcg_printf(b, "%sif (k%d_%s(", ind, (int)step, name);
   for (int32_t i = 0; i < n->n_inputs; i++) {
     put_ptr(G, n->inputs[i], false);
-    kcg_printf(b, ",\n      ");
+    kcg_printf(b, ",\n%s    ", ind);
   }
   put_ptr(G, n->id, true);
   if (kcg_c_step_scratch(G->g, n) > 0)
-    kcg_printf(b, ",\n      (%s *)(void *)(arena + %lld)", kcg_ctype(n->type.dtype),
+    kcg_printf(b, ",\n%s    (%s *)(void *)(arena + %lld)", ind, kcg_ctype(n->type.dtype),
                (long long)G->scratch_off);
   kcg_printf(b, ")) return %d;\n", (int)step + 1);
 }
@@ -297,7 +339,7 @@ static void put_header(gen *G, const int32_t *outputs, int32_t n_outputs, int32_
   if (uses_int_pow(G->g, true)) put_upow(b);
   if (uses_half(G->g)) put_half_helpers(b);
   for (int32_t i = 0; i < G->g->n_nodes; i++)
-    if (kcg_c_is_step(G->g->nodes[i], G->plan) && kcg_c_small_gemm(G->g, G->g->nodes[i])) {
+    if (is_step(G, G->g->nodes[i]) && kcg_c_small_gemm(G->g, G->g->nodes[i])) {
       kcg_c_put_small_gemm(b);
       break;
     }
@@ -307,7 +349,7 @@ static kiln_status put_kernels(gen *G, int32_t *n_steps) {
   int32_t step = 0;
   for (int32_t i = 0; i < G->g->n_nodes; i++) {
     const kir_node *n = G->g->nodes[i];
-    if (!kcg_c_is_step(n, G->plan)) continue;
+    if (!is_step(G, n)) continue;
     bool restrict_ok;
     kiln_status s = check_aliasing(G, n, &restrict_ok);
     if (s || (s = kcg_c_emit_kernel(G->g, n, step, restrict_ok, &G->b))) return s;
@@ -317,17 +359,40 @@ static kiln_status put_kernels(gen *G, int32_t *n_steps) {
   return KILN_OK;
 }
 
+/* kiln_step: one case per step, so the runtime can interleave CPU steps with another
+ * device's work; the runtime copies the outputs, so no memcpy here. An i that names no
+ * step returns -1 (no step's error code can be negative). */
+static void put_step_switch(gen *G) {
+  kcg_buf *b = &G->b;
+  kcg_printf(b, "%s(int i, const void *const *inputs, "
+             "void *const *outputs, unsigned char *arena, const unsigned char *weights) {\n",
+             G->entry->decl);
+  kcg_printf(b, "  (void)inputs; (void)outputs; (void)arena; (void)weights;\n  switch (i) {\n");
+  int32_t step = 0;
+  for (int32_t i = 0; i < G->g->n_nodes; i++) {
+    if (!is_step(G, G->g->nodes[i])) continue;
+    kcg_printf(b, "  case %d:\n", (int)step);
+    put_call(G, G->g->nodes[i], step++);
+    kcg_printf(b, "    return 0;\n");
+  }
+  kcg_printf(b, "  default:\n    return -1;\n  }\n}\n");
+}
+
 static void put_entry(gen *G, const int32_t *outputs, int32_t n_outputs) {
   kcg_buf *b = &G->b;
   if (G->entry->abi_symbol)
     kcg_printf(b, "__attribute__((visibility(\"default\"))) const unsigned kiln_abi_version = 1;\n\n");
+  if (G->entry->step_mode) {
+    put_step_switch(G);
+    return;
+  }
   kcg_printf(b, "%s(const void *const *inputs, "
              "void *const *outputs, unsigned char *arena, const unsigned char *weights) {\n",
              G->entry->decl);
   kcg_printf(b, "  (void)inputs; (void)outputs; (void)arena; (void)weights;\n");
   int32_t step = 0;
   for (int32_t i = 0; i < G->g->n_nodes; i++)
-    if (kcg_c_is_step(G->g->nodes[i], G->plan)) put_call(G, G->g->nodes[i], step++);
+    if (is_step(G, G->g->nodes[i])) put_call(G, G->g->nodes[i], step++);
   for (int32_t j = 0; j < n_outputs; j++) {
     int64_t nb = kir_type_nbytes(&G->g->nodes[outputs[j]]->type);
     if (nb <= 0) continue;
@@ -357,8 +422,10 @@ static kiln_status generate(gen *G, const int32_t *outputs, int32_t n_outputs) {
   for (int32_t i = 0; i < G->g->n_nodes && !s; i++) {
     const kir_node *n = G->g->nodes[i];
     G->ph_index[i] = n->op == KIR_OP_PLACEHOLDER ? G->n_inputs++ : -1;
-    s = check_node(G, n);
+    /* kiln_step mode: other devices' values are planned in their own arenas */
+    if (!G->entry->step_mode || kcg_c_on_cpu(n)) s = check_node(G, n);
   }
+  if (!s && G->entry->step_mode) s = check_step_sides(G);
   if (s) return s;
   G->scratch_off = kcg_c_scratch_offset(G->g, G->plan);
   if (kcg_c_scratch_bytes(G->g, G->plan) > 0 && G->scratch_off < 0)
@@ -396,7 +463,7 @@ kiln_status kcg_c_emit_program(kir_graph *g, const kps_memplan *plan, const int3
   if (s) return s;
   if (!entry || !entry->decl) return kir_seterr(g, KILN_ERR_ARGUMENT, "kcg_c_emit_program: no entry declaration");
   *src = NULL;
-  gen G = {g, plan, NULL, 0, entry, {0}, 0};
+  gen G = {g, plan, NULL, 0, entry, {0}, 0, entry->step_mode ? "    " : "  "};
   G.ph_index = kir_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(int32_t));
   if (!G.ph_index) return kir_seterr(g, KILN_ERR_NOMEM, "kcg_c_generate: out of memory");
   s = generate(&G, outputs, n_outputs);

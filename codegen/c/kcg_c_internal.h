@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "../kcg.h"
+#include "kiln_artifact.h"
 
 #define KCG_HIDDEN __attribute__((visibility("hidden")))
 
@@ -50,6 +51,11 @@ KCG_HIDDEN void kcg_put_double(kcg_buf *b, double v);
 
 /* True when node n becomes a step of the generated program (a kernel function). */
 KCG_HIDDEN bool kcg_c_is_step(const kir_node *n, const kps_memplan *plan);
+/* n is placed on cpu:0 (an empty assigned_device counts as cpu:0). */
+KCG_HIDDEN bool kcg_c_on_cpu(const kir_node *n);
+/* kcg_c_is_step, and in kiln_step mode (kcg_c_entry.step_mode) also on cpu:0 and not a
+ * transfer: the CPU steps of a CUDA artifact, numbered in node order among themselves. */
+KCG_HIDDEN bool kcg_c_is_step_in(const kir_node *n, const kps_memplan *plan, bool step_mode);
 /* Largest row count of an f32 product that runs as Kiln's own small-M kernel
  * (kcg_sgemm_small) instead of cblas_sgemm; one-row products stay cblas GEMVs. */
 #define KCG_SMALL_M 8
@@ -139,12 +145,24 @@ KCG_HIDDEN int64_t kcg_c_scratch_offset(const kir_graph *g, const kps_memplan *p
 
 /* How the program's entry function is declared: decl is the text before its parameter
  * list, e.g. "static int model_steps"; abi_symbol: also define kiln_abi_version; include:
- * a line after the system includes, or NULL. */
+ * a line after the system includes, or NULL.
+ * step_mode (the CUDA target's CPU code): only the nodes on cpu:0 that are not transfers
+ * are steps (kcg_c_is_step_in), they read only cpu:0 values (else KILN_ERR_INTERNAL), and
+ * the entry takes a leading `int i` and runs step i alone:
+ *   DECL(int i, const void *const *inputs, void *const *outputs, unsigned char *arena,
+ *        const unsigned char *weights)
+ * returning 0, 1 + i when step i meets a run-time error, -1 for an i with no step; the
+ * outputs are never written (the runtime copies them from the plan's output_values). */
 typedef struct kcg_c_entry {
   const char *decl;
   bool abi_symbol;
   const char *include;
+  bool step_mode;
 } kcg_c_entry;
+
+/* The entry of a CUDA artifact's CPU code: exported kiln_step (step_mode) and
+ * kiln_abi_version. */
+#define KCG_C_STEP_ENTRY {"__attribute__((visibility(\"default\")))\nint kiln_step", true, NULL, true}
 
 /* kcg_c_generate with another entry declaration: the same kernels and the same step
  * calls, so the artifact and the standalone output (kcg_c_standalone.c) share one
@@ -163,6 +181,49 @@ KCG_HIDDEN kiln_status kcg_c_write_artifact(kir_graph *g, const kps_memplan *pla
                                             const char *pipeline, bool host_isa,
                                             const char *src, const uint8_t *so, size_t so_len,
                                             const char *path);
+
+/* What another target (codegen/cuda) adds to the C target's artifact: the plan is packed
+ * by the same code (inputs, outputs, buffers, steps, flops, defaults), then extended. */
+struct Kiln__Rt__Plan;
+typedef struct kcg_plan_ext {
+  const char *target;             /* Plan.target, e.g. "cuda" */
+  const char *entry;              /* Plan.entry: "kiln_step", or "" with no C code */
+  bool step_mode;                 /* the C steps are kcg_c_is_step_in(.., true)'s */
+  /* per node id: the kernel name of the node's step on another device (e.g. "kiln_k3"),
+   * NULL where it has none; Plan.steps lists these with the C steps, in node order */
+  const char *const *node_kernel;
+  /* called on the filled message before packing, to set the target's own fields; what
+   * it points the message at must live until kcg_c_write_artifact_ext returns */
+  kiln_status (*extend)(void *user, struct Kiln__Rt__Plan *p);
+  void *user;
+  const kart_section *sections;   /* written after PLAN, WEIGHTS and the C code */
+  int n_sections;
+} kcg_plan_ext;
+
+/* kcg_c_write_artifact with ext (NULL: the CPU target's artifact). src NULL: no C code
+ * (no CODE_CPU and SOURCE_C sections). */
+KCG_HIDDEN kiln_status kcg_c_write_artifact_ext(kir_graph *g, const kps_memplan *plan,
+                                                const int32_t *outputs, int32_t n_outputs,
+                                                const char *pipeline, bool host_isa,
+                                                const char *src, const uint8_t *so,
+                                                size_t so_len, const kcg_plan_ext *ext,
+                                                const char *path);
+
+/* kcg_c_compile.c, shared with codegen/cuda's driver. */
+/* Compiles the C program src into a shared object (*so through kir_malloc), as
+ * kcg_compile_cpu does: a private temp dir removed on every path; KILN_ERR_COMPILE with
+ * the compiler's first lines. */
+KCG_HIDDEN kiln_status kcg_c_compile_so(kir_graph *g, const kcg_options *opt, const char *src,
+                                        uint8_t **so, size_t *so_len);
+/* "<pipeline>; codegen: -march=.. FLAGS [-fopenmp]" for the plan (*out: kir_malloc). */
+KCG_HIDDEN kiln_status kcg_c_record_codegen(kir_graph *g, const kcg_options *opt, const char *src,
+                                            char **out);
+/* Whether the compiled code targets this machine (opt->cpu NULL or "host"). */
+KCG_HIDDEN bool kcg_c_host_isa(const kcg_options *opt);
+/* The constant [K, N] right operands of one- to KCG_SMALL_M-row products stored
+ * transposed (see kcg_compile_cpu); cpu_only: only products placed on cpu:0. */
+KCG_HIDDEN kiln_status kcg_c_pretranspose_gemv(kir_graph *g, const int32_t *ids, int32_t n_outputs,
+                                               bool cpu_only);
 
 /* Shared by the artifact and the standalone output (kcg_c_compile.c, kcg_c_plan.c). */
 /* Output names -> node ids; unknown, value-less or repeated outputs are refused. */

@@ -36,19 +36,32 @@ typedef struct counts {
   int32_t inputs, outputs, buffers, steps, step_inputs, step_names;
 } counts;
 
+static const kcg_plan_ext k_cpu_target = {"cpu", "kiln_entry", false, NULL, NULL, NULL, NULL, 0};
+
+/* The node's step on another device (kcg_plan_ext.node_kernel), or NULL. */
+static const char *other_kernel(const kcg_plan_ext *x, const kir_node *n) {
+  return x->node_kernel ? x->node_kernel[n->id] : NULL;
+}
+
+/* Whether Plan.steps lists n: a C step, or a step of another device's code. */
+static bool listed(const kcg_plan_ext *x, const kir_node *n, const kps_memplan *plan) {
+  return kcg_c_is_step_in(n, plan, x->step_mode) || other_kernel(x, n) != NULL;
+}
+
 static int32_t n_names(const kir_node *n) {
   int32_t nf = 0;
   if (kir_op_has(n->op, KIR_F_FUSED)) kir_attr_strings(n, "fused_from", &nf);
   return nf > 0 ? nf : 1;
 }
 
-static counts count_all(const kir_graph *g, const kps_memplan *plan, int32_t n_outputs) {
+static counts count_all(const kir_graph *g, const kps_memplan *plan, int32_t n_outputs,
+                        const kcg_plan_ext *x) {
   counts c = {0, n_outputs, 0, 0, 0, 0};
   for (int32_t i = 0; i < g->n_nodes; i++) {
     const kir_node *n = g->nodes[i];
     if (n->op == KIR_OP_PLACEHOLDER) c.inputs++;
     if (plan->loc[i] != KPS_LOC_NONE) c.buffers++;
-    if (!kcg_c_is_step(n, plan)) continue;
+    if (!listed(x, n, plan)) continue;
     c.steps++;
     c.step_inputs += n->n_inputs;
     c.step_names += n_names(n);
@@ -150,16 +163,19 @@ static void fill_outputs(kir_graph *g, plan_mem *m, const int32_t *outputs, int3
 }
 
 static void fill_steps(kir_graph *g, const kps_memplan *plan, plan_mem *m, int32_t n_outputs,
-                       Kiln__Rt__Plan *p, char (*kernel_names)[48]) {
+                       Kiln__Rt__Plan *p, char (*kernel_names)[48], const kcg_plan_ext *x) {
   int32_t *ints = m->ints + n_outputs;
   char **names = m->names;
-  int32_t ns = 0;
+  int32_t ns = 0, nc = 0; /* listed steps, C steps (their functions' numbers) */
   for (int32_t i = 0; i < g->n_nodes; i++) {
     kir_node *n = g->nodes[i];
-    if (!kcg_c_is_step(n, plan)) continue;
+    if (!listed(x, n, plan)) continue;
     Kiln__Rt__Step *s = &m->steps[ns];
     kiln__rt__step__init(s);
-    snprintf(kernel_names[ns], 48, "k%d_%s", (int)ns, kir_op_get(n->op)->name);
+    if (kcg_c_is_step_in(n, plan, x->step_mode))
+      snprintf(kernel_names[ns], 48, "k%d_%s", (int)nc++, kir_op_get(n->op)->name);
+    else
+      snprintf(kernel_names[ns], 48, "%s", other_kernel(x, n));
     s->kernel = kernel_names[ns];
     s->op = (char *)kir_op_get(n->op)->name;
     int32_t nf = 0;
@@ -266,21 +282,21 @@ static double node_flops(const kir_graph *g, const kir_node *n) {
   return 0;
 }
 
-static uint64_t count_flops(const kir_graph *g, const kps_memplan *plan) {
+static uint64_t count_flops(const kir_graph *g, const kps_memplan *plan, const kcg_plan_ext *x) {
   double total = 0;
   for (int32_t i = 0; i < g->n_nodes; i++)
-    if (kcg_c_is_step(g->nodes[i], plan)) total += node_flops(g, g->nodes[i]);
+    if (listed(x, g->nodes[i], plan)) total += node_flops(g, g->nodes[i]);
   return total >= 1.8e19 ? UINT64_MAX : (uint64_t)total;
 }
 
 /* Packs the plan into *out (kir_malloc). */
 static kiln_status pack_plan(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
                              int32_t n_outputs, const char *pipeline, bool host_isa,
-                             uint8_t **out, size_t *len) {
+                             const kcg_plan_ext *x, uint8_t **out, size_t *len) {
   const char *features[KART_MAX_CPU_FEATURES];
   int n_features = host_isa ? kart_cpu_features(features, KART_MAX_CPU_FEATURES) : 0;
   plan_mem m = {0};
-  counts c = count_all(g, plan, n_outputs);
+  counts c = count_all(g, plan, n_outputs, x);
   char (*kernel_names)[48] = kir_calloc((size_t)c.steps + 1, 48);
   kiln_status s = KILN_OK;
   *out = NULL;
@@ -289,22 +305,25 @@ static kiln_status pack_plan(kir_graph *g, const kps_memplan *plan, const int32_
   } else {
     Kiln__Rt__Plan p = KILN__RT__PLAN__INIT;
     p.abi = KART_ABI;
-    p.target = "cpu";
-    p.entry = "kiln_entry";
+    p.target = (char *)x->target;
+    p.entry = (char *)x->entry;
     p.arena_bytes = (uint64_t)plan->arena_bytes;
     p.weights_bytes = (uint64_t)plan->weights_bytes;
     p.producer = PRODUCER;
     p.pipeline = (char *)(pipeline ? pipeline : "");
-    p.flops = count_flops(g, plan);
+    p.flops = count_flops(g, plan, x);
     p.n_cpu_features = (size_t)n_features;
     p.cpu_features = (char **)features;
     fill_buffers(g, plan, &m, &c, &p);
     fill_outputs(g, &m, outputs, n_outputs, &p);
-    fill_steps(g, plan, &m, n_outputs, &p, kernel_names);
-    *len = kiln__rt__plan__get_packed_size(&p);
-    *out = kir_malloc(*len);
-    if (!*out) s = kir_seterr(g, KILN_ERR_NOMEM, "out of memory packing the artifact plan");
-    else kiln__rt__plan__pack(&p, *out);
+    fill_steps(g, plan, &m, n_outputs, &p, kernel_names, x);
+    if (x->extend) s = x->extend(x->user, &p);
+    if (!s) {
+      *len = kiln__rt__plan__get_packed_size(&p);
+      *out = kir_malloc(*len);
+      if (!*out) s = kir_seterr(g, KILN_ERR_NOMEM, "out of memory packing the artifact plan");
+      else kiln__rt__plan__pack(&p, *out);
+    }
   }
   kir_free(kernel_names);
   plan_mem_free(&m);
@@ -363,19 +382,35 @@ kiln_status kcg_c_write_artifact(kir_graph *g, const kps_memplan *plan, const in
                                  int32_t n_outputs, const char *pipeline, bool host_isa,
                                  const char *src, const uint8_t *so, size_t so_len,
                                  const char *path) {
+  return kcg_c_write_artifact_ext(g, plan, outputs, n_outputs, pipeline, host_isa, src, so, so_len,
+                                  NULL, path);
+}
+
+kiln_status kcg_c_write_artifact_ext(kir_graph *g, const kps_memplan *plan, const int32_t *outputs,
+                                     int32_t n_outputs, const char *pipeline, bool host_isa,
+                                     const char *src, const uint8_t *so, size_t so_len,
+                                     const kcg_plan_ext *ext, const char *path) {
+  const kcg_plan_ext *x = ext ? ext : &k_cpu_target;
+  if (x->n_sections < 0 || x->n_sections > KART_MAX_SECTIONS - 4 || (x->n_sections && !x->sections))
+    return kir_seterr(g, KILN_ERR_ARGUMENT, "kcg_c_write_artifact_ext: %d extra sections",
+                      x->n_sections);
   uint8_t *pb = NULL, *weights = NULL;
   size_t pb_len = 0;
-  kiln_status s = pack_plan(g, plan, outputs, n_outputs, pipeline, host_isa, &pb, &pb_len);
+  kiln_status s = pack_plan(g, plan, outputs, n_outputs, pipeline, host_isa, x, &pb, &pb_len);
   if (!s) s = kcg_c_weights_blob(g, plan, &weights);
   if (!s) {
-    kart_section sec[4];
+    kart_section sec[KART_MAX_SECTIONS];
+    int n = 0;
     memset(sec, 0, sizeof sec);
-    sec[0].kind = KART_SEC_PLAN, sec[0].data = pb, sec[0].size = pb_len;
-    sec[1].kind = KART_SEC_WEIGHTS, sec[1].data = weights, sec[1].size = (uint64_t)plan->weights_bytes;
-    sec[2].kind = KART_SEC_CODE_CPU, sec[2].data = so, sec[2].size = so_len;
-    sec[3].kind = KART_SEC_SOURCE_C, sec[3].data = (const uint8_t *)src, sec[3].size = strlen(src);
+    sec[n].kind = KART_SEC_PLAN, sec[n].data = pb, sec[n++].size = pb_len;
+    sec[n].kind = KART_SEC_WEIGHTS, sec[n].data = weights, sec[n++].size = (uint64_t)plan->weights_bytes;
+    if (src) {
+      sec[n].kind = KART_SEC_CODE_CPU, sec[n].data = so, sec[n++].size = so_len;
+      sec[n].kind = KART_SEC_SOURCE_C, sec[n].data = (const uint8_t *)src, sec[n++].size = strlen(src);
+    }
+    for (int i = 0; i < x->n_sections; i++) sec[n++] = x->sections[i];
     char err[400] = "";
-    int rc = kart_write(path, sec, 4, err, sizeof err);
+    int rc = kart_write(path, sec, n, err, sizeof err);
     if (rc != 0) s = kir_seterr(g, (kiln_status)rc, "%s", err[0] ? err : "writing the artifact failed");
   }
   kir_free(pb);

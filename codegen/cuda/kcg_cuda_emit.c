@@ -18,18 +18,21 @@ typedef struct cgen {
   bool half;         /* some step touches f16/bf16 */
 } cgen;
 
-static kiln_status nerr(cgen *G, const kir_node *n, kiln_status s, const char *fmt, const char *a) {
+static kiln_status gerr(kir_graph *g, const kir_node *n, kiln_status s, const char *fmt, const char *a) {
   char esc[KCG_ESC_BUF], msg[256];
   snprintf(msg, sizeof msg, fmt, a);
-  return kir_seterr(G->g, s, "node '%s': %s", kir_escape(n->name, esc, sizeof esc), msg);
+  return kir_seterr(g, s, "node '%s': %s", kir_escape(n->name, esc, sizeof esc), msg);
+}
+
+static kiln_status nerr(cgen *G, const kir_node *n, kiln_status s, const char *fmt, const char *a) {
+  return gerr(G->g, n, s, fmt, a);
 }
 
 static kiln_status oom(cgen *G) {
   return kir_seterr(G->g, KILN_ERR_NOMEM, "kcg_cuda_generate: out of memory");
 }
 
-/* N of "cuda:N", or -1 for any other device. */
-static int32_t cuda_index(const char *dev) {
+int32_t kcg_cuda_device_index(const char *dev) {
   if (!dev || strncmp(dev, "cuda:", 5) != 0 || !dev[5]) return -1;
   int64_t v = 0;
   for (const char *p = dev + 5; *p; p++) {
@@ -39,6 +42,8 @@ static int32_t cuda_index(const char *dev) {
   return (int32_t)v;
 }
 
+static int32_t cuda_index(const char *dev) { return kcg_cuda_device_index(dev); }
+
 static const char *op_name(int64_t op) {
   const kir_op_info *i = op > 0 && op < KIR_OP_COUNT ? kir_op_get((int32_t)op) : NULL;
   return i ? i->name : "invalid";
@@ -46,20 +51,19 @@ static const char *op_name(int64_t op) {
 
 /* ---------------------------------------------------------------- operands ------ */
 
-/* Where node id's value is on device `dev` (n: the reader, for messages). */
-static kiln_status operand_of(cgen *G, const kir_node *n, int32_t id, const char *dev,
-                              kcg_cuda_operand *o) {
-  const kps_memplan *p = G->plan;
-  const kir_node *v = G->g->nodes[id];
+kiln_status kcg_cuda_value_operand(kir_graph *g, const kps_memplan *p, const int32_t *io,
+                                   const kir_node *n, int32_t id, const char *dev,
+                                   kcg_cuda_operand *o) {
+  const kir_node *v = g->nodes[id];
   memset(o, 0, sizeof *o);
   o->index = -1;
   o->bytes = kir_type_nbytes(&v->type);
-  if (o->bytes < 0) return nerr(G, v, KILN_ERR_LIMIT, "%s", "tensor size out of range");
+  if (o->bytes < 0) return gerr(g, v, KILN_ERR_LIMIT, "%s", "tensor size out of range");
   if (v->op == KIR_OP_PLACEHOLDER && cuda_index(v->assigned_device) != cuda_index(dev))
-    return nerr(G, n, KILN_ERR_INTERNAL, "reads a placeholder that is not on %s (no transfer)", dev);
-  if (G->io[id] >= 0 && p->loc[id] != KPS_LOC_WEIGHTS) {
+    return gerr(g, n, KILN_ERR_INTERNAL, "reads a placeholder that is not on %s (no transfer)", dev);
+  if (io[id] >= 0 && p->loc[id] != KPS_LOC_WEIGHTS) {
     o->where = KCG_CUDA_IO;
-    o->index = G->io[id];
+    o->index = io[id];
     return KILN_OK;
   }
   switch (p->loc[id]) {
@@ -71,7 +75,7 @@ static kiln_status operand_of(cgen *G, const kir_node *n, int32_t id, const char
   case KPS_LOC_ARENA: {
     int32_t a = p->arena_of ? p->arena_of[id] : -1;
     if (a < 0 || a >= p->n_arenas || strcmp(p->arenas[a].device, dev) != 0)
-      return nerr(G, n, KILN_ERR_INTERNAL, "reads a value planned off %s without a transfer", dev);
+      return gerr(g, n, KILN_ERR_INTERNAL, "reads a value planned off %s without a transfer", dev);
     if (p->offset[id] < 0 || p->offset[id] > p->arenas[a].peak_bytes - o->bytes) break;
     o->where = KCG_CUDA_ARENA;
     o->offset = p->offset[id];
@@ -80,7 +84,13 @@ static kiln_status operand_of(cgen *G, const kir_node *n, int32_t id, const char
   case KPS_LOC_INPUT: case KPS_LOC_NONE:
     break;
   }
-  return nerr(G, v, KILN_ERR_INTERNAL, "%s", "the memory plan gives the value no place on the device");
+  return gerr(g, v, KILN_ERR_INTERNAL, "%s", "the memory plan gives the value no place on the device");
+}
+
+/* Where node id's value is on device `dev` (n: the reader, for messages). */
+static kiln_status operand_of(cgen *G, const kir_node *n, int32_t id, const char *dev,
+                              kcg_cuda_operand *o) {
+  return kcg_cuda_value_operand(G->g, G->plan, G->io, n, id, dev, o);
 }
 
 static bool overlaps(const kcg_cuda_operand *a, const kcg_cuda_operand *b) {
@@ -245,12 +255,18 @@ static kiln_status check_args(kir_graph *g, const kps_memplan *plan, const int32
   return KILN_OK;
 }
 
-/* io indexes: placeholders in node order, then the outputs in order. */
-static void number_io(cgen *G, const int32_t *outputs, int32_t n_outputs) {
-  for (int32_t i = 0; i < G->g->n_nodes; i++)
-    G->io[i] = G->g->nodes[i]->op == KIR_OP_PLACEHOLDER ? G->n_inputs++ : -1;
+int32_t kcg_cuda_number_io(const kir_graph *g, const int32_t *outputs, int32_t n_outputs,
+                           int32_t *io) {
+  int32_t n_inputs = 0;
+  for (int32_t i = 0; i < g->n_nodes; i++)
+    io[i] = g->nodes[i]->op == KIR_OP_PLACEHOLDER ? n_inputs++ : -1;
   for (int32_t j = 0; j < n_outputs; j++)
-    if (G->io[outputs[j]] < 0) G->io[outputs[j]] = G->n_inputs + j;
+    if (io[outputs[j]] < 0) io[outputs[j]] = n_inputs + j;
+  return n_inputs;
+}
+
+static void number_io(cgen *G, const int32_t *outputs, int32_t n_outputs) {
+  G->n_inputs = kcg_cuda_number_io(G->g, outputs, n_outputs, G->io);
 }
 
 static void put_header(const cgen *G, int32_t n_outputs, kcg_buf *b) {

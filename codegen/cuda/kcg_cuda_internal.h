@@ -55,6 +55,28 @@ KCG_HIDDEN kiln_status kcg_cuda_emit_kernel(kcg_cuda_kernel *k, kcg_buf *b);
 KCG_HIDDEN bool kcg_cuda_gemm_plan(kir_graph *g, const kir_node *n, kcg_cuda_gemm *gm,
                                    int32_t *bias_input, bool *rest);
 
+/* ---------------------------------------------------------------- operands ------
+ * The one rule for where a value is as the CUDA code sees it, shared by the kernels
+ * (kcg_cuda_emit.c) and the artifact's schedule (kcg_cuda_compile.c), so the runtime's
+ * copies and the kernels never disagree. */
+
+/* N of "cuda:N", or -1 for any other device. */
+KCG_HIDDEN int32_t kcg_cuda_device_index(const char *dev);
+/* The io numbering of the kernels' io table: io[i] for each node id of g (g->n_nodes
+ * entries): placeholders 0..n_in-1 in node order, then output j (not a placeholder)
+ * n_in + j; -1 for every other node. Returns n_in. */
+KCG_HIDDEN int32_t kcg_cuda_number_io(const kir_graph *g, const int32_t *outputs,
+                                      int32_t n_outputs, int32_t *io);
+/* Where node id's value is on device dev ("cuda:N"), read by node `reader` (named in
+ * messages): a placeholder or an output (io[id] >= 0) not in the weights is
+ * KCG_CUDA_IO io[id]; a weights value KCG_CUDA_WEIGHTS + offset; an arena value
+ * KCG_CUDA_ARENA + offset in dev's arena. KILN_ERR_INTERNAL (set on g, naming the node)
+ * when the plan puts it elsewhere (another device's arena: a missing transfer, or past
+ * the end of its block). */
+KCG_HIDDEN kiln_status kcg_cuda_value_operand(kir_graph *g, const kps_memplan *plan,
+                                              const int32_t *io, const kir_node *reader,
+                                              int32_t id, const char *dev, kcg_cuda_operand *o);
+
 /* The translation unit's opening: type names, constants, the error word, and (when
  * half is set) the f16/bf16 conversion helpers. */
 KCG_HIDDEN void kcg_cuda_put_prelude(kcg_buf *b, bool half);

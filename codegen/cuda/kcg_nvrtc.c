@@ -228,6 +228,13 @@ static bool arch_ok(const char *a, bool *ptx) {
   return rest[0] == '\0' || ((rest[0] == 'a' || rest[0] == 'f') && rest[1] == '\0');
 }
 
+bool kcg_nvrtc_arch_valid(const char *arch, bool *ptx) {
+  bool p = false;
+  bool ok = arch && strlen(arch) < sizeof ((kcg_nvrtc_image *)0)->arch && arch_ok(arch, &p);
+  if (ptx) *ptx = ok && p;
+  return ok;
+}
+
 /* ---------------------------------------------------------------- the cache ------ */
 
 /* Entry file: a header, then the image.

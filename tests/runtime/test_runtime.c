@@ -401,8 +401,11 @@ static void test_plan_validation(void **state) {
   t.plan.abi = 2;
   expect_plan(&t, "scale.c", KILN_RT_ERR_VERSION, "plan ABI 2");
   rtf_plan_scale(&t);
+  t.plan.target = "tpu";
+  expect_plan(&t, "scale.c", KILN_RT_ERR_UNSUPPORTED, "artifact target 'tpu' needs");
+  rtf_plan_scale(&t); /* target "cuda" runs kiln_step, never kiln_entry (test_cuda_exec) */
   t.plan.target = "cuda";
-  expect_plan(&t, "scale.c", KILN_RT_ERR_UNSUPPORTED, "artifact target 'cuda' needs");
+  expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "plan entry 'kiln_entry' is not 'kiln_step' or ''");
   rtf_plan_scale(&t);
   t.plan.entry = "main";
   expect_plan(&t, "scale.c", KILN_RT_ERR_FORMAT, "entry 'main'");

@@ -1,0 +1,37 @@
+/* kt_cuda_graphs.h — the small graphs the CUDA tests build: one per op with a CUDA
+ * kernel (in every dtype the interpreter takes), and the fused patterns (matmul with
+ * epilogues, elementwise chains, reductions with producers, softmaxes). Shared by
+ * test_cuda_codegen (NVRTC, kernels on a GPU) and test_cuda_runtime (whole artifacts
+ * through libkiln_rt). */
+#ifndef KT_CUDA_GRAPHS_H
+#define KT_CUDA_GRAPHS_H
+
+#include <stdbool.h>
+
+#include "ir/kir.h"
+
+#define KTC_N_DTYPES 13
+extern const kiln_dtype ktc_dtypes[KTC_N_DTYPES];
+
+/* Whether the interpreter defines op on dt (what the verifier lets through). */
+bool ktc_op_takes(kir_op op, kiln_dtype dt);
+/* The ops a test graph is built for: those CUDA has a kernel for that compute. */
+bool ktc_op_wanted(kir_op op);
+/* A small graph exercising op on dt; its fetches in fetch[] (room for 4), their count
+ * returned. */
+int32_t ktc_build_op_graph(kir_graph *g, kir_op op, kiln_dtype dt, const char **fetch);
+void ktc_build_binary(kir_graph *g, kir_op op, kiln_dtype dt);
+void ktc_build_unary(kir_graph *g, kir_op op, kiln_dtype dt); /* fetch "out" */
+/* Fetches r1, r2, r3: plain, partly broadcast batch, transposed operand. */
+void ktc_build_matmul(kir_graph *g, kiln_dtype dt);
+
+/* Fused patterns; fetch "out" unless said otherwise. */
+typedef void (*kt_cuda_builder)(kir_graph *g, kiln_dtype dt);
+void ktc_build_mlp(kir_graph *g, kiln_dtype dt);        /* x[8,16] -> relu(xW1+b1) -> softmax(hW2+b2) */
+void ktc_build_mm_tanh(kir_graph *g, kiln_dtype dt);    /* c * tanh(x W + b) */
+void ktc_build_mm_partial(kir_graph *g, kiln_dtype dt); /* sigmoid(a b - c), batch dims broadcast in part */
+void ktc_build_chain(kir_graph *g, kiln_dtype dt);      /* a 12-op elementwise chain */
+void ktc_build_reductions(kir_graph *g, kiln_dtype dt); /* fetches rs, rm, rn */
+void ktc_build_softmaxes(kir_graph *g, kiln_dtype dt);  /* fetches sm, sm1, lsm (log_softmax on the CPU) */
+
+#endif
