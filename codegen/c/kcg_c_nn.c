@@ -499,9 +499,12 @@ int64_t kcg_c_scratch_bytes(const kir_graph *g, const kps_memplan *plan) {
 
 int64_t kcg_c_scratch_offset(const kir_graph *g, const kps_memplan *plan) {
   int64_t off = plan->arena_bytes - kcg_c_scratch_bytes(g, plan);
-  for (int32_t i = 0; i < g->n_nodes; i++)
-    if (plan->loc[i] == KPS_LOC_ARENA && plan->offset[i] + plan->size[i] > off) return -1;
-  return off;
+  for (int32_t i = 0; i < g->n_nodes; i++) {
+    int32_t a = plan->arena_of ? plan->arena_of[i] : -1;
+    bool other = a >= 0 && a < plan->n_arenas && strcmp(plan->arenas[a].device, "cpu:0") != 0;
+    if (plan->loc[i] == KPS_LOC_ARENA && !other && plan->offset[i] + plan->size[i] > off) return -1;
+  }
+  return off; /* the end of cpu:0's arena; values in a GPU's arena are elsewhere */
 }
 
 /* The ow loop bounds for kernel column k2: the outputs whose input column

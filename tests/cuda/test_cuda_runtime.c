@@ -92,6 +92,7 @@ static void report(const char *what, const char *fmt, const char *a, const char 
   printf("ERROR: %s: ", what);
   printf(fmt, a, b);
   printf("\n");
+  fflush(stdout); /* cmocka writes its own lines to stderr */
   g_failed++;
 }
 
@@ -231,6 +232,7 @@ static void build_and_check(kt_cuda_builder fn, kiln_dtype dt, const char *const
 /* Fails the test if any check printed an ERROR line. */
 static void settle(const char *what) {
   printf("%s: %d artifacts checked, %d errors\n", what, g_checked, g_failed);
+  fflush(stdout);
   int bad = g_failed;
   g_failed = g_checked = 0;
   if (bad) fail_msg("%s: %d mismatches or errors (ERROR lines above)", what, bad);
