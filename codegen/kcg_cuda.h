@@ -86,6 +86,7 @@ typedef struct kcg_cuda_program {
   char *source; /* NUL-terminated; kir_malloc */
   kcg_cuda_step *steps;
   int32_t n_steps;
+  bool sets_error; /* some kernel may set KCG_CUDA_ERROR_WORD (the runtime reads it then) */
 } kcg_cuda_program;
 
 /* CUDA C for every node of g whose assigned_device is cuda:N that computes something

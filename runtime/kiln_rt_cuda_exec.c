@@ -147,7 +147,12 @@ struct rt_cuda_model {
   void *ctx;              /* the retained primary context; NULL until retained */
   void *module;
   void **fn;              /* per cuda step: its kernel or NULL */
-  rt_cuptr error_word;    /* kiln_error; 0 without an image */
+  rt_cuptr error_word;    /* kiln_error; 0 without an image or when no kernel sets it */
+  /* kiln_error is one word of the model's module, shared by its contexts: runs that zero
+   * and read it hold this lock, so two threads' runs never mix their errors (only models
+   * whose kernels can set it, i.e. integer division, serialize their runs). */
+  pthread_mutex_t error_lock;
+  int error_lock_ok;
   rt_cuptr weights;       /* the device copy; 0 until made */
   size_t cuda_arena;      /* bytes of the device arena */
   void *lt_handle;
@@ -166,6 +171,8 @@ struct rt_cuda_ctx {
   void *stream;
   rt_cuptr arena, io_table, staging_block, workspace;
   rt_cuptr *dev_io;       /* per io index: this run's device pointer (the io table's host copy) */
+  rt_cuptr *io_sent;      /* the table as last uploaded; io_sent_ok: valid (then equal runs skip the copy) */
+  int io_sent_ok;
   rt_cuptr *staged;       /* per io index: its device staging buffer, 0 none */
   unsigned char *host_block;
   unsigned char **host_staged; /* per input: host staging (a CPU-side input given on the device) */
@@ -668,6 +675,7 @@ static kiln_rt_status find_kernels(kiln_rt_model *m) {
       return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu: kernel '%s' is not in the image", i, k);
     if (r) return cu_fail(m, KILN_RT_ERR_FORMAT, r, "cuModuleGetFunction");
   }
+  if (!p->cuda_error_word) cm->error_word = 0; /* no kernel sets it: never zeroed nor read */
   return KILN_RT_OK;
 }
 
@@ -832,6 +840,9 @@ kiln_rt_status rt_cuda_model_open(kiln_rt_model *m, const kart_section *code) {
   m->cuda = kiln_rt__calloc(1, sizeof *m->cuda);
   if (!m->cuda) return rt_model_fail(m, KILN_RT_ERR_NOMEM, "out of memory");
   m->cuda->cu = cu;
+  if (pthread_mutex_init(&m->cuda->error_lock, NULL) != 0)
+    return rt_model_fail(m, KILN_RT_ERR_NOMEM, "cannot create a mutex");
+  m->cuda->error_lock_ok = 1;
   m->cuda->cuda_arena = (size_t)arena_of(m, SIDE_CUDA);
   kiln_rt_status st = analyse(m, m->cuda);
   if (!st) st = pick_device(m, m->cuda, count);
@@ -862,6 +873,7 @@ void rt_cuda_model_close(kiln_rt_model *m) {
   kiln_rt__free(cm->io_flags);
   kiln_rt__free(cm->stretch_of);
   kiln_rt__free(cm->stretch_end);
+  if (cm->error_lock_ok) pthread_mutex_destroy(&cm->error_lock);
   kiln_rt__free(cm);
   m->cuda = NULL;
 }
@@ -965,13 +977,14 @@ kiln_rt_status rt_cuda_context_create(kiln_rt_context *c) {
   if (!x) return KILN_RT_ERR_NOMEM;
   size_t nio = (size_t)cm->n_io + 1, ng = (size_t)cm->n_gemms + 1, ns = (size_t)cm->n_stretches + 1;
   x->dev_io = kiln_rt__calloc(nio, sizeof *x->dev_io);
+  x->io_sent = kiln_rt__calloc(nio, sizeof *x->io_sent);
   x->staged = kiln_rt__calloc(nio, sizeof *x->staged);
   x->host_staged = kiln_rt__calloc(nio, sizeof *x->host_staged);
   x->descs = kiln_rt__calloc(ng, sizeof *x->descs);
   x->gptr = kiln_rt__calloc(ng, sizeof *x->gptr);
   x->exec = kiln_rt__calloc(ns, sizeof *x->exec);
   x->mode = kiln_rt__calloc(ns, sizeof *x->mode);
-  if (!x->dev_io || !x->staged || !x->host_staged || !x->descs || !x->gptr || !x->exec || !x->mode)
+  if (!x->dev_io || !x->io_sent || !x->staged || !x->host_staged || !x->descs || !x->gptr || !x->exec || !x->mode)
     return rt_ctx_fail(c, KILN_RT_ERR_NOMEM, "out of memory");
   const char *g = getenv("KILN_CUDA_GRAPHS");
   x->graphs = !(g && strcmp(g, "0") == 0);
@@ -1002,6 +1015,7 @@ void rt_cuda_context_destroy(kiln_rt_context *c) {
   }
   kiln_rt__free(x->host_block);
   kiln_rt__free(x->dev_io);
+  kiln_rt__free(x->io_sent);
   kiln_rt__free(x->staged);
   kiln_rt__free(x->host_staged);
   kiln_rt__free(x->descs);
@@ -1286,7 +1300,19 @@ static kiln_rt_status run_all(kiln_rt_context *c, const kiln_rt_buffer *in, cons
   if (st) return st;
   place_outputs(c, out, omem);
   x->late_copies = 0;
-  int r = cm->cu->htod_async(x->io_table, x->dev_io, (size_t)cm->n_io * sizeof(rt_cuptr), x->stream);
+  /* The io table goes up only when a pointer changed (a caller reusing its buffers, or
+   * host buffers behind fixed staging, pays nothing); pageable HtoD copies take their
+   * bytes before returning, so dev_io may change after the call. */
+  size_t table = (size_t)cm->n_io * sizeof(rt_cuptr);
+  int r = 0;
+  if (!x->io_sent_ok || memcmp(x->io_sent, x->dev_io, table) != 0) {
+    x->io_sent_ok = 0;
+    r = cm->cu->htod_async(x->io_table, x->dev_io, table, x->stream);
+    if (!r) {
+      memcpy(x->io_sent, x->dev_io, table);
+      x->io_sent_ok = 1;
+    }
+  }
   if (!r && cm->error_word) r = cm->cu->memset32_async(cm->error_word, 0, 1, x->stream);
   if (r) return run_cu_fail(c, r, "writing the io table", -1);
   for (int u = 0; u < (int)m->plan->n_schedule && !st; u++) st = run_unit(c, &u, graphs);
@@ -1302,9 +1328,10 @@ kiln_rt_status rt_cuda_run(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
   kiln_rt_status st = rt_check_run_args(c, in, ni, out, no, opt ? opt->input_memory : NULL,
                                         opt ? opt->output_memory : NULL);
   if (st) return st;
-  const rt_cuda_model *cm = c->model->cuda;
+  rt_cuda_model *cm = c->model->cuda;
   int r = cm->cu->ctx_push(cm->ctx);
   if (r) return run_cu_fail(c, r, "cuCtxPushCurrent", -1);
+  if (cm->error_word) pthread_mutex_lock(&cm->error_lock);
   st = run_all(c, in, out, opt);
   if (st) {
     /* nothing may still be in flight on the caller's buffers when the call returns */
@@ -1318,6 +1345,7 @@ kiln_rt_status rt_cuda_run(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
       rt_fmt(c->err, sizeof c->err, "%s", x->broken_msg);
     }
   }
+  if (cm->error_word) pthread_mutex_unlock(&cm->error_lock);
   x->pending_host = 0;
   void *prev = NULL;
   cm->cu->ctx_pop(&prev);

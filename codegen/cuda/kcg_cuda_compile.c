@@ -375,6 +375,7 @@ static kiln_status put_io(cctx *C, Kiln__Rt__Plan *p) {
 static kiln_status extend_plan(void *user, struct Kiln__Rt__Plan *p) {
   cctx *C = user;
   p->cuda_device = C->device;
+  p->cuda_error_word = C->prog.sets_error;
   kiln_status s = put_images(C, p);
   if (!s) s = put_cuda_steps(C, p);
   if (!s) s = put_schedule(C, p);

@@ -294,6 +294,7 @@ static kiln_status generate(cgen *G, const int32_t *outputs, int32_t n_outputs, 
     return oom(G);
   }
   out->source = src.p;
+  out->sets_error = G->text.p && strstr(G->text.p, "atomicCAS(&" KCG_CUDA_ERROR_WORD) != NULL;
   out->steps = G->steps;
   out->n_steps = G->n_steps;
   G->steps = NULL;

@@ -25,6 +25,7 @@
  * (grid-stride loops cover the rest). */
 #define KCG_CUDA_BLOCK 256
 #define KCG_CUDA_MAX_GRID ((int64_t)65535 * 8)
+#define KCG_CUDA_FLAT_GRID ((int64_t)8192) /* launch_flat's cap: 2M threads of 256 */
 
 /* One kernel to emit: the node, where its operands live (from the plan), and what the
  * emitter decides about its launch. */
@@ -36,6 +37,7 @@ typedef struct kcg_cuda_kernel {
   kcg_cuda_operand out;
   bool restrict_ok;             /* the output shares no byte with any input */
   bool epilogue_only;           /* fused_matmul after a GEMM: y = epilogue(y) in place */
+  bool hoisted;                 /* emitter: single-element chain operands loaded before the loop */
   int64_t grid;                 /* set by the emitter */
   int32_t block;                /* set by the emitter */
 } kcg_cuda_kernel;

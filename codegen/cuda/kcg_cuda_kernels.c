@@ -247,10 +247,12 @@ static int64_t extent_of(const kcg_cuda_kernel *k, const kir_type *t) {
   return m < 0 ? INT64_MAX : m;
 }
 
-/* One thread per element: `block` threads, enough blocks for work, within the cap. */
+/* One thread per element up to KCG_CUDA_FLAT_GRID blocks of `block` threads; past that
+ * each thread takes several (the kernels loop grid-stride): two million threads keep
+ * any current GPU's memory busy, and per-thread work before the loop is paid less often. */
 static void launch_flat(kcg_cuda_kernel *k, int64_t work) {
   k->block = KCG_CUDA_BLOCK;
-  k->grid = clamp64((work + KCG_CUDA_BLOCK - 1) / KCG_CUDA_BLOCK, 1, KCG_CUDA_MAX_GRID);
+  k->grid = clamp64((work + KCG_CUDA_BLOCK - 1) / KCG_CUDA_BLOCK, 1, KCG_CUDA_FLAT_GRID);
 }
 
 /* "for (I v = global thread; v < n; v += all threads) {" */
@@ -415,14 +417,33 @@ static kiln_status put_step(kcg_cuda_kernel *k, const kir_epilogue *e, int32_t s
   return KILN_OK;
 }
 
-/* The epilogue steps on the local `v`, each binary step's operand loaded first. */
+/* Whether epilogue step s reads one element (a scalar or all-ones shape: index 0). */
+static bool single_operand(const kcg_cuda_kernel *k, const kir_epilogue *e, int32_t s) {
+  return e->operand[s] >= 0 && kir_type_numel(&k->g->nodes[k->n->inputs[e->operand[s]]]->type) == 1;
+}
+
+/* Declares uS for every step reading one element, before the grid-stride loop: a
+ * constant the chain uses at every element is loaded once per thread, not once per
+ * element (a 50-op chain of scalar constants is otherwise bound by those loads). */
+static void put_hoisted(kcg_cuda_kernel *k, const kir_epilogue *e, kcg_buf *b) {
+  for (int32_t s = 0; s < e->n; s++) {
+    if (!single_operand(k, e, s)) continue;
+    int32_t i = (int32_t)e->operand[s];
+    kcg_printf(b, "  const %s u%d = %sa%d[0]);\n", vtype(k->n->type.dtype), (int)s,
+               lv_open(k->g->nodes[k->n->inputs[i]]->type.dtype), (int)i);
+  }
+  k->hoisted = true;
+}
+
+/* The epilogue steps on the local `v`, each binary step's operand loaded first (unless
+ * put_hoisted declared it). */
 static kiln_status put_steps(kcg_cuda_kernel *k, const kir_epilogue *e, const kplan *p,
                              const char *flat, const char *kpfx, const char *rpfx,
                              const char *ind, kcg_buf *b) {
   for (int32_t s = 0; s < e->n; s++) {
     char xb[16];
     snprintf(xb, sizeof xb, "u%d", (int)s);
-    if (e->operand[s] >= 0) {
+    if (e->operand[s] >= 0 && !(k->hoisted && single_operand(k, e, s))) {
       kcg_printf(b, "%sconst %s %s = ", ind, vtype(k->n->type.dtype), xb);
       put_load(b, k, p, (int32_t)e->operand[s], flat, kpfx, rpfx);
       kcg_printf(b, ";\n");
@@ -543,16 +564,17 @@ static kiln_status ew_body(kcg_cuda_kernel *k, const kir_epilogue *e, const bool
   one_step os;
   put_open(k, decl, b);
   if (numel == 0) { put_close(b); return KILN_OK; }
+  if (is_float(n->type.dtype) && !e) {
+    one_step_init(&os, n);
+    e = &os.e;
+  }
+  if (e) put_hoisted(k, e, b);
   put_gs_loop(b, p->I, "i", numel);
   put_coords(b, p, false, "i", "c", "    ");
   kiln_status s;
   if (!is_float(n->type.dtype)) {
     s = put_int_body(k, p, b);
   } else {
-    if (!e) {
-      one_step_init(&os, n);
-      e = &os.e;
-    }
     s = put_chain(k, e, p, "i", "c", "c", "    ", b);
     kcg_printf(b, "    y[i] = %sv);\n", st_open(n->type.dtype));
   }

@@ -164,7 +164,8 @@ void ktc_build_chain(kir_graph *g, kiln_dtype dt) {
   kir_node *cl = kt_clamp(g, "cl", mx, -0.75, 2.5);
   kir_node *sg = kt_op1(g, KIR_OP_SIGMOID, "sg", cl);
   kir_node *dv = kt_op2(g, KIR_OP_DIV, "dv", z, sg);
-  kt_op1(g, KIR_OP_SQRT, "out", kt_op1(g, KIR_OP_TANH, "th", kt_op1(g, KIR_OP_NEG, "ng", dv)));
+  kir_node *th = kt_op1(g, KIR_OP_TANH, "th", kt_op1(g, KIR_OP_NEG, "ng", dv));
+  kt_op1(g, KIR_OP_SQRT, "out", kt_op2(g, KIR_OP_MUL, "sq", th, th)); /* sqrt of a square: no NaN */
 }
 
 void ktc_build_reductions(kir_graph *g, kiln_dtype dt) {

@@ -480,6 +480,25 @@ static void test_mlp_on_gpu(void **state) {
   for (size_t s = 0; s < A.plan->n_cuda_steps; s++) assert_int_equal(A.plan->cuda_steps[s]->kind, 2);
   assert_string_equal(A.plan->input_devices[0], "cuda:0");
   assert_non_null(strstr(A.plan->pipeline, "nvrtc "));
+  assert_false(A.plan->cuda_error_word); /* no kernel can fail: the runtime skips the word */
+  art_close(&A);
+  kir_graph_destroy(g);
+}
+
+/* Integer division on the GPU can fail: the plan says the runtime must read kiln_error. */
+static void test_error_word_flag(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  kir_node *x = kt_ph(g, "x", KILN_I32, DIMS(4));
+  kir_node *y = kt_ph(g, "y", KILN_I32, DIMS(4));
+  kt_op2(g, KIR_OP_DIV, "out", x, y);
+  const char *outs[] = {"out"}, *path = kt_path("div.kart");
+  place(g, outs, 1);
+  assert_string_equal(kt_find(g, "out")->assigned_device, "cuda:0");
+  OK(g, compile(g, outs, 1, "sm_90", path));
+  art A;
+  art_open(&A, path);
+  assert_true(A.plan->cuda_error_word);
   art_close(&A);
   kir_graph_destroy(g);
 }
@@ -692,6 +711,7 @@ int main(int argc, char **argv) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mlp_on_gpu),
+      cmocka_unit_test(test_error_word_flag),
       cmocka_unit_test(test_mixed),
       cmocka_unit_test(test_cpu_only),
       cmocka_unit_test(test_deterministic),

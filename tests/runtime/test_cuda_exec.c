@@ -101,6 +101,7 @@ static Kiln__Rt__Plan *plan_new(const char *entry) {
   p->target = S("cuda");
   p->entry = S(entry);
   p->cuda_device = S("cuda:0");
+  p->cuda_error_word = 1; /* the fake kernels may set kiln_error (FAKE_CUDA_SET_ERROR) */
   p->producer = S("test_cuda_exec");
   p->pipeline = S("");
   return p;
