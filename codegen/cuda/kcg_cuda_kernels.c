@@ -109,6 +109,12 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
   case KIR_OP_DIV: kcg_printf(b, "__%sdiv_rn(%s, %s)", f, xa, xb); return true;
   case KIR_OP_MAXIMUM:
   case KIR_OP_MINIMUM:
+    /* f32: PTX max/min.NaN (equal to the compare-and-select below on every value; only a
+     * ±0 pair may come out with the other zero's sign) */
+    if (c == KILN_F32) {
+      kcg_printf(b, "k_f%s_nan(%s, %s)", op == KIR_OP_MAXIMUM ? "max" : "min", xa, xb);
+      return true;
+    }
     kcg_printf(b, "(isnan(%s) || isnan(%s)) ? (%s)K_NAN : (%s %c %s ? %s : %s)", xa, xb, T, xa,
                op == KIR_OP_MAXIMUM ? '>' : '<', xb, xa, xb);
     return true;
@@ -118,7 +124,10 @@ static bool put_fexpr(kcg_buf *b, kir_op op, kiln_dtype c, const char *xa, const
   case KIR_OP_SQRT: kcg_printf(b, "__%ssqrt_rn(%s)", f, xa); return true;
   case KIR_OP_TANH: kcg_printf(b, "tanh(%s)", xa); return true;
   case KIR_OP_SIGMOID: kcg_printf(b, "__ddiv_rn(1.0, __dadd_rn(1.0, exp(-%s)))", xa); return true;
-  case KIR_OP_RELU: kcg_printf(b, "%s < (%s)0 ? (%s)0 : %s", xa, T, T, xa); return true;
+  case KIR_OP_RELU:
+    if (c == KILN_F32) kcg_printf(b, "k_fmax_nan(%s, 0.0f)", xa); /* NaN stays NaN; -0 may become +0 */
+    else kcg_printf(b, "%s < (%s)0 ? (%s)0 : %s", xa, T, T, xa);
+    return true;
   case KIR_OP_CLAMP:
     put_clamp_side(b, c, xa, lo, '<');
     put_clamp_side(b, c, xa, hi, '>');
@@ -1341,7 +1350,13 @@ void kcg_cuda_put_prelude(kcg_buf *b, bool half) {
     "typedef int k_i32;\ntypedef unsigned int k_u32;\n"
     "typedef long long k_i64;\ntypedef unsigned long long k_u64;\n"
     "#define K_INF __longlong_as_double(0x7ff0000000000000LL)\n"
-    "#define K_NAN __longlong_as_double(0x7ff8000000000000LL)\n\n"
+    "#define K_NAN __longlong_as_double(0x7ff8000000000000LL)\n"
+    "/* f32 maximum / minimum that return NaN when either input is NaN (sm_80+): one\n"
+    " * instruction, where compare-and-select with NaN tests takes five */\n"
+    "__device__ __forceinline__ float k_fmax_nan(float a, float b) {\n"
+    "  float r; asm(\"max.NaN.f32 %%0, %%1, %%2;\" : \"=f\"(r) : \"f\"(a), \"f\"(b)); return r;\n}\n"
+    "__device__ __forceinline__ float k_fmin_nan(float a, float b) {\n"
+    "  float r; asm(\"min.NaN.f32 %%0, %%1, %%2;\" : \"=f\"(r) : \"f\"(a), \"f\"(b)); return r;\n}\n\n"
     "/* set to the failing step + 1 by a kernel that meets integer division by zero */\n"
     "extern \"C\" {\n__device__ unsigned int %s;\n}\n#endif\n\n", KCG_CUDA_ERROR_SYMBOL);
   if (!half) return;
