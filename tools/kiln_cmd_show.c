@@ -219,6 +219,58 @@ static const char *loc_name(Kiln__Rt__Location loc) {
   }
 }
 
+static const char *where_name(const Kiln__Rt__Operand *o, char *buf, size_t n) {
+  switch (o ? o->where : KILN__RT__WHERE__WHERE_NONE) {
+  case KILN__RT__WHERE__WHERE_ARENA: snprintf(buf, n, "%s arena+%llu", o->device, (unsigned long long)o->offset); break;
+  case KILN__RT__WHERE__WHERE_WEIGHTS: snprintf(buf, n, "weights+%llu", (unsigned long long)o->offset); break;
+  case KILN__RT__WHERE__WHERE_IO: snprintf(buf, n, "io[%d] on %s", (int)o->index, o->device); break;
+  default: snprintf(buf, n, "none"); break;
+  }
+  return buf;
+}
+
+/* Target "cuda": the device, the arenas, the kernel images, every CUDA step and the
+ * run's schedule (what runs where, and the copies between). */
+static void show_cuda(const Kiln__Rt__Plan *p) {
+  char esc[96], a[96], b[96];
+  printf("cuda: device %s, entry %s, error word %s\n", p->cuda_device,
+         p->entry[0] ? p->entry : "(no CPU code)", p->cuda_error_word ? "read" : "unused");
+  for (size_t i = 0; i < p->n_arenas; i++)
+    printf("  arena %s: %llu bytes\n", p->arenas[i]->device, (unsigned long long)p->arenas[i]->bytes);
+  for (size_t i = 0; i < p->n_cuda_images; i++) {
+    const Kiln__Rt__CudaImage *im = p->cuda_images[i];
+    char hex[65] = "";
+    if (im->sha256.len == 32) kart_hex(im->sha256.data, hex);
+    printf("  image %-10s %s, %llu bytes at %llu, sha256 %.16s…\n", im->arch, im->ptx ? "ptx  " : "cubin",
+           (unsigned long long)im->size, (unsigned long long)im->offset, hex);
+  }
+  printf("cuda steps:\n");
+  for (size_t i = 0; i < p->n_cuda_steps; i++) {
+    const Kiln__Rt__CudaStep *s = p->cuda_steps[i];
+    printf("  %zu ", i);
+    if (s->kind == 2 && s->gemm) {
+      const Kiln__Rt__CudaGemm *g = s->gemm;
+      printf("cuBLASLt %s GEMM %lldx%lldx%lld batch %lld%s%s%s%s", g->dtype == 2 ? "f64" : "f32",
+             (long long)g->m, (long long)g->n, (long long)g->k, (long long)g->batch,
+             g->trans_a ? " A^T" : "", g->trans_b ? " B^T" : "", g->has_bias ? " +bias" : "",
+             g->relu ? " relu" : "");
+      if (s->kernel[0]) printf(", then");
+    }
+    if (s->kernel[0]) printf(" %s <<<%llu, %u>>>", s->kernel, (unsigned long long)s->grid, s->block);
+    printf("  node %s\n", kir_escape(s->node, esc, sizeof esc));
+  }
+  printf("schedule (%zu units):\n", p->n_schedule);
+  for (size_t i = 0; i < p->n_schedule; i++) {
+    const Kiln__Rt__Unit *u = p->schedule[i];
+    const char *node = kir_escape(u->node, esc, sizeof esc);
+    if (u->kind == KILN__RT__UNIT__KIND__UNIT_CPU_STEP) printf("  cpu step %d  %s\n", (int)u->index, node);
+    else if (u->kind == KILN__RT__UNIT__KIND__UNIT_CUDA_STEP) printf("  cuda step %d  %s\n", (int)u->index, node);
+    else
+      printf("  copy %llu bytes %s -> %s  %s\n", (unsigned long long)(u->src ? u->src->bytes : 0),
+             where_name(u->src, a, sizeof a), where_name(u->dst, b, sizeof b), node);
+  }
+}
+
 static void show_plan(const Kiln__Rt__Plan *p) {
   char ty[160], esc[96];
   printf("target %s, abi %u, producer %s\npipeline %s\n", p->target, p->abi, p->producer,
@@ -249,12 +301,16 @@ static void show_plan(const Kiln__Rt__Plan *p) {
   for (size_t i = 0; i < p->n_buffers; i++) {
     const Kiln__Rt__Buffer *b = p->buffers[i];
     format_spec(b->tensor, ty, sizeof ty);
-    printf("  %zu %s %s in %s at %llu (%llu bytes)\n", i,
+    bool other = b->loc == KILN__RT__LOCATION__LOC_ARENA && b->device[0] && strcmp(b->device, "cpu:0");
+    printf("  %zu %s %s in %s%s%s at %llu (%llu bytes)\n", i,
            kir_escape(b->tensor ? b->tensor->name : "?", esc, sizeof esc), ty, loc_name(b->loc),
-           (unsigned long long)b->offset, (unsigned long long)b->size);
+           other ? " of " : "", other ? b->device : "", (unsigned long long)b->offset,
+           (unsigned long long)b->size);
   }
-  printf("memory plan: arena peak %llu bytes, weights %llu bytes\n",
+  printf("memory plan: %sarena peak %llu bytes, weights %llu bytes\n",
+         strcmp(p->target, "cuda") == 0 ? "cpu:0 " : "",
          (unsigned long long)p->arena_bytes, (unsigned long long)p->weights_bytes);
+  if (strcmp(p->target, "cuda") == 0) show_cuda(p);
 }
 
 static int show_artifact(const char *path) {

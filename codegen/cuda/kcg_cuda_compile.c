@@ -454,7 +454,7 @@ static kiln_status write_artifact(cctx *C, const char *path) {
   sec[1].size = strlen(C->prog.source);
   kcg_plan_ext x = {"cuda", C->csrc ? "kiln_step" : "", true, node_kernel, extend_plan, C, sec, 2};
   return kcg_c_write_artifact_ext(C->g, &C->plan, C->ids, C->n_outputs, C->pipeline,
-                                  kcg_c_host_isa(C->opt), C->csrc, C->so, C->so_len, &x, path);
+                                  C->csrc && kcg_c_host_isa(C->opt), C->csrc, C->so, C->so_len, &x, path);
 }
 
 /* ---------------------------------------------------------------- driver -------- */

@@ -539,5 +539,27 @@ if [ -n "$pyonnx" ] && mkdir -p "$work/ox" && "$pyonnx" "$src/make_onnx_cases.py
   nostray "$work" "no temp files after failed imports"
 else ok "python3 with onnx and numpy absent: generated-ONNX checks skipped"; fi
 
+# --target cuda: NVRTC compiles without a GPU; running it needs one (KILN_RT_ERR_DEVICE here)
+if "$bin/kiln" compile "$work/mlp.kiln" --target cuda -o "$work/mlp-cuda.kart" >"$work/out" 2>&1; then
+  ok "compile --target cuda"
+  expect "show a CUDA artifact: images" 0 "image sm_90 +cubin" "$bin/kiln" show "$work/mlp-cuda.kart"
+  expect "show a CUDA artifact: cuBLASLt steps" 0 "cuBLASLt f32 GEMM 64x100x1000" "$bin/kiln" show "$work/mlp-cuda.kart"
+  expect "show a CUDA artifact: no CPU code, no cpu features" 0 "cpu features required: none" \
+    "$bin/kiln" show "$work/mlp-cuda.kart"
+  expect "--log-placement --target cuda puts the matmuls on cuda:0" 0 "y +matmul +-> cuda:0" \
+    "$bin/kiln" compile "$work/mlp.kiln" --target cuda --log-placement
+  if ! "$bin/kiln" run "$work/mlp-cuda.kart" --random-inputs 1 >/dev/null 2>&1; then
+    expect "a CUDA artifact without a GPU: device error" 1 "no CUDA driver|device" \
+      "$bin/kiln" run "$work/mlp-cuda.kart" --random-inputs 1
+  fi
+else
+  grep -q "NVRTC\|nvrtc" "$work/out" && ok "compile --target cuda: NVRTC absent, skipped" || bad "compile --target cuda"
+fi
+expect "--cuda-arch needs --target cuda" 2 "cuda-arch applies to --target cuda" \
+  "$bin/kiln" compile "$work/mlp.kiln" --cuda-arch sm_90 -o "$work/x.kart"
+expect "--emit-c is CPU only" 2 "emit-c" "$bin/kiln" compile "$work/mlp.kiln" --target cuda --emit-c "$work"
+expect "a bad --cuda-arch" 1 "sm_9x" "$bin/kiln" compile "$work/mlp.kiln" --target cuda --cuda-arch sm_9x -o "$work/x.kart"
+nofile "$work/x.kart" "no artifact for a bad --cuda-arch"
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
