@@ -565,6 +565,57 @@ static kiln_status put_int_body(kcg_cuda_kernel *k, const kplan *p, kcg_buf *b) 
   return ok ? KILN_OK : no_kernel(k, op_name(k->n->op));
 }
 
+/* Elements per thread per trip of an unrolled float chain (ew_body). */
+#define EW_UNROLL 4
+
+/* Whether a float chain can run unrolled: input 0 has t's shape and every other input it
+ * reads either has t's shape too (read at the flat index) or is a single element. */
+static bool ew_unrollable(const kcg_cuda_kernel *k, const kir_epilogue *e, const bool *decl,
+                          const kplan *p) {
+  if (!e || !is_float(k->n->type.dtype)) return false;
+  for (int32_t i = 0; i < k->n->n_inputs; i++) {
+    if (decl && !decl[i]) continue;
+    const kir_type *t = &k->g->nodes[k->n->inputs[i]]->type;
+    if (!kcg_same_shape(t, &p->t) && (i == 0 || kir_type_numel(t) != 1)) return false;
+  }
+  return true;
+}
+
+/* The chain, EW_UNROLL elements a grid-stride apart per trip: every thread first loads
+ * its EW_UNROLL values of input 0, then runs the chain on each and stores it. Loads in
+ * flight before the arithmetic hide the memory latency a one-element loop exposes (a
+ * 50-op chain otherwise waits for each load, then computes, then waits again). */
+static kiln_status ew_unrolled(kcg_cuda_kernel *k, const kir_epilogue *e, kplan *p, int64_t numel,
+                               kcg_buf *b) {
+  const char *I = p->I, *V = vtype(k->n->type.dtype);
+  long long n = (long long)numel;
+  kcg_printf(b, "  const %s S = (%s)gridDim.x * (%s)blockDim.x;\n", I, I, I);
+  kcg_printf(b, "  for (%s i0 = (%s)blockIdx.x * (%s)blockDim.x + (%s)threadIdx.x; i0 < (%s)%lld; "
+             "i0 += (%s)%d * S) {\n", I, I, I, I, I, n, I, EW_UNROLL);
+  kcg_printf(b, "    %s x[%d];\n#pragma unroll\n    for (int u = 0; u < %d; u++) {\n", V, EW_UNROLL, EW_UNROLL);
+  kcg_printf(b, "      const %s i = i0 + (%s)u * S;\n      x[u] = i < (%s)%lld ? ", I, I, I, n);
+  put_load(b, k, p, 0, "i", "c", "c");
+  kcg_printf(b, " : (%s)0;\n    }\n#pragma unroll\n    for (int u = 0; u < %d; u++) {\n", V, EW_UNROLL);
+  /* With every other operand hoisted the steps read no memory: the chains of all
+   * EW_UNROLL elements run unguarded (a lane past the end computes on 0 and is not
+   * stored), so the compiler can interleave them; else each stops at the end. */
+  bool pure = true;
+  for (int32_t st = 0; st < e->n; st++) pure = pure && (e->operand[st] < 0 || single_operand(k, e, st));
+  kcg_printf(b, "      const %s i = i0 + (%s)u * S;\n", I, I);
+  if (!pure) kcg_printf(b, "      if (i >= (%s)%lld) break;\n", I, n);
+  else kcg_printf(b, "      (void)i;\n");
+  kcg_printf(b, "      %s v = x[u];\n", V);
+  kiln_status s = put_steps(k, e, p, "i", "c", "c", "      ", b);
+  if (!pure) {
+    kcg_printf(b, "      y[i] = %sv);\n    }\n  }\n", st_open(k->n->type.dtype));
+    return s;
+  }
+  kcg_printf(b, "      x[u] = v;\n    }\n#pragma unroll\n    for (int u = 0; u < %d; u++) {\n", EW_UNROLL);
+  kcg_printf(b, "      const %s i = i0 + (%s)u * S;\n      if (i < (%s)%lld) y[i] = %sx[u]);\n    }\n  }\n",
+             I, I, I, n, st_open(k->n->type.dtype));
+  return s;
+}
+
 /* One thread per element of t: a plain elementwise op (e NULL) or a fused chain. */
 static kiln_status ew_body(kcg_cuda_kernel *k, const kir_epilogue *e, const bool *decl, kplan *p,
                            kcg_buf *b) {
@@ -578,6 +629,11 @@ static kiln_status ew_body(kcg_cuda_kernel *k, const kir_epilogue *e, const bool
     e = &os.e;
   }
   if (e) put_hoisted(k, e, b);
+  if (ew_unrollable(k, e, decl, p)) {
+    kiln_status s = ew_unrolled(k, e, p, numel, b);
+    put_close(b);
+    return s;
+  }
   put_gs_loop(b, p->I, "i", numel);
   put_coords(b, p, false, "i", "c", "    ");
   kiln_status s;
