@@ -71,6 +71,21 @@ for t in test_nvrtc test_cuda_codegen test_cuda_runtime; do
   grep -E "skipped|GPU sm_|artifacts checked|device memory:|ERROR|FAILED" "$logs/gpu-$t.log" | head -40
 done
 
+echo "== the command line on the GPU: kiln compile --target cuda, kiln run, kiln compare"
+cli=$(mktemp -d)
+if [ -x "$build/bin/seed_mlp" ] && "$build/bin/seed_mlp" "$cli/mlp.kiln" >/dev/null &&
+   "$build/bin/kiln" compile "$cli/mlp.kiln" --target cuda --cuda-arch "$arch" -o "$cli/mlp.kart" >/dev/null &&
+   "$build/bin/kiln" run "$cli/mlp.kiln" --target ref --random-inputs 3 --save-inputs "$cli" \
+     --output y="$cli/y_ref.npy" >/dev/null &&
+   "$build/bin/kiln" run "$cli/mlp.kart" --input x="$cli/x.npy" --output y="$cli/y_gpu.npy" >/dev/null &&
+   "$build/bin/kiln" compare "$cli/y_gpu.npy" "$cli/y_ref.npy" --tol 1e-5; then
+  "$build/bin/kiln" show "$cli/mlp.kart" | sed -n '/^cuda:/,$p'
+  "$build/bin/kiln" bench "$cli/mlp.kart" --iterations 200 2>&1 | tail -3
+else
+  echo "the lecture MLP through the CLI on the GPU: FAILED"; status=1
+fi
+rm -rf "$cli"
+
 echo "== benchmarks"
 if [ -x "$build/bin/bench_gpu" ]; then
   timeout 300 "$build/bin/bench_gpu" --arch "$arch" --json "$logs/gpu-kiln.json" >"$logs/gpu-bench.log" 2>&1 ||

@@ -13,7 +13,7 @@ out=${2:-$root/build-gpu}
 rm -rf "$out"
 mkdir -p "$out/lib" "$out/bin" "$out/tests"
 cp "$build/lib/libkiln_rt.so" "$out/lib/"
-for b in kiln bench_gpu; do
+for b in kiln bench_gpu seed_mlp; do
   [ -x "$build/bin/$b" ] && cp "$build/bin/$b" "$out/bin/"
 done
 for t in test_nvrtc test_cuda_codegen test_cuda_runtime; do

@@ -441,6 +441,8 @@ typedef struct report {
   size_t arena;
   const char *threads_env; /* OPENBLAS_NUM_THREADS as the run saw it, or NULL */
   char blas[160];          /* kiln_rt_model_blas_core: the kernels OpenBLAS runs */
+  char device[200];        /* kiln_rt_model_device: "cpu:0", "cuda:0 (NVIDIA H200, sm_90, cubin)" */
+  char target[16];         /* kiln_rt_model_target */
   bool have_cold;
   cold_figures cold;
   lib_size lib;
@@ -456,6 +458,7 @@ static void print_text(const report *r) {
          r->threads_env ? r->threads_env : "",
          a->threads ? " (set by --threads before the model was opened)"
                     : r->threads_env ? " (from the environment)" : "");
+  printf("device      %s (target %s; host buffers)\n", r->device, r->target);
   printf("blas        %s\n", r->blas[0] ? r->blas : "(not loaded)");
   printf("iterations  %lld timed after %lld warm-up, %d input set%s of %lld random bytes "
          "(L2 %lld bytes)%s\n", a->iterations, a->warmup, r->x->k, r->x->k == 1 ? "" : "s",
@@ -489,7 +492,11 @@ static void print_json(const report *r) {
   ktool_json_string(a->path);
   printf(", \"kind\": ");
   ktool_json_string(r->model_kind);
-  printf(", \"target\": \"cpu\", \"threads\": ");
+  printf(", \"target\": ");
+  ktool_json_string(r->target);
+  printf(", \"device\": ");
+  ktool_json_string(r->device);
+  printf(", \"threads\": ");
   if (r->threads_env) ktool_json_string(r->threads_env);
   else printf("null");
   printf(", \"blas_core\": ");
@@ -554,6 +561,8 @@ static int bench_artifact(const bench_args *a, const char *path, report *r) {
     r->st = summarize(samples, a->iterations);
     r->arena = kiln_rt_model_arena_bytes(m);
     snprintf(r->blas, sizeof r->blas, "%s", kiln_rt_model_blas_core(m));
+    snprintf(r->device, sizeof r->device, "%s", kiln_rt_model_device(m));
+    snprintf(r->target, sizeof r->target, "%s", kiln_rt_model_target(m));
     r->x = &x;
   }
   kiln_rt_context_destroy(c);
