@@ -359,7 +359,7 @@ static kiln_rt_status check_gemm(kiln_rt_model *m, size_t i, const Kiln__Rt__Cud
 
 static kiln_rt_status check_cuda_steps(kiln_rt_model *m) {
   const Kiln__Rt__Plan *p = m->plan;
-  char esc[RT_ESC_BYTES];
+  char esc[RT_ESC_BYTES], esc2[RT_ESC_BYTES];
   for (size_t i = 0; i < p->n_cuda_steps; i++) {
     const Kiln__Rt__CudaStep *s = p->cuda_steps[i];
     if (s->kind != 1 && s->kind != 2)
@@ -367,7 +367,7 @@ static kiln_rt_status check_cuda_steps(kiln_rt_model *m) {
                            "(kernel) or 2 (GEMM)", i, rt_escape(s->node, esc), (int)s->kind);
     if ((s->kind == 1 || s->kernel[0]) && bad_ident(s->kernel))
       return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu (node '%s'): kernel name '%s' is "
-                           "not an identifier", i, s->node, rt_escape(s->kernel, esc));
+                           "not an identifier", i, rt_escape(s->node, esc2), rt_escape(s->kernel, esc));
     if (s->kernel[0] && (s->grid < 1 || s->grid > INT32_MAX || s->block < 1 || s->block > 1024))
       return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu: grid %llu x block %u is out of "
                            "range (1..2^31-1 blocks of 1..1024 threads)", i,
@@ -385,6 +385,14 @@ static size_t count_cpu_steps(const Kiln__Rt__Plan *p) {
   size_t n = 0;
   for (size_t i = 0; i < p->n_steps; i++) n += side_of(p, p->steps[i]->device) != SIDE_CUDA;
   return n;
+}
+
+/* Two operands on one side sharing bytes: the same io tensor, or overlapping ranges of
+ * the arena. */
+static int copy_overlaps(const Kiln__Rt__Operand *a, const Kiln__Rt__Operand *b) {
+  if (a->where != b->where || a->bytes == 0 || b->bytes == 0) return 0;
+  if (a->where == KILN__RT__WHERE__WHERE_IO) return a->index == b->index;
+  return a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
 }
 
 static kiln_rt_status check_schedule(kiln_rt_model *m) {
@@ -418,6 +426,9 @@ static kiln_rt_status check_schedule(kiln_rt_model *m) {
       if (!st && u->src->bytes != u->dst->bytes)
         st = rt_model_fail(m, KILN_RT_ERR_FORMAT, "schedule unit %zu: copies %llu bytes into %llu",
                            i, (unsigned long long)u->src->bytes, (unsigned long long)u->dst->bytes);
+      if (!st && s1 == s2 && copy_overlaps(u->src, u->dst)) /* memcpy / DtoD of overlapping ranges */
+        st = rt_model_fail(m, KILN_RT_ERR_FORMAT, "schedule unit %zu: the copy's source and "
+                           "destination overlap on %s", i, s1 == SIDE_CPU ? "cpu:0" : p->cuda_device);
       if (st) return st;
       break;
     default:
@@ -688,6 +699,9 @@ static kiln_rt_status upload_weights(kiln_rt_model *m) {
   }
   if (m->weights_bytes && (r = cm->cu->htod(cm->weights, m->weights, m->weights_bytes)))
     return cu_fail(m, KILN_RT_ERR_DEVICE, r, "cuMemcpyHtoD of the weights");
+  /* the copy may still be in flight on the legacy stream, which contexts' streams do not
+   * wait for */
+  if ((r = cm->cu->stream_sync(NULL))) return cu_fail(m, KILN_RT_ERR_DEVICE, r, "cuStreamSynchronize after the weights");
   return KILN_RT_OK;
 }
 
@@ -854,12 +868,13 @@ kiln_rt_status rt_cuda_model_open(kiln_rt_model *m, const kart_section *code) {
 void rt_cuda_model_close(kiln_rt_model *m) {
   rt_cuda_model *cm = m ? m->cuda : NULL;
   if (!cm) return;
+  /* cuBLASLt layouts are host objects: freed even when the context cannot be made current */
+  for (int i = 0; cm->gemms && i < cm->n_gemms; i++) {
+    if (cm->gemms[i].la) lt.api.layout_destroy(cm->gemms[i].la);
+    if (cm->gemms[i].lb) lt.api.layout_destroy(cm->gemms[i].lb);
+    if (cm->gemms[i].ld) lt.api.layout_destroy(cm->gemms[i].ld);
+  }
   if (cm->ctx && cm->cu->ctx_push(cm->ctx) == 0) {
-    for (int i = 0; cm->gemms && i < cm->n_gemms; i++) {
-      if (cm->gemms[i].la) lt.api.layout_destroy(cm->gemms[i].la);
-      if (cm->gemms[i].lb) lt.api.layout_destroy(cm->gemms[i].lb);
-      if (cm->gemms[i].ld) lt.api.layout_destroy(cm->gemms[i].ld);
-    }
     if (cm->lt_handle) lt.api.destroy(cm->lt_handle);
     if (cm->module) cm->cu->module_unload(cm->module);
     if (cm->weights) cm->cu->mem_free(cm->weights);
@@ -904,8 +919,11 @@ static kiln_rt_status make_staging(kiln_rt_context *c) {
   rt_cuda_ctx *x = c->cuda;
   size_t dev = 0, host = 0;
   for (int k = 0; k < cm->n_io; k++) {
-    if (cm->io_flags[k] & IO_DEV) dev += round_up(io_nbytes(m, k) ? io_nbytes(m, k) : 1);
-    if (k < m->n_inputs && (cm->io_flags[k] & IO_HOST)) host += round_up(io_nbytes(m, k));
+    size_t n = io_nbytes(m, k);
+    /* a plan may declare tensors of any size: the sums must not wrap */
+    if (n > SIZE_MAX / 2 || (cm->io_flags[k] & IO_DEV && __builtin_add_overflow(dev, round_up(n ? n : 1), &dev)) ||
+        (k < m->n_inputs && (cm->io_flags[k] & IO_HOST) && __builtin_add_overflow(host, round_up(n), &host)))
+      return rt_ctx_fail(c, KILN_RT_ERR_LIMIT, "the io tensors' staging does not fit in memory");
   }
   kiln_rt_status st = dev ? dev_alloc(c, &x->staging_block, dev, "cuMemAlloc of the io staging") : KILN_RT_OK;
   if (st) return st;
@@ -1004,8 +1022,6 @@ void rt_cuda_context_destroy(kiln_rt_context *c) {
     if (x->stream) cm->cu->stream_sync(x->stream); /* nothing may still use what is freed */
     for (int i = 0; x->exec && i < cm->n_stretches; i++)
       if (x->exec[i]) cm->cu->graph_exec_destroy(x->exec[i]);
-    for (int i = 0; x->descs && i < cm->n_gemms; i++)
-      if (x->descs[i]) lt.api.desc_destroy(x->descs[i]);
     rt_cuptr bufs[4] = {x->arena, x->io_table, x->staging_block, x->workspace};
     for (int i = 0; i < 4; i++)
       if (bufs[i]) cm->cu->mem_free(bufs[i]);
@@ -1013,6 +1029,8 @@ void rt_cuda_context_destroy(kiln_rt_context *c) {
     void *prev = NULL;
     cm->cu->ctx_pop(&prev);
   }
+  for (int i = 0; x->descs && i < cm->n_gemms; i++) /* host objects */
+    if (x->descs[i]) lt.api.desc_destroy(x->descs[i]);
   kiln_rt__free(x->host_block);
   kiln_rt__free(x->dev_io);
   kiln_rt__free(x->io_sent);
@@ -1186,11 +1204,13 @@ static int capture(kiln_rt_context *c, int s, int first, int end) {
   int r = cu->capture_end(x->stream, &graph);
   if (st || r || !graph) {
     if (graph) cu->graph_destroy(graph);
+    c->err[0] = '\0'; /* the stretch runs eagerly now; its own errors are reported then */
     return -1;
   }
   r = cu->graph_instantiate(&x->exec[s], graph, 0);
   cu->graph_destroy(graph);
   if (r) x->exec[s] = NULL;
+  c->err[0] = '\0'; /* a launch that failed inside the capture is not this run's error */
   return r ? -1 : 0;
 }
 
@@ -1234,6 +1254,10 @@ static kiln_rt_status run_unit(kiln_rt_context *c, int *u, int graphs) {
     return rt_ctx_fail(c, KILN_RT_ERR_EXEC, "cpu step %d (node '%s'): %s", unit->index,
                        rt_escape(unit->node, esc), cpu_step_failure(m->plan, unit->index));
   }
+  /* An HtoD copy out of the CPU arena is asynchronous, and a later CPU step may reuse
+   * those bytes (the memory plan frees them after the transfer) without a sync: safe
+   * only because the arena is pageable, so the driver has taken the bytes when the call
+   * returns. Making the arena pinned needs a pending-HtoD sync here, as for DtoH. */
   const Kiln__Rt__Operand *s = unit->src, *d = unit->dst;
   int sd = strcmp(s->device, "cpu:0") != 0, dd = strcmp(d->device, "cpu:0") != 0;
   r = copy_any(c, dd ? NULL : host_addr(c, d), dd ? dev_addr(c, d) : 0, sd ? NULL : host_addr(c, s),
@@ -1404,6 +1428,9 @@ kiln_rt_status kiln_rt_device_copy(kiln_rt_model *m, void *dst, int dst_memory, 
   else if (dst_memory) r = cu->htod(d, src, nbytes);
   else if (src_memory) r = cu->dtoh(dst, s, nbytes);
   else memmove(dst, src, nbytes);
-  if (!r && dst_memory && src_memory) r = cu->ctx_sync(); /* cuMemcpyDtoD returns before it is done */
+  /* cuMemcpyDtoD, and cuMemcpyHtoD from pageable memory, may return before the bytes
+   * land; they run on the legacy stream, which the contexts' non-blocking streams do not
+   * wait for: wait here (that stream only, not every stream of the shared context). */
+  if (!r && dst_memory) r = cu->stream_sync(NULL);
   return pop_with(cu, r);
 }

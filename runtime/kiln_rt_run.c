@@ -130,25 +130,30 @@ kiln_rt_status rt_nbytes(int dtype, int rank, const int64_t *dims, size_t *out) 
 
 /* ---- contexts ---- */
 
+/* Why this thread's last kiln_rt_context_create failed: there is no handle to keep it
+ * on, so kiln_rt_context_error(NULL) reads it (as dlerror does). */
+static _Thread_local char create_err[RT_ERR_BYTES];
+
+static kiln_rt_status create_fail(kiln_rt_context *c, kiln_rt_status st, const char *why) {
+  rt_fmt(create_err, sizeof create_err, "no context: %s", c && c->err[0] ? c->err : why);
+  kiln_rt_context_destroy(c);
+  return st;
+}
+
 kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out) {
   if (!out) return KILN_RT_ERR_ARGUMENT;
   *out = NULL;
-  if (!m || m->status != KILN_RT_OK || !(m->entry || m->cuda)) return KILN_RT_ERR_ARGUMENT;
+  if (!m || m->status != KILN_RT_OK || !(m->entry || m->cuda))
+    return create_fail(NULL, KILN_RT_ERR_ARGUMENT, "the model is NULL or failed to open");
   kiln_rt_context *c = kiln_rt__calloc(1, sizeof *c);
-  if (!c) return KILN_RT_ERR_NOMEM;
+  if (!c) return create_fail(NULL, KILN_RT_ERR_NOMEM, "out of memory");
   c->model = m;
   c->arena = kiln_rt__malloc_aligned(m->arena_bytes);
   c->in_ptrs = kiln_rt__calloc((size_t)m->n_inputs + 1, sizeof *c->in_ptrs);
   c->out_ptrs = kiln_rt__calloc((size_t)m->n_outputs + 1, sizeof *c->out_ptrs);
-  if (!c->arena || !c->in_ptrs || !c->out_ptrs) {
-    kiln_rt_context_destroy(c);
-    return KILN_RT_ERR_NOMEM;
-  }
+  if (!c->arena || !c->in_ptrs || !c->out_ptrs) return create_fail(c, KILN_RT_ERR_NOMEM, "out of memory for the arena");
   kiln_rt_status st = m->cuda ? rt_cuda_context_create(c) : KILN_RT_OK;
-  if (st) {
-    kiln_rt_context_destroy(c);
-    return st;
-  }
+  if (st) return create_fail(c, st, "the device side could not be made");
   *out = c;
   return KILN_RT_OK;
 }
@@ -163,7 +168,8 @@ void kiln_rt_context_destroy(kiln_rt_context *c) {
 }
 
 const char *kiln_rt_context_error(const kiln_rt_context *c) {
-  return c ? c->err : "no context (kiln_rt_context_create did not make one)";
+  if (c) return c->err;
+  return create_err[0] ? create_err : "no context (kiln_rt_context_create did not make one)";
 }
 
 /* ---- run ---- */
@@ -208,24 +214,23 @@ static int overlaps(const kiln_rt_buffer *a, const kiln_rt_buffer *b) {
 }
 
 /* Outputs must not alias inputs or each other: the code reads inputs after it has
- * started writing outputs. Host and device addresses are different spaces. */
+ * started writing outputs. Host and device pointers share one address space (CUDA's
+ * unified addressing): ranges that overlap are the same memory (managed or mapped
+ * pinned memory is both), whichever side the caller says they are on. */
 static kiln_rt_status check_aliasing(kiln_rt_context *c, const kiln_rt_buffer *in, int ni,
-                                     const kiln_rt_buffer *out, int no,
-                                     const unsigned char *in_mem, const unsigned char *out_mem) {
+                                     const kiln_rt_buffer *out, int no) {
   const kiln_rt_model *m = c->model;
   char e1[RT_ESC_BYTES], e2[RT_ESC_BYTES];
-#define SPACE(mem, i) ((mem) ? (mem)[i] : KILN_RT_MEMORY_HOST)
   for (int o = 0; o < no; o++) {
     for (int i = 0; i < ni; i++)
-      if (in[i].data && SPACE(in_mem, i) == SPACE(out_mem, o) && overlaps(&out[o], &in[i]))
+      if (in[i].data && overlaps(&out[o], &in[i]))
         return run_fail(c, KILN_RT_ERR_FEED, "output '%s' overlaps input '%s'",
                         rt_escape(m->outputs[o].name, e1), rt_escape(m->inputs[i].name, e2));
     for (int j = 0; j < o; j++)
-      if (SPACE(out_mem, j) == SPACE(out_mem, o) && overlaps(&out[o], &out[j]))
+      if (overlaps(&out[o], &out[j]))
         return run_fail(c, KILN_RT_ERR_FEED, "output '%s' overlaps output '%s'",
                         rt_escape(m->outputs[o].name, e1), rt_escape(m->outputs[j].name, e2));
   }
-#undef SPACE
   return KILN_RT_OK;
 }
 
@@ -255,7 +260,7 @@ kiln_rt_status rt_check_run_args(kiln_rt_context *c, const kiln_rt_buffer *in, i
     if (out_mem[i] > KILN_RT_MEMORY_DEVICE)
       return run_fail(c, KILN_RT_ERR_ARGUMENT, "output_memory[%d] is %d, not KILN_RT_MEMORY_HOST or "
                       "_DEVICE", i, out_mem[i]);
-  return check_aliasing(c, in, ni, out, no, in_mem, out_mem);
+  return check_aliasing(c, in, ni, out, no);
 }
 
 /* "a/div, b" — the step's graph nodes, escaped, into out. */

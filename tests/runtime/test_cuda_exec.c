@@ -808,6 +808,8 @@ static void mut_weights_write(Kiln__Rt__Plan *p) { p->schedule[1]->dst->where = 
 static void mut_input_dev(Kiln__Rt__Plan *p) { p->input_devices[0] = S("tpu:0"); }
 static void mut_cuda_device(Kiln__Rt__Plan *p) { p->cuda_device = S("cuda:x"); }
 static void mut_bytes(Kiln__Rt__Plan *p) { p->schedule[3]->dst->bytes = 12; }
+/* t_io's copy (cuda arena -> io 4) made a copy of the cuda arena onto itself */
+static void mut_self_copy(Kiln__Rt__Plan *p) { p->schedule[5]->dst = p->schedule[5]->src; }
 /* The whole plan on cuda:3. */
 static void mut_range(Kiln__Rt__Plan *p) {
   char *d = S("cuda:3");
@@ -856,6 +858,7 @@ static void test_bad_plans(void **state) {
   } cases[] = {
       {mut_operand, KILN_RT_ERR_FORMAT, "schedule unit 1 dst: arena offset 8 + 16 bytes is past the cuda:0 arena (16 bytes)"},
       {mut_sched, KILN_RT_ERR_FORMAT, "schedule unit 2: cuda step 7 out of range (2 CUDA steps)"},
+      {mut_self_copy, KILN_RT_ERR_FORMAT, "schedule unit 5: the copy's source and destination overlap on cuda:0"},
       {mut_cpu_index, KILN_RT_ERR_FORMAT, "schedule unit 0: cpu step 3 out of range (3 CPU steps)"},
       {mut_kernel, KILN_RT_ERR_FORMAT, "cuda step 0 (node 'k1node'): kernel name 'kiln k1' is not an identifier"},
       {mut_block, KILN_RT_ERR_FORMAT, "cuda step 1: grid 2 x block 2048 is out of range"},
@@ -916,6 +919,8 @@ static void test_run_failures(void **state) {
   setenv("FAKE_CUDA_MEM_LIMIT", "100", 1);
   assert_int_equal(kiln_rt_context_create(m, &c), KILN_RT_ERR_NOMEM);
   assert_null(c);
+  /* no handle to keep the reason on: this thread's kiln_rt_context_error(NULL) has it */
+  assert_non_null(strstr(kiln_rt_context_error(NULL), "no context: cuda:0: cuMemAlloc"));
   void *d = NULL;
   assert_int_equal(kiln_rt_device_alloc(m, 1000, &d), KILN_RT_ERR_NOMEM);
   unsetenv("FAKE_CUDA_MEM_LIMIT");
