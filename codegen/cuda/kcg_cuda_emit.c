@@ -1,8 +1,8 @@
 /* kcg_cuda_emit.c — kcg_cuda_generate: which nodes on cuda:N are steps, where each
  * operand lives (arena / weights / io, from the memory plan), cuBLASLt GEMM and cuDNN
  * conv records, and one deterministic CUDA C translation unit (kernel bodies:
- * kcg_cuda_kernels.c). Depends
- * on ir/ and the passes' placement and plan only; model strings only escaped in comments. */
+ * kcg_cuda_kernels.c). Depends on ir/ and the passes' placement and plan only; model
+ * strings only escaped in comments. */
 #include <stdio.h>
 #include <string.h>
 

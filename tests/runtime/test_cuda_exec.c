@@ -1196,10 +1196,29 @@ static void test_conv_bad(void **state) {
     write_conv(path_of("badconv.kart"), &k_conv2d, cases[i].mutate);
     open_fails(path_of("badconv.kart"), KILN_RT_ERR_FORMAT, cases[i].want);
   }
-  /* the valid twin still opens */
+  /* the valid twin still opens, and runs with the Nth allocation failing for every N */
   write_conv(path_of("conv.kart"), &k_conv2d, NULL);
-  kiln_rt_model *m = open_ok(path_of("conv.kart"));
-  kiln_rt_model_close(m);
+  long base = kiln_rt_testing_live();
+  for (long n = 0;; n++) {
+    if (n > 2000) fail_msg("still failing after 2000 allocations");
+    kiln_rt_model *m = NULL;
+    kiln_rt_context *c = NULL;
+    static float x[2 * 3 * 6 * 5], y[2 * 4 * 6 * 5];
+    kiln_rt_buffer in = {x, sizeof x}, out = {y, sizeof y};
+    kiln_rt_testing_fail_after(n);
+    kiln_rt_status st = kiln_rt_model_open(path_of("conv.kart"), &m);
+    if (!st) st = kiln_rt_context_create(m, &c);
+    if (!st) st = kiln_rt_run(c, &in, 1, &out, 1);
+    kiln_rt_testing_fail_after(-1);
+    if (st != KILN_RT_OK && st != KILN_RT_ERR_NOMEM)
+      fail_msg("N=%ld: %s (%s), want out-of-memory", n, kiln_rt_status_name(st),
+               c ? kiln_rt_context_error(c) : kiln_rt_model_error(m));
+    kiln_rt_context_destroy(c);
+    kiln_rt_model_close(m);
+    assert_clean(base);
+    assert_int_equal(fake_lib_count("KILN_CUDNN", "fake_cudnn_live"), 0);
+    if (st == KILN_RT_OK) break;
+  }
 }
 
 /* ---------------------------------------------------------------- fresh processes - */
