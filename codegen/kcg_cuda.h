@@ -50,7 +50,8 @@ typedef struct kcg_cuda_operand {
 
 typedef enum kcg_cuda_step_kind {
   KCG_CUDA_STEP_KERNEL = 1, /* launch the generated kernel `kernel` */
-  KCG_CUDA_STEP_GEMM = 2    /* cuBLASLt matmul (see gemm), then `kernel` if not "" */
+  KCG_CUDA_STEP_GEMM = 2,   /* cuBLASLt matmul (see gemm), then `kernel` if not "" */
+  KCG_CUDA_STEP_CONV = 3    /* cuDNN convolution forward (see conv), then `kernel` if not "" */
 } kcg_cuda_step_kind;
 
 /* A GEMM through cuBLASLt, row-major: for each of `batch` matrices,
@@ -69,14 +70,30 @@ typedef struct kcg_cuda_gemm {
   bool relu;             /* CUBLASLT_EPILOGUE_RELU(_BIAS) */
 } kcg_cuda_gemm;
 
+/* A convolution through cuDNN (cross-correlation, zero padding, as ops.def's conv):
+ * x [n, c, in...] row-major (NCHW / NCDHW, packed), w [k, c / groups, filter...],
+ * y [n, k, out...], out[i] = (in[i] + 2 pads[i] - dilations[i] (filter[i] - 1) - 1) /
+ * strides[i] + 1. Only the first `spatial` entries of the arrays are used. Everything
+ * after the convolution (conv's bias, fused_conv's epilogue) runs in `kernel` after it,
+ * reading y in place: cuDNN's own epilogues are never used. */
+typedef struct kcg_cuda_conv {
+  kiln_dtype dtype; /* f32 or f64 */
+  int32_t spatial;  /* 1..3 */
+  int64_t n, c, k, groups;
+  int64_t in[3], filter[3], out[3];
+  int64_t pads[3], strides[3], dilations[3];
+  kcg_cuda_operand x, w, y;
+} kcg_cuda_conv;
+
 typedef struct kcg_cuda_step {
   kcg_cuda_step_kind kind;
   int32_t node;      /* the graph node this step computes */
   int32_t device;    /* N of cuda:N */
-  char kernel[32];   /* "kiln_k12", or "" for a GEMM without a follow-up kernel */
+  char kernel[32];   /* "kiln_k12", or "" for a GEMM / conv without a follow-up kernel */
   int64_t grid;      /* blocks (>= 1) */
   int32_t block;     /* threads per block (32 .. 1024, a multiple of 32) */
   kcg_cuda_gemm gemm; /* KCG_CUDA_STEP_GEMM only */
+  kcg_cuda_conv conv; /* KCG_CUDA_STEP_CONV only */
 } kcg_cuda_step;
 
 /* The CUDA side of a program: one translation unit with every kernel (each starting with

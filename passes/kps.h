@@ -254,12 +254,14 @@ kiln_status kps_plan_memory_ex(kir_graph *g, const int32_t *outputs, int32_t n_o
 kiln_status kps_plan_memory_pass(kir_graph *g, const kps_context *ctx, kps_result *res);
 /* place: whether `device` ("cpu:0", "cuda:1") has a kernel for op (a table in
  * kps_place.c: CUDA runs elementwise, matmul, add_n, reductions, softmax, fused,
- * shape and state ops; random sources and the ONNX operator set of issue 4,
- * wire 37..56, are CPU only for now). The place pass also keeps a fused node whose
- * epilogue has a CPU-only step on the CPU. */
+ * shape and state ops, and conv / fused_conv through cuDNN; random sources and the rest
+ * of the ONNX operator set of issue 4, wire 37..56, are CPU only for now). The place
+ * pass also keeps a fused node whose epilogue has a CPU-only step on the CPU. */
 bool kps_device_has_kernel(const char *device, kir_op op);
 /* The op of n that `device` has no kernel for: n's own, or for a fused node one of its
- * epilogue steps or its fused reduction; KIR_OP_INVALID when it has them all. */
+ * epilogue steps or its fused reduction; KIR_OP_INVALID when it has them all. On CUDA a
+ * conv / fused_conv that cuDNN cannot run (not f32/f64, not 1..3 spatial dims, pads
+ * with begin != end) names its own op. */
 kir_op kps_kernel_gap(const char *device, const kir_node *n);
 
 #ifdef __cplusplus

@@ -132,14 +132,13 @@ static const bool cuda_listed[KIR_OP_COUNT] = {
     [KIR_OP_MATMUL] = true,   [KIR_OP_ADD_N] = true,     [KIR_OP_SOFTMAX] = true,
     [KIR_OP_RESHAPE] = true,  [KIR_OP_TRANSPOSE] = true, [KIR_OP_IDENTITY] = true,
     [KIR_OP_TRANSFER] = true, [KIR_OP_VARIABLE] = true,  [KIR_OP_ASSIGN] = true,
-    [KIR_OP_CONSTANT] = true, [KIR_OP_PLACEHOLDER] = true,
+    [KIR_OP_CONSTANT] = true, [KIR_OP_PLACEHOLDER] = true,  [KIR_OP_CONV] = true,
 };
 
 /* Ops the flags would give a CUDA kernel that has none yet (issue 4's operator set). */
 static const bool cuda_missing[KIR_OP_COUNT] = {
     [KIR_OP_POW] = true,         [KIR_OP_ABS] = true,        [KIR_OP_LEAKY_RELU] = true,
     [KIR_OP_ERF] = true,         [KIR_OP_GELU] = true,       [KIR_OP_REDUCE_MIN] = true,
-    [KIR_OP_FUSED_CONV] = true,
 };
 
 static bool is_cuda(const char *dev) { return has_prefix(dev, "cuda:"); }
@@ -150,8 +149,24 @@ bool kps_device_has_kernel(const char *device, kir_op op) {
   return (kir_op_has(op, CUDA_BY_FLAG) && !cuda_missing[op]) || cuda_listed[op];
 }
 
+/* conv / fused_conv run through cuDNN: f32 or f64, 1..3 spatial dims, pads with begin ==
+ * end per dim (cuDNN pads symmetrically); strides, dilations and groups as they come. */
+static bool cudnn_conv_ok(const kir_node *n) {
+  if (n->type.dtype != KILN_F32 && n->type.dtype != KILN_F64) return false;
+  if (n->type.rank < 3 || n->type.rank > 5) return false;
+  int32_t k = n->type.rank - 2, cnt = 0;
+  const int64_t *pads = kir_attr_ints(n, "pads", &cnt);
+  if (!pads) return true;
+  if (cnt != 2 * k) return false;
+  for (int32_t i = 0; i < k; i++)
+    if (pads[i] != pads[k + i]) return false;
+  return true;
+}
+
 kir_op kps_kernel_gap(const char *device, const kir_node *n) {
   if (!kps_device_has_kernel(device, n->op)) return n->op;
+  if ((n->op == KIR_OP_CONV || n->op == KIR_OP_FUSED_CONV) && is_cuda(device) && !cudnn_conv_ok(n))
+    return n->op;
   if (!kir_op_has(n->op, KIR_F_FUSED)) return KIR_OP_INVALID;
   int32_t cnt = 0;
   const int64_t *steps = kir_attr_ints(n, "epilogue", &cnt);

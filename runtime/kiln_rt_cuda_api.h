@@ -1,6 +1,7 @@
 /* kiln_rt_cuda_api.h — private to libkiln_rt: the CUDA driver entry points the executor
  * calls, declared here as the driver exports them (never cuda.h) and found with dlsym by
- * kiln_rt_cuda.c, which opens the driver once per process. Plain libc types only. */
+ * kiln_rt_cuda.c, which opens the driver once per process; and the executor's cuDNN
+ * wrapper (kiln_rt_cudnn.c, never cudnn.h). Plain libc types only. */
 #ifndef KILN_RT_CUDA_API_H
 #define KILN_RT_CUDA_API_H
 
@@ -72,5 +73,39 @@ typedef struct rt_cu_api {
 RT_CU_HIDDEN const rt_cu_api *rt_cu_driver(int *count, char *why, size_t why_n);
 /* "CUDA_ERROR_OUT_OF_MEMORY", or "CUresult 2" when the driver cannot name it. */
 RT_CU_HIDDEN void rt_cu_result(int r, char *out, size_t n);
+
+/* ---- cuDNN (kiln_rt_cudnn.c), for conv steps. Every int-returning call answers a
+ * cudnnStatus_t (0 = success); `call` gets the name of the cuDNN function that failed. */
+
+/* A conv step's geometry, validated by the executor (every value fits cuDNN's int). */
+typedef struct rt_dnn_geom {
+  int f64, spatial; /* spatial: 1..3 */
+  int n, c, k, groups;
+  int in[3], filter[3], out[3], pads[3], strides[3], dilations[3];
+} rt_dnn_geom;
+
+/* One conv's descriptors (x, w, y, convolution), its algorithm and workspace bytes. */
+typedef struct rt_dnn_conv {
+  void *x, *w, *y, *conv;
+  int algo, f64;
+  size_t workspace;
+} rt_dnn_conv;
+
+/* Opens cuDNN once per process ($KILN_CUDNN, else libcudnn.so.9, else libcudnn.so): 0,
+ * or -1 with why ("no cuDNN ...: <dlerror>", "<path> is not cuDNN: it has no <symbol>"). */
+RT_CU_HIDDEN int rt_dnn_open(char *why, size_t n);
+/* cudnnGetErrorString's name for status, or "cudnnStatus N". */
+RT_CU_HIDDEN void rt_dnn_error(int status, char *out, size_t n);
+/* A handle (in the current CUDA context) on stream (NULL: the default stream). */
+RT_CU_HIDDEN int rt_dnn_handle(void **h, void *stream, const char **call);
+RT_CU_HIDDEN void rt_dnn_handle_destroy(void *h); /* accepts NULL */
+/* Descriptors as the geometry says (cross-correlation, FMA math: never TF32), and the
+ * first algorithm cudnnGetConvolutionForwardAlgorithm_v7 ranks that succeeds, with its
+ * workspace. On failure c holds what was made: rt_dnn_release it. */
+RT_CU_HIDDEN int rt_dnn_prepare(void *h, const rt_dnn_geom *g, rt_dnn_conv *c, const char **call);
+RT_CU_HIDDEN void rt_dnn_release(rt_dnn_conv *c); /* accepts NULL and a zeroed conv */
+/* y = conv(x, w) (alpha 1, beta 0) on h's stream, with ws_n bytes of workspace at ws. */
+RT_CU_HIDDEN int rt_dnn_forward(void *h, const rt_dnn_conv *c, rt_cuptr x, rt_cuptr w, rt_cuptr y,
+                                rt_cuptr ws, size_t ws_n);
 
 #endif

@@ -1,9 +1,10 @@
 /* kiln_rt_cuda_exec.c — the executor of CUDA artifacts (Plan.target "cuda"): validates
  * the plan's CUDA part as untrusted input, opens the device (driver from kiln_rt_cuda.c,
- * cuBLASLt with dlopen), loads the image for the device's architecture, and runs the
- * schedule on a context's stream: CPU steps through the code section's kiln_step, CUDA
- * steps as launches and cuBLASLt GEMMs (replayed as CUDA graphs after the first run),
- * transfers as copies. Never includes cuda.h or links CUDA; libc, libdl, pthreads only. */
+ * cuBLASLt with dlopen, cuDNN through kiln_rt_cudnn.c when there are conv steps), loads
+ * the image for the device's architecture, and runs the schedule on a context's stream:
+ * CPU steps through the code section's kiln_step, CUDA steps as launches, cuBLASLt GEMMs
+ * and cuDNN convolutions (replayed as CUDA graphs after the first run), transfers as
+ * copies. Never includes cuda.h or links CUDA; libc, libdl, pthreads only. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -130,8 +131,9 @@ static void lt_result(int s, char *out, size_t n) {
 /* ---------------------------------------------------------------- structures ---- */
 
 enum { SIDE_CPU = 0, SIDE_CUDA = 1 };
-/* Per io index: which side reads or writes it, and whether a GEMM addresses it directly
- * (then it always goes through its fixed staging buffer, so a captured graph stays valid). */
+/* Per io index: which side reads or writes it, and whether a library call (a cuBLASLt
+ * GEMM, a cuDNN conv) addresses it directly (then it always goes through its fixed
+ * staging buffer, so a captured graph stays valid). */
 enum { IO_DEV = 1, IO_HOST = 2, IO_GEMM = 4 };
 
 typedef struct rt_gemm {
@@ -159,7 +161,11 @@ struct rt_cuda_model {
   rt_gemm *gemms;
   int n_gemms;
   int *gemm_of;           /* per cuda step: index in gemms or -1 */
-  size_t workspace;       /* the most any GEMM's algorithm asked for */
+  size_t workspace;       /* the most any GEMM's or conv's algorithm asked for */
+  void *dnn_handle;       /* the model's cuDNN handle (algorithm choice only); NULL none */
+  rt_dnn_conv *convs;
+  int n_convs;
+  int *conv_of;           /* per cuda step: index in convs or -1 */
   int n_io;
   unsigned char *io_flags;
   int *stretch_of;        /* per schedule unit: the stretch it starts, else -1 */
@@ -177,6 +183,7 @@ struct rt_cuda_ctx {
   unsigned char *host_block;
   unsigned char **host_staged; /* per input: host staging (a CPU-side input given on the device) */
   void **descs;           /* per GEMM: its matmul descriptor (the bias pointer is this context's) */
+  void *dnn;              /* cuDNN handle on this context's stream; NULL without conv steps */
   rt_cuptr (*gptr)[4];    /* per GEMM: a, b, d, bias */
   void **exec;            /* per stretch: the instantiated graph, NULL none */
   signed char *mode;      /* per stretch: 0 not captured yet, 1 captured, -1 eager for good */
@@ -357,14 +364,110 @@ static kiln_rt_status check_gemm(kiln_rt_model *m, size_t i, const Kiln__Rt__Cud
   return st;
 }
 
+/* ---- conv records (kind 3): every number bounded, the output dims the conv formula's ---- */
+
+#define CONV_DIM_MAX INT32_MAX /* cuDNN takes int dims, strides and element offsets */
+
+static kiln_rt_status conv_field(kiln_rt_model *m, size_t i, const char *field, int d, int64_t v,
+                                 int64_t lo, const char *why) {
+  char at[16] = "";
+  if (d >= 0) snprintf(at, sizeof at, "[%d]", d);
+  return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu conv.%s%s: %lld %s", i, field, at,
+                       (long long)v, why ? why : lo == 0 ? "(must be 0..2^31-1)" : "(must be 1..2^31-1)");
+}
+
+static kiln_rt_status conv_scalars(kiln_rt_model *m, size_t i, const Kiln__Rt__CudaConv *v) {
+  if (v->dtype != KILN_RT_F32 && v->dtype != KILN_RT_F64)
+    return conv_field(m, i, "dtype", -1, v->dtype, 1, "is not f32 (1) or f64 (2)");
+  if (v->spatial < 1 || v->spatial > 3) return conv_field(m, i, "spatial", -1, v->spatial, 1, "(must be 1..3)");
+  const int64_t vals[4] = {v->n, v->c, v->k, v->groups};
+  static const char *const names[4] = {"n", "c", "k", "groups"};
+  for (int a = 0; a < 4; a++)
+    if (vals[a] < 1 || vals[a] > CONV_DIM_MAX) return conv_field(m, i, names[a], -1, vals[a], 1, NULL);
+  if (v->c % v->groups) return conv_field(m, i, "c", -1, v->c, 1, "is not a multiple of groups");
+  if (v->k % v->groups) return conv_field(m, i, "k", -1, v->k, 1, "is not a multiple of groups");
+  const size_t counts[6] = {v->n_in_dims, v->n_filter_dims, v->n_out_dims, v->n_pads, v->n_strides,
+                            v->n_dilations};
+  static const char *const arrays[6] = {"in_dims", "filter_dims", "out_dims", "pads", "strides", "dilations"};
+  for (int a = 0; a < 6; a++)
+    if (counts[a] != (size_t)v->spatial)
+      return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu conv.%s: %zu entries for %d spatial dims",
+                           i, arrays[a], counts[a], (int)v->spatial);
+  return KILN_RT_OK;
+}
+
+/* Each spatial dim in range, and out = (in + 2 pad - dil (filter - 1) - 1) / stride + 1. */
+static kiln_rt_status conv_dims(kiln_rt_model *m, size_t i, const Kiln__Rt__CudaConv *v) {
+  for (int d = 0; d < v->spatial; d++) {
+    const int64_t vals[6] = {v->in_dims[d], v->filter_dims[d], v->out_dims[d], v->pads[d], v->strides[d],
+                             v->dilations[d]};
+    static const char *const names[6] = {"in_dims", "filter_dims", "out_dims", "pads", "strides", "dilations"};
+    for (int a = 0; a < 6; a++) {
+      int64_t lo = a == 3 ? 0 : 1;
+      if (vals[a] < lo || vals[a] > CONV_DIM_MAX) return conv_field(m, i, names[a], d, vals[a], lo, NULL);
+    }
+    int64_t span = vals[0] + 2 * vals[3] - vals[5] * (vals[1] - 1) - 1; /* each < 2^31: no overflow */
+    int64_t want = span < 0 ? 0 : span / vals[4] + 1;
+    if (vals[2] != want)
+      return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu conv.out_dims[%d]: %lld, but in %lld, "
+                           "filter %lld, pad %lld, stride %lld and dilation %lld give %lld", i, d,
+                           (long long)vals[2], (long long)vals[0], (long long)vals[1], (long long)vals[3],
+                           (long long)vals[4], (long long)vals[5], (long long)want);
+  }
+  return KILN_RT_OK;
+}
+
+/* a * b * prod(dims) elements, each tensor under 2^31 elements (cuDNN's int strides). */
+static int conv_numel(int64_t a, int64_t b, const int64_t *dims, int k, int64_t *out) {
+  int64_t e = 0;
+  if (__builtin_mul_overflow(a, b, &e)) return -1;
+  for (int d = 0; d < k; d++)
+    if (__builtin_mul_overflow(e, dims[d], &e)) return -1;
+  *out = e;
+  return e > CONV_DIM_MAX ? -1 : 0;
+}
+
+static kiln_rt_status conv_operands(kiln_rt_model *m, size_t i, const Kiln__Rt__CudaConv *v) {
+  const Kiln__Rt__Operand *ops[3] = {v->x, v->w, v->y};
+  static const char *const names[3] = {"x", "w", "y"};
+  int64_t numel[3] = {0, 0, 0};
+  int bad = conv_numel(v->n, v->c, v->in_dims, v->spatial, &numel[0]) ||
+            conv_numel(v->k, v->c / v->groups, v->filter_dims, v->spatial, &numel[1]) ||
+            conv_numel(v->n, v->k, v->out_dims, v->spatial, &numel[2]);
+  if (bad)
+    return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu conv: a tensor of 2^31 or more elements "
+                         "(cuDNN indexes with int)", i);
+  size_t es = kiln_rt_dtype_size(v->dtype);
+  char what[64];
+  for (int a = 0; a < 3; a++) {
+    int side = 0;
+    snprintf(what, sizeof what, "cuda step %zu conv.%s", i, names[a]);
+    kiln_rt_status st = check_operand(m, what, ops[a], &side);
+    if (!st && side != SIDE_CUDA)
+      st = rt_model_fail(m, KILN_RT_ERR_FORMAT, "%s: on %s, not %s", what, ops[a]->device, m->plan->cuda_device);
+    if (!st && a == 2) st = check_writable(m, what, ops[a]);
+    if (!st) st = check_cover(m, what, ops[a], 1, 0, 1, numel[a], es);
+    if (st) return st;
+  }
+  return KILN_RT_OK;
+}
+
+static kiln_rt_status check_conv(kiln_rt_model *m, size_t i, const Kiln__Rt__CudaConv *v) {
+  if (!v) return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu: conv without its conv record", i);
+  kiln_rt_status st = conv_scalars(m, i, v);
+  if (!st) st = conv_dims(m, i, v);
+  if (!st) st = conv_operands(m, i, v);
+  return st;
+}
+
 static kiln_rt_status check_cuda_steps(kiln_rt_model *m) {
   const Kiln__Rt__Plan *p = m->plan;
   char esc[RT_ESC_BYTES], esc2[RT_ESC_BYTES];
   for (size_t i = 0; i < p->n_cuda_steps; i++) {
     const Kiln__Rt__CudaStep *s = p->cuda_steps[i];
-    if (s->kind != 1 && s->kind != 2)
+    if (s->kind < 1 || s->kind > 3)
       return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu (node '%s'): kind %d is not 1 "
-                           "(kernel) or 2 (GEMM)", i, rt_escape(s->node, esc), (int)s->kind);
+                           "(kernel), 2 (GEMM) or 3 (conv)", i, rt_escape(s->node, esc), (int)s->kind);
     if ((s->kind == 1 || s->kernel[0]) && bad_ident(s->kernel))
       return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu (node '%s'): kernel name '%s' is "
                            "not an identifier", i, rt_escape(s->node, esc2), rt_escape(s->kernel, esc));
@@ -372,10 +475,9 @@ static kiln_rt_status check_cuda_steps(kiln_rt_model *m) {
       return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu: grid %llu x block %u is out of "
                            "range (1..2^31-1 blocks of 1..1024 threads)", i,
                            (unsigned long long)s->grid, (unsigned)s->block);
-    if (s->kind == 2) {
-      kiln_rt_status st = check_gemm(m, i, s->gemm);
-      if (st) return st;
-    }
+    kiln_rt_status st = s->kind == 2 ? check_gemm(m, i, s->gemm) : s->kind == 3 ? check_conv(m, i, s->conv)
+                                                                                 : KILN_RT_OK;
+    if (st) return st;
   }
   return KILN_RT_OK;
 }
@@ -558,8 +660,9 @@ static kiln_rt_status analyse(kiln_rt_model *m, rt_cuda_model *cm) {
   cm->stretch_of = kiln_rt__calloc(p->n_schedule + 1, sizeof *cm->stretch_of);
   cm->stretch_end = kiln_rt__calloc(p->n_schedule + 1, sizeof *cm->stretch_end);
   cm->gemm_of = kiln_rt__calloc(p->n_cuda_steps + 1, sizeof *cm->gemm_of);
+  cm->conv_of = kiln_rt__calloc(p->n_cuda_steps + 1, sizeof *cm->conv_of);
   cm->fn = kiln_rt__calloc(p->n_cuda_steps + 1, sizeof *cm->fn);
-  if (!cm->io_flags || !cm->stretch_of || !cm->stretch_end || !cm->gemm_of || !cm->fn)
+  if (!cm->io_flags || !cm->stretch_of || !cm->stretch_end || !cm->gemm_of || !cm->conv_of || !cm->fn)
     return rt_model_fail(m, KILN_RT_ERR_NOMEM, "out of memory");
   for (int i = 0; i < m->n_inputs; i++)
     cm->io_flags[i] |= strcmp(p->input_devices[i], "cpu:0") == 0 ? IO_HOST : IO_DEV;
@@ -571,7 +674,13 @@ static kiln_rt_status analyse(kiln_rt_model *m, rt_cuda_model *cm) {
     }
   for (size_t i = 0; i < p->n_cuda_steps; i++) {
     const Kiln__Rt__CudaStep *s = p->cuda_steps[i];
-    cm->gemm_of[i] = -1;
+    cm->gemm_of[i] = cm->conv_of[i] = -1;
+    if (s->kind == 3) {
+      cm->conv_of[i] = cm->n_convs++;
+      mark_io(cm, s->conv->x, 1);
+      mark_io(cm, s->conv->w, 1);
+      mark_io(cm, s->conv->y, 1);
+    }
     if (s->kind != 2) continue;
     cm->gemm_of[i] = cm->n_gemms++;
     mark_io(cm, s->gemm->a, 1);
@@ -821,6 +930,51 @@ static kiln_rt_status open_gemms(kiln_rt_model *m) {
   return KILN_RT_OK;
 }
 
+/* ---- cuDNN convolutions: descriptors and algorithm per conv step, on the model's handle ---- */
+
+static void conv_geom(const Kiln__Rt__CudaConv *v, rt_dnn_geom *g) {
+  memset(g, 0, sizeof *g);
+  g->f64 = v->dtype == KILN_RT_F64;
+  g->spatial = (int)v->spatial;
+  g->n = (int)v->n, g->c = (int)v->c, g->k = (int)v->k, g->groups = (int)v->groups;
+  for (int d = 0; d < g->spatial; d++) {
+    g->in[d] = (int)v->in_dims[d], g->filter[d] = (int)v->filter_dims[d], g->out[d] = (int)v->out_dims[d];
+    g->pads[d] = (int)v->pads[d], g->strides[d] = (int)v->strides[d], g->dilations[d] = (int)v->dilations[d];
+  }
+}
+
+static kiln_rt_status open_convs(kiln_rt_model *m) {
+  rt_cuda_model *cm = m->cuda;
+  const Kiln__Rt__Plan *p = m->plan;
+  char why[400], esc[RT_ESC_BYTES];
+  const char *call = "";
+  if (cm->n_convs == 0) return KILN_RT_OK;
+  if (rt_dnn_open(why, sizeof why)) return rt_model_fail(m, KILN_RT_ERR_DEVICE, "%s", why);
+  cm->convs = kiln_rt__calloc((size_t)cm->n_convs, sizeof *cm->convs);
+  if (!cm->convs) return rt_model_fail(m, KILN_RT_ERR_NOMEM, "out of memory");
+  int r = rt_dnn_handle(&cm->dnn_handle, NULL, &call);
+  if (r) {
+    rt_dnn_error(r, why, sizeof why);
+    return rt_model_fail(m, KILN_RT_ERR_DEVICE, "%s failed: %s", call, why);
+  }
+  for (size_t i = 0; i < p->n_cuda_steps; i++) {
+    if (cm->conv_of[i] < 0) continue;
+    const Kiln__Rt__CudaConv *v = p->cuda_steps[i]->conv;
+    rt_dnn_geom g;
+    conv_geom(v, &g);
+    rt_dnn_conv *c = &cm->convs[cm->conv_of[i]];
+    if ((r = rt_dnn_prepare(cm->dnn_handle, &g, c, &call))) {
+      rt_dnn_error(r, why, sizeof why);
+      return rt_model_fail(m, KILN_RT_ERR_UNSUPPORTED, "cuda step %zu (node '%s'): cuDNN cannot run the "
+                           "%dD conv (n %d, c %d, k %d, groups %d): %s failed: %s", i,
+                           rt_escape(p->cuda_steps[i]->node, esc), g.spatial, g.n, g.c, g.k, g.groups,
+                           call, why);
+    }
+    if (c->workspace > cm->workspace) cm->workspace = c->workspace;
+  }
+  return KILN_RT_OK;
+}
+
 static kiln_rt_status open_device(kiln_rt_model *m, const kart_section *code) {
   rt_cuda_model *cm = m->cuda;
   int major = 0, minor = 0, r;
@@ -841,6 +995,7 @@ static kiln_rt_status open_device(kiln_rt_model *m, const kart_section *code) {
   else if (!st) rt_fmt(m->device + strlen(m->device), sizeof m->device - strlen(m->device), ", no kernels)");
   if (!st && cm->module) st = find_kernels(m);
   if (!st) st = open_gemms(m);
+  if (!st) st = open_convs(m);
   void *prev = NULL;
   cm->cu->ctx_pop(&prev);
   return st;
@@ -876,6 +1031,8 @@ void rt_cuda_model_close(kiln_rt_model *m) {
   }
   if (cm->ctx && cm->cu->ctx_push(cm->ctx) == 0) {
     if (cm->lt_handle) lt.api.destroy(cm->lt_handle);
+    for (int i = 0; cm->convs && i < cm->n_convs; i++) rt_dnn_release(&cm->convs[i]);
+    rt_dnn_handle_destroy(cm->dnn_handle);
     if (cm->module) cm->cu->module_unload(cm->module);
     if (cm->weights) cm->cu->mem_free(cm->weights);
     void *prev = NULL;
@@ -885,6 +1042,8 @@ void rt_cuda_model_close(kiln_rt_model *m) {
   kiln_rt__free(cm->gemms);
   kiln_rt__free(cm->fn);
   kiln_rt__free(cm->gemm_of);
+  kiln_rt__free(cm->convs);
+  kiln_rt__free(cm->conv_of);
   kiln_rt__free(cm->io_flags);
   kiln_rt__free(cm->stretch_of);
   kiln_rt__free(cm->stretch_end);
@@ -983,8 +1142,17 @@ static kiln_rt_status make_device_side(kiln_rt_context *c) {
   kiln_rt_status st = dev_alloc(c, &x->arena, cm->cuda_arena, "cuMemAlloc of the device arena");
   if (!st) st = dev_alloc(c, &x->io_table, (size_t)cm->n_io * sizeof(rt_cuptr), "cuMemAlloc of the io table");
   if (!st) st = make_staging(c);
-  if (!st && cm->workspace) st = dev_alloc(c, &x->workspace, cm->workspace, "cuMemAlloc of the cuBLASLt workspace");
+  if (!st && cm->workspace) st = dev_alloc(c, &x->workspace, cm->workspace, "cuMemAlloc of the workspace");
   if (!st) st = make_descs(c);
+  if (!st && cm->n_convs) {
+    const char *call = "";
+    char why[160];
+    int rd = rt_dnn_handle(&x->dnn, x->stream, &call);
+    if (rd) {
+      rt_dnn_error(rd, why, sizeof why);
+      st = rt_ctx_fail(c, KILN_RT_ERR_DEVICE, "%s failed: %s", call, why);
+    }
+  }
   return st;
 }
 
@@ -1022,6 +1190,7 @@ void rt_cuda_context_destroy(kiln_rt_context *c) {
     if (x->stream) cm->cu->stream_sync(x->stream); /* nothing may still use what is freed */
     for (int i = 0; x->exec && i < cm->n_stretches; i++)
       if (x->exec[i]) cm->cu->graph_exec_destroy(x->exec[i]);
+    rt_dnn_handle_destroy(x->dnn);
     rt_cuptr bufs[4] = {x->arena, x->io_table, x->staging_block, x->workspace};
     for (int i = 0; i < 4; i++)
       if (bufs[i]) cm->cu->mem_free(bufs[i]);
@@ -1175,6 +1344,18 @@ static kiln_rt_status launch_step(kiln_rt_context *c, int i) {
       char name[96], esc[RT_ESC_BYTES];
       lt_result(r, name, sizeof name);
       return rt_ctx_fail(c, KILN_RT_ERR_EXEC, "cuda step %d (node '%s'): cublasLtMatmul failed: %s",
+                         i, rt_escape(s->node, esc), name);
+    }
+  }
+  int v = cm->conv_of[i];
+  if (v >= 0) {
+    const Kiln__Rt__CudaConv *cv = s->conv;
+    int r = rt_dnn_forward(x->dnn, &cm->convs[v], gemm_addr(c, cv->x), gemm_addr(c, cv->w), gemm_addr(c, cv->y),
+                           x->workspace, cm->workspace);
+    if (r) {
+      char name[96], esc[RT_ESC_BYTES];
+      rt_dnn_error(r, name, sizeof name);
+      return rt_ctx_fail(c, KILN_RT_ERR_EXEC, "cuda step %d (node '%s'): cudnnConvolutionForward failed: %s",
                          i, rt_escape(s->node, esc), name);
     }
   }

@@ -238,13 +238,37 @@ static void put_gemm(cctx *C, const kcg_cuda_gemm *k, Kiln__Rt__CudaGemm *m, Kil
   }
 }
 
+/* The conv record; its six arrays of `spatial` entries in d (18 entries). */
+static void put_conv(cctx *C, const kcg_cuda_conv *k, Kiln__Rt__CudaConv *m, Kiln__Rt__Operand *o,
+                     int64_t *d) {
+  kiln__rt__cuda_conv__init(m);
+  m->dtype = (int32_t)k->dtype;
+  m->spatial = k->spatial;
+  m->n = k->n, m->c = k->c, m->k = k->k, m->groups = k->groups;
+  const int64_t *src[6] = {k->in, k->filter, k->out, k->pads, k->strides, k->dilations};
+  int64_t **dst[6] = {&m->in_dims, &m->filter_dims, &m->out_dims, &m->pads, &m->strides, &m->dilations};
+  size_t *cnt[6] = {&m->n_in_dims, &m->n_filter_dims, &m->n_out_dims, &m->n_pads, &m->n_strides,
+                    &m->n_dilations};
+  for (int a = 0; a < 6; a++) {
+    memcpy(d + 3 * a, src[a], 3 * sizeof *d);
+    *dst[a] = d + 3 * a;
+    *cnt[a] = (size_t)k->spatial;
+  }
+  from_cuda(C, &k->x, &o[0]);
+  from_cuda(C, &k->w, &o[1]);
+  from_cuda(C, &k->y, &o[2]);
+  m->x = &o[0], m->w = &o[1], m->y = &o[2];
+}
+
 static kiln_status put_cuda_steps(cctx *C, Kiln__Rt__Plan *p) {
   size_t n = (size_t)C->prog.n_steps;
   Kiln__Rt__CudaStep *st = take(C, n, sizeof *st);
   Kiln__Rt__CudaStep **ptrs = take(C, n, sizeof *ptrs);
   Kiln__Rt__CudaGemm *gm = take(C, n, sizeof *gm);
+  Kiln__Rt__CudaConv *cv = take(C, n, sizeof *cv);
   Kiln__Rt__Operand *ops = take(C, 4 * n, sizeof *ops);
-  if (!st || !ptrs || !gm || !ops) return oom(C->g, "the CUDA step list");
+  int64_t *dims = take(C, 18 * n, sizeof *dims);
+  if (!st || !ptrs || !gm || !cv || !ops || !dims) return oom(C->g, "the CUDA step list");
   for (size_t i = 0; i < n; i++) {
     const kcg_cuda_step *k = &C->prog.steps[i];
     kiln__rt__cuda_step__init(&st[i]);
@@ -256,6 +280,9 @@ static kiln_status put_cuda_steps(cctx *C, Kiln__Rt__Plan *p) {
     if (k->kind == KCG_CUDA_STEP_GEMM) {
       put_gemm(C, &k->gemm, &gm[i], &ops[4 * i]);
       st[i].gemm = &gm[i];
+    } else if (k->kind == KCG_CUDA_STEP_CONV) {
+      put_conv(C, &k->conv, &cv[i], &ops[4 * i], &dims[18 * i]);
+      st[i].conv = &cv[i];
     }
     ptrs[i] = &st[i];
   }
@@ -385,7 +412,7 @@ static kiln_status extend_plan(void *user, struct Kiln__Rt__Plan *p) {
 }
 
 /* Per node: the name Plan.steps gives its CUDA step ("kiln_k3", "cublasLt",
- * "cublasLt+kiln_k4"), NULL for the others. */
+ * "cublasLt+kiln_k4", "cudnn", "cudnn+kiln_k5"), NULL for the others. */
 static kiln_status name_cuda_steps(cctx *C, const char ***out) {
   const char **names = take(C, (size_t)C->g->n_nodes, sizeof *names);
   char (*text)[48] = take(C, (size_t)C->prog.n_steps, sizeof *text);
@@ -394,6 +421,8 @@ static kiln_status name_cuda_steps(cctx *C, const char ***out) {
     const kcg_cuda_step *st = &C->prog.steps[s];
     if (st->kind == KCG_CUDA_STEP_GEMM)
       snprintf(text[s], sizeof text[s], "cublasLt%s%s", st->kernel[0] ? "+" : "", st->kernel);
+    else if (st->kind == KCG_CUDA_STEP_CONV)
+      snprintf(text[s], sizeof text[s], "cudnn%s%s", st->kernel[0] ? "+" : "", st->kernel);
     else
       snprintf(text[s], sizeof text[s], "%s", st->kernel);
     names[st->node] = text[s];

@@ -1,7 +1,8 @@
 /* kcg_cuda_emit.c — kcg_cuda_generate: which nodes on cuda:N are steps, where each
- * operand lives (arena / weights / io, from the memory plan), cuBLASLt GEMM records, and
- * one deterministic CUDA C translation unit (kernel bodies: kcg_cuda_kernels.c). Depends
- * on ir/ and the passes' placement and plan only; model strings only escaped in comments. */
+ * operand lives (arena / weights / io, from the memory plan), cuBLASLt GEMM and cuDNN
+ * conv records, and one deterministic CUDA C translation unit (kernel bodies:
+ * kcg_cuda_kernels.c). Depends on ir/ and the passes' placement and plan only; model
+ * strings only escaped in comments. */
 #include <stdio.h>
 #include <string.h>
 
@@ -165,6 +166,55 @@ static kiln_status put_gemm(cgen *G, kcg_cuda_kernel *k, kcg_cuda_step *st, bool
   return put_kernel(G, k, st);
 }
 
+/* conv / fused_conv's geometry for cuDNN from the node's types and attributes (the
+ * verifier has checked them; placement only lets through what cuDNN runs). false: the
+ * node is not one cuDNN takes (the caller reports it). */
+static bool conv_plan(const kir_graph *g, const kir_node *n, kcg_cuda_conv *cv) {
+  const kir_type *x = &g->nodes[n->inputs[0]]->type, *w = &g->nodes[n->inputs[1]]->type;
+  int32_t k = n->type.rank - 2, np = 0, ns = 0, nd = 0;
+  memset(cv, 0, sizeof *cv);
+  if (k < 1 || k > 3 || x->rank != n->type.rank || w->rank != n->type.rank) return false;
+  if (n->type.dtype != KILN_F32 && n->type.dtype != KILN_F64) return false;
+  const int64_t *pads = kir_attr_ints(n, "pads", &np), *st = kir_attr_ints(n, "strides", &ns);
+  const int64_t *dil = kir_attr_ints(n, "dilations", &nd);
+  if ((pads && np != 2 * k) || (st && ns != k) || (dil && nd != k)) return false;
+  cv->dtype = n->type.dtype;
+  cv->spatial = k;
+  cv->n = x->dims[0], cv->c = x->dims[1], cv->k = w->dims[0];
+  cv->groups = kir_attr_int(n, "group", 1);
+  for (int32_t i = 0; i < k; i++) {
+    cv->in[i] = x->dims[2 + i];
+    cv->filter[i] = w->dims[2 + i];
+    cv->out[i] = n->type.dims[2 + i];
+    cv->pads[i] = pads ? pads[i] : 0;
+    cv->strides[i] = st ? st[i] : 1;
+    cv->dilations[i] = dil ? dil[i] : 1;
+    if (pads && pads[i] != pads[k + i]) return false;
+  }
+  return cv->groups >= 1 && cv->n >= 1 && cv->c >= 1 && cv->k >= 1;
+}
+
+/* conv / fused_conv through cuDNN: the record, then a follow-up kernel for conv's bias
+ * or fused_conv's epilogue (never cuDNN's own epilogues). false in *done: not a conv. */
+static kiln_status put_conv(cgen *G, kcg_cuda_kernel *k, kcg_cuda_step *st, bool *done) {
+  const kir_node *n = k->n;
+  *done = n->op == KIR_OP_CONV || n->op == KIR_OP_FUSED_CONV;
+  if (!*done) return KILN_OK;
+  if (!conv_plan(G->g, n, &st->conv))
+    return nerr(G, n, KILN_ERR_UNSUPPORTED, "%s", "convolution cuDNN cannot run (dtype, rank or asymmetric pads)");
+  st->kind = KCG_CUDA_STEP_CONV;
+  st->conv.x = k->in[0];
+  st->conv.w = k->in[1];
+  st->conv.y = k->out;
+  st->grid = 1;
+  st->block = 32;
+  int32_t cnt = 0;
+  bool rest = n->op == KIR_OP_CONV ? n->n_inputs == 3 : kir_attr_ints(n, "epilogue", &cnt) && cnt > 0;
+  if (!rest) return KILN_OK;
+  k->epilogue_only = true;
+  return put_kernel(G, k, st);
+}
+
 /* Whether reshape / identity n is the same bytes as its input (no step). */
 static bool aliases(const kir_node *n, const kcg_cuda_kernel *k) {
   if (n->op != KIR_OP_RESHAPE && n->op != KIR_OP_IDENTITY) return false;
@@ -192,6 +242,7 @@ static kiln_status step_node(cgen *G, const kir_node *n, int32_t dev, kcg_cuda_k
   note_half(G, n);
   bool gemm = false;
   if ((s = put_gemm(G, k, st, &gemm)) || gemm) return s;
+  if ((s = put_conv(G, k, st, &gemm)) || gemm) return s;
   return put_kernel(G, k, st);
 }
 

@@ -36,7 +36,8 @@ typedef struct kcg_cuda_kernel {
   const kcg_cuda_operand *in;   /* one per node input */
   kcg_cuda_operand out;
   bool restrict_ok;             /* the output shares no byte with any input */
-  bool epilogue_only;           /* fused_matmul after a GEMM: y = epilogue(y) in place */
+  bool epilogue_only;           /* fused_matmul after a GEMM, fused_conv / conv (bias) after
+                                 * cuDNN: y = epilogue(y) in place */
   bool hoisted;                 /* emitter: single-element chain operands loaded before the loop */
   int64_t grid;                 /* set by the emitter */
   int32_t block;                /* set by the emitter */

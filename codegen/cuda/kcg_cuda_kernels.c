@@ -221,7 +221,9 @@ static void put_addr(kcg_buf *b, const kcg_cuda_operand *o, const char *T, bool 
  * use (NULL: all) and y for the output. */
 static void put_open(kcg_cuda_kernel *k, const bool *use, kcg_buf *b) {
   const char *R = k->restrict_ok ? "__restrict__ " : "";
-  kcg_put_step_comment(k->g, k->n, k->step, k->epilogue_only ? " epilogue after the GEMM" : "", b);
+  const char *after = k->n->op == KIR_OP_CONV || k->n->op == KIR_OP_FUSED_CONV ? " epilogue after cuDNN's conv"
+                                                                              : " epilogue after the GEMM";
+  kcg_put_step_comment(k->g, k->n, k->step, k->epilogue_only ? after : "", b);
   kcg_printf(b, "extern \"C\" __global__ void __launch_bounds__(%d) kiln_k%d(unsigned char *arena, "
              "const unsigned char *weights, void *const *io) {\n"
              "  (void)arena; (void)weights; (void)io;\n", (int)k->block, (int)k->step);
@@ -1316,6 +1318,27 @@ static kiln_status emit_gemm_epilogue(kcg_cuda_kernel *k, kcg_buf *b) {
   return s;
 }
 
+/* conv's bias after cuDNN's convolution: y[b, m, ...] += bias[m], in place, one thread
+ * an element (fused_conv's epilogue uses emit_gemm_epilogue). */
+static kiln_status emit_conv_bias(kcg_cuda_kernel *k, kcg_buf *b) {
+  const kir_node *n = k->n;
+  kiln_dtype t = n->type.dtype;
+  if ((t != KILN_F32 && t != KILN_F64) || n->n_inputs != 3 || n->type.rank < 3)
+    return no_kernel(k, "conv bias");
+  int64_t numel = kir_type_numel(&n->type), inner = 1, m = n->type.dims[1];
+  for (int32_t d = 2; d < n->type.rank; d++) inner *= n->type.dims[d];
+  const bool decl[3] = {false, false, true};
+  launch_flat(k, numel);
+  put_open(k, decl, b);
+  if (numel > 0 && m > 0 && inner > 0) {
+    put_gs_loop(b, idx_type(numel), "o", numel);
+    kcg_printf(b, "    y[o] = %sy[o] + a2[o / %lldLL %% %lldLL]);\n  }\n", st_open(t), (long long)inner,
+               (long long)m);
+  }
+  put_close(b);
+  return KILN_OK;
+}
+
 /* ---------------------------------------------------------------- dispatch ------ */
 
 kiln_status kcg_cuda_emit_kernel(kcg_cuda_kernel *k, kcg_buf *b) {
@@ -1323,6 +1346,7 @@ kiln_status kcg_cuda_emit_kernel(kcg_cuda_kernel *k, kcg_buf *b) {
   k->grid = 1;
   k->block = 32;
   if (!kir_op_get(n->op)) return kcg_node_err(k->g, n, KILN_ERR_GRAPH, "invalid op %d", (int)n->op);
+  if (k->epilogue_only && n->op == KIR_OP_CONV) return emit_conv_bias(k, b);
   if (k->epilogue_only) return emit_gemm_epilogue(k, b);
   switch (n->op) {
   case KIR_OP_ADD: case KIR_OP_SUB: case KIR_OP_MUL: case KIR_OP_DIV: case KIR_OP_MAXIMUM:

@@ -98,6 +98,33 @@ static void build_shape(kir_graph *g, kir_op op, kiln_dtype dt) {
   }
 }
 
+kir_node *ktc_conv(kir_graph *g, const char *name, const kir_node *x, const kir_node *w, const kir_node *b,
+                    const int64_t *pads, const int64_t *strides, const int64_t *dil, int64_t group) {
+  int32_t in[3] = {x->id, w->id, b ? b->id : -1}, k = x->type.rank - 2;
+  kir_node *n = kir_node_add(g, KIR_OP_CONV, name, in, b ? 3 : 2);
+  assert_non_null(n);
+  if (pads) OK(g, kir_attr_set_ints(g, n, "pads", pads, 2 * k));
+  if (strides) OK(g, kir_attr_set_ints(g, n, "strides", strides, k));
+  if (dil) OK(g, kir_attr_set_ints(g, n, "dilations", dil, k));
+  if (group != 1) OK(g, kir_attr_set_int(g, n, "group", group));
+  return kt_infer(g, n);
+}
+
+/* Convolutions cuDNN runs (plain, padded and strided; grouped with a bias; 1-D dilated):
+ * fetches "out", "c2", "c3". */
+void ktc_build_convs(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(2, 3, 7, 6));
+  kir_node *w = kt_cst(g, "w", dt, DIMS(4, 3, 3, 3), 1, -1, 1);
+  kir_node *c1 = ktc_conv(g, "c1", x, w, NULL, (const int64_t[]){1, 1, 1, 1}, (const int64_t[]){2, 1}, NULL, 1);
+  kir_node *w2 = kt_cst(g, "w2", dt, DIMS(6, 2, 2, 2), 2, -1, 1);
+  kir_node *b2 = kt_cst(g, "b2", dt, DIMS(6), 3, -1, 1);
+  ktc_conv(g, "c2", c1, w2, b2, NULL, NULL, (const int64_t[]){2, 1}, 2);
+  kir_node *x1 = kt_ph(g, "x1", dt, DIMS(1, 4, 12));
+  kir_node *w3 = kt_cst(g, "w3", dt, DIMS(4, 1, 3), 4, -1, 1);
+  ktc_conv(g, "c3", x1, w3, NULL, (const int64_t[]){2, 2}, NULL, (const int64_t[]){2}, 4);
+  kt_op1(g, KIR_OP_NEG, "out", c1);
+}
+
 /* A small graph exercising op on dt; its fetches in fetch[], their count returned. */
 int32_t ktc_build_op_graph(kir_graph *g, kir_op op, kiln_dtype dt, const char **fetch) {
   if (op == KIR_OP_MATMUL) {
@@ -106,6 +133,11 @@ int32_t ktc_build_op_graph(kir_graph *g, kir_op op, kiln_dtype dt, const char **
     return 3;
   }
   fetch[0] = "out";
+  if (op == KIR_OP_CONV) {
+    ktc_build_convs(g, dt);
+    fetch[1] = "c2", fetch[2] = "c3";
+    return 3;
+  }
   if (op == KIR_OP_SOFTMAX) {
     kt_softmax(g, "out", kt_softmax(g, "t1", kt_ph(g, "x", dt, DIMS(3, 5, 7)), 1), -1);
   } else if (op == KIR_OP_ADD_N) {

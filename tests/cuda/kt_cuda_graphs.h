@@ -33,5 +33,11 @@ void ktc_build_mm_partial(kir_graph *g, kiln_dtype dt); /* sigmoid(a b - c), bat
 void ktc_build_chain(kir_graph *g, kiln_dtype dt);      /* a 12-op elementwise chain */
 void ktc_build_reductions(kir_graph *g, kiln_dtype dt); /* fetches rs, rm, rn */
 void ktc_build_softmaxes(kir_graph *g, kiln_dtype dt);  /* fetches sm, sm1, lsm (log_softmax on the CPU) */
+/* conv(x, w[, b]) with the given pads (2k entries), strides and dilations (k; NULL:
+ * default) and group, typed. */
+kir_node *ktc_conv(kir_graph *g, const char *name, const kir_node *x, const kir_node *w, const kir_node *b,
+                   const int64_t *pads, const int64_t *strides, const int64_t *dil, int64_t group);
+/* Convolutions cuDNN runs: fetches "out", "c2", "c3". */
+void ktc_build_convs(kir_graph *g, kiln_dtype dt);
 
 #endif

@@ -193,6 +193,22 @@ static bool has_kernel_named(const char *src, const char *name) {
   return strstr(src, pat) != NULL;
 }
 
+/* A conv record: the node's shapes, channels divisible by groups, the output formula. */
+static void check_conv(const kir_graph *g, const kcg_cuda_conv *c, const kir_node *n) {
+  const kir_type *x = &g->nodes[n->inputs[0]]->type;
+  assert_true(n->op == KIR_OP_CONV || n->op == KIR_OP_FUSED_CONV);
+  assert_true(c->dtype == n->type.dtype && c->spatial == n->type.rank - 2);
+  assert_true(c->n == x->dims[0] && c->c == x->dims[1] && c->k == n->type.dims[1]);
+  assert_true(c->groups >= 1 && c->c % c->groups == 0 && c->k % c->groups == 0);
+  for (int32_t d = 0; d < c->spatial; d++) {
+    assert_int_equal(c->in[d], x->dims[2 + d]);
+    assert_int_equal(c->out[d], n->type.dims[2 + d]);
+    assert_int_equal(c->out[d], (c->in[d] + 2 * c->pads[d] - c->dilations[d] * (c->filter[d] - 1) - 1) /
+                                    c->strides[d] + 1);
+  }
+  assert_true(c->x.bytes == kir_type_nbytes(x) && c->y.bytes == kir_type_nbytes(&n->type));
+}
+
 static int32_t count_str(const char *s, const char *pat) {
   int32_t n = 0;
   for (const char *p = strstr(s, pat); p; p = strstr(p + 1, pat)) n++;
@@ -217,9 +233,11 @@ static void check_program(const kir_graph *g, const lowered *L) {
     assert_true(st->node >= 0 && st->node < g->n_nodes);
     assert_true(on_cuda(g->nodes[st->node]) && st->device == 0);
     assert_true(st->grid >= 1 && st->block >= 32 && st->block <= 1024 && st->block % 32 == 0);
-    assert_true(st->kind == KCG_CUDA_STEP_KERNEL || st->kind == KCG_CUDA_STEP_GEMM);
+    assert_true(st->kind == KCG_CUDA_STEP_KERNEL || st->kind == KCG_CUDA_STEP_GEMM ||
+                st->kind == KCG_CUDA_STEP_CONV);
     if (st->kind == KCG_CUDA_STEP_KERNEL) assert_true(st->kernel[0] != '\0');
     if (st->kind == KCG_CUDA_STEP_GEMM) check_gemm(L, &st->gemm, n_io);
+    if (st->kind == KCG_CUDA_STEP_CONV) check_conv(g, &st->conv, g->nodes[st->node]);
     if (st->kernel[0]) {
       kernels++;
       if (!has_kernel_named(P->source, st->kernel)) fail_msg("step %d: no kernel %s", (int)s, st->kernel);

@@ -287,6 +287,15 @@ static void check_cuda_steps(const art *A) {
       assert_true(st->kernel[0] != '\0');
       continue;
     }
+    if (st->kind == 3) {
+      const Kiln__Rt__CudaConv *v = st->conv;
+      assert_non_null(v);
+      check_operand(A, v->x);
+      check_operand(A, v->w);
+      check_operand(A, v->y);
+      assert_string_equal(v->y->device, p->cuda_device);
+      continue;
+    }
     assert_int_equal(st->kind, 2);
     const Kiln__Rt__CudaGemm *m = st->gemm;
     assert_non_null(m);
@@ -481,6 +490,63 @@ static void test_mlp_on_gpu(void **state) {
   assert_string_equal(A.plan->input_devices[0], "cuda:0");
   assert_non_null(strstr(A.plan->pipeline, "nvrtc "));
   assert_false(A.plan->cuda_error_word); /* no kernel can fail: the runtime skips the word */
+  art_close(&A);
+  kir_graph_destroy(g);
+}
+
+static kir_node *conv_node(kir_graph *g, const char *name, kir_node *x, kir_node *w, kir_node *b,
+                           const int64_t *pads, int64_t stride) {
+  int32_t in[3] = {x->id, w->id, b ? b->id : -1};
+  kir_node *n = kir_node_add(g, KIR_OP_CONV, name, in, b ? 3 : 2);
+  assert_non_null(n);
+  OK(g, kir_attr_set_ints(g, n, "pads", pads, 4));
+  OK(g, kir_attr_set_ints(g, n, "strides", (const int64_t[]){stride, stride}, 2));
+  return kt_infer(g, n);
+}
+
+/* Convolutions through cuDNN: a conv + bias + relu becomes one kind-3 step with its
+ * epilogue in a follow-up kernel, a bare conv a kind-3 step alone; a conv with
+ * asymmetric pads stays on the CPU with the reason recorded. */
+static void test_conv_steps(void **state) {
+  (void)state;
+  kir_graph *g = kir_graph_create();
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(2, 3, 9, 8));
+  kir_node *w = kt_cst(g, "w", KILN_F32, DIMS(4, 3, 3, 3), 1, -1, 1);
+  kir_node *b = kt_cst(g, "b", KILN_F32, DIMS(4), 2, -1, 1);
+  kt_op1(g, KIR_OP_RELU, "y", conv_node(g, "c", x, w, b, (const int64_t[]){1, 1, 1, 1}, 2));
+  conv_node(g, "z", x, w, NULL, (const int64_t[]){0, 2, 0, 2}, 1);
+  conv_node(g, "asym", x, w, NULL, (const int64_t[]){0, 1, 1, 0}, 1);
+  const char *outs[] = {"y", "z", "asym"}, *path = kt_path("conv.kart"), *archs[] = {"sm_90"};
+  place(g, outs, 3);
+  assert_string_equal(kt_find(g, "y")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "z")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "asym")->assigned_device, "cpu:0");
+  assert_non_null(strstr(kt_find(g, "asym")->placement_reason, "conv"));
+  OK(g, compile(g, outs, 3, "sm_90", path));
+  art A;
+  art_open(&A, path);
+  summary S = check_artifact(&A, g, outs, 3, archs, 1);
+  assert_int_equal(S.cpu_steps, 1);
+  assert_int_equal(A.plan->n_cuda_steps, 2);
+  const Kiln__Rt__CudaStep *fused = A.plan->cuda_steps[0], *bare = A.plan->cuda_steps[1];
+  assert_int_equal(fused->kind, 3);
+  assert_string_equal(fused->node, "y");
+  assert_true(fused->kernel[0] != '\0'); /* bias + relu after cuDNN */
+  const Kiln__Rt__CudaConv *v = fused->conv;
+  assert_true(v->dtype == KILN_F32 && v->spatial == 2 && v->n == 2 && v->c == 3 && v->k == 4 && v->groups == 1);
+  assert_true(v->n_in_dims == 2 && v->in_dims[0] == 9 && v->in_dims[1] == 8);
+  assert_true(v->n_filter_dims == 2 && v->filter_dims[0] == 3 && v->filter_dims[1] == 3);
+  assert_true(v->n_out_dims == 2 && v->out_dims[0] == 5 && v->out_dims[1] == 4);
+  assert_true(v->n_pads == 2 && v->pads[0] == 1 && v->pads[1] == 1);
+  assert_true(v->n_strides == 2 && v->strides[0] == 2 && v->n_dilations == 2 && v->dilations[1] == 1);
+  assert_int_equal(v->x->where, KILN__RT__WHERE__WHERE_IO);
+  assert_int_equal(v->w->where, KILN__RT__WHERE__WHERE_WEIGHTS);
+  assert_true(v->y->where == KILN__RT__WHERE__WHERE_IO && v->y->bytes == 2 * 4 * 5 * 4 * 4);
+  assert_int_equal(bare->kind, 3);
+  assert_string_equal(bare->kernel, "");
+  assert_true(bare->conv->pads[0] == 0 && bare->conv->pads[1] == 2 && bare->conv->out_dims[1] == 10);
+  const kart_section *src = sec(&A, KART_SEC_SOURCE_CUDA);
+  assert_non_null(find_bytes(src->data, src->size, "epilogue after cuDNN's conv", 27));
   art_close(&A);
   kir_graph_destroy(g);
 }
@@ -712,6 +778,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mlp_on_gpu),
       cmocka_unit_test(test_error_word_flag),
+      cmocka_unit_test(test_conv_steps),
       cmocka_unit_test(test_mixed),
       cmocka_unit_test(test_cpu_only),
       cmocka_unit_test(test_deterministic),

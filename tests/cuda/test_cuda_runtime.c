@@ -12,11 +12,15 @@
  *   each (eager, captured, replayed CUDA graph) — and the bad input that needs a device:
  *   an altered kernel image, an artifact with no code for the GPU, PTX only, device
  *   memory exhausted.
- * - the stand-in driver and cuBLASLt of tests/runtime (ctest sets KILN_CUDA_DRIVER and
- *   KILN_CUBLASLT to them, and KILN_TEST_CUDA_FAKE=1): graphs whose CUDA steps are all
- *   cuBLASLt GEMMs with cuBLASLt's own epilogues (the stand-in computes GEMMs on the host
- *   but cannot run generated kernels), so compile, artifact, open, staging, schedule, CPU
- *   steps, transfers and the row-major GEMM mapping are checked with no GPU.
+ * - the stand-in driver, cuBLASLt and cuDNN of tests/runtime (ctest sets
+ *   KILN_CUDA_DRIVER, KILN_CUBLASLT and KILN_CUDNN to them, and KILN_TEST_CUDA_FAKE=1):
+ *   graphs whose CUDA steps are all cuBLASLt GEMMs with cuBLASLt's own epilogues or cuDNN
+ *   convolutions without epilogue (the stand-ins compute on the host but cannot run
+ *   generated kernels), so compile, artifact, open, staging, schedule, CPU steps,
+ *   transfers, the row-major GEMM mapping and the conv records are checked with no GPU.
+ * On a GPU, test_convs_on_gpu also runs convolutions through cuDNN: bias/relu/clamp and
+ * residual epilogues, groups (depthwise too), strides, dilations, 1-D and 3-D, f32 and
+ * f64, and a small CNN whose pooling runs on the CPU.
  * Exits 77, saying why, when NVRTC is missing or there is neither a GPU nor the stand-ins. */
 #include <math.h>
 #include <stdio.h>
@@ -325,6 +329,77 @@ static void build_gemm_sandwich(kir_graph *g, bool trans) {
   kt_op2(g, KIR_OP_ADD, "out", kt_matmul(g, "om", ls, w2, 0, 0), b2);
 }
 
+/* conv + bias + relu (a fused_conv: cuDNN, then the epilogue kernel). */
+static void build_conv_bias_relu(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(2, 3, 12, 10));
+  kir_node *w = kt_cst(g, "w", dt, DIMS(8, 3, 3, 3), 41, -0.5, 0.5);
+  kir_node *b = kt_cst(g, "b", dt, DIMS(8), 42, -0.5, 0.5);
+  kt_op1(g, KIR_OP_RELU, "out", ktc_conv(g, "c", x, w, b, (const int64_t[]){1, 1, 1, 1}, NULL, NULL, 1));
+}
+
+/* groups 2 with stride 2, then a depthwise conv with dilation 2, then a residual add. */
+static void build_conv_groups(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(2, 4, 15, 13));
+  kir_node *w1 = kt_cst(g, "w1", dt, DIMS(6, 2, 3, 3), 43, -0.5, 0.5);
+  kir_node *c1 = ktc_conv(g, "c1", x, w1, NULL, (const int64_t[]){1, 1, 1, 1}, (const int64_t[]){2, 2}, NULL, 2);
+  kir_node *w2 = kt_cst(g, "w2", dt, DIMS(6, 1, 3, 3), 44, -0.5, 0.5);
+  kir_node *b2 = kt_cst(g, "b2", dt, DIMS(6), 45, -0.5, 0.5);
+  kir_node *c2 = ktc_conv(g, "c2", c1, w2, b2, (const int64_t[]){2, 2, 2, 2}, NULL, (const int64_t[]){2, 2}, 6);
+  kt_op2(g, KIR_OP_ADD, "out", kt_clamp(g, "cl", c2, -1.0, 1.0), c1);
+}
+
+/* 1-D (stride 2, dilation 2) and 3-D (clamp epilogue) convolutions. */
+static void build_conv_1d_3d(kir_graph *g, kiln_dtype dt) {
+  kir_node *x1 = kt_ph(g, "x1", dt, DIMS(3, 5, 40));
+  kir_node *w1 = kt_cst(g, "w1", dt, DIMS(7, 5, 4), 46, -0.5, 0.5);
+  ktc_conv(g, "c1", x1, w1, NULL, (const int64_t[]){3, 3}, (const int64_t[]){2}, (const int64_t[]){2}, 1);
+  kir_node *x3 = kt_ph(g, "x3", dt, DIMS(2, 2, 6, 7, 5));
+  kir_node *w3 = kt_cst(g, "w3", dt, DIMS(4, 2, 3, 2, 3), 47, -0.5, 0.5);
+  kir_node *b3 = kt_cst(g, "b3", dt, DIMS(4), 48, -0.5, 0.5);
+  kir_node *c3 = ktc_conv(g, "c3", x3, w3, b3, (const int64_t[]){1, 0, 1, 1, 0, 1}, (const int64_t[]){1, 2, 1}, NULL, 1);
+  kt_clamp(g, "c3c", c3, -0.5, 0.75);
+}
+
+/* A small CNN: conv-relu-pool twice (pooling on the CPU, with transfers), then a dense
+ * layer on the GPU. */
+static void build_small_cnn(kir_graph *g, kiln_dtype dt) {
+  kir_node *x = kt_ph(g, "x", dt, DIMS(4, 1, 16, 16));
+  kir_node *w1 = kt_cst(g, "w1", dt, DIMS(8, 1, 3, 3), 51, -0.5, 0.5);
+  kir_node *b1 = kt_cst(g, "b1", dt, DIMS(8), 52, -0.1, 0.1);
+  kir_node *r1 = kt_op1(g, KIR_OP_RELU, "r1", ktc_conv(g, "c1", x, w1, b1, (const int64_t[]){1, 1, 1, 1}, NULL, NULL, 1));
+  int32_t in1[1] = {r1->id};
+  kir_node *p1 = kir_node_add(g, KIR_OP_MAX_POOL, "p1", in1, 1);
+  OK(g, kir_attr_set_ints(g, p1, "kernel", (const int64_t[]){2, 2}, 2));
+  OK(g, kir_attr_set_ints(g, p1, "strides", (const int64_t[]){2, 2}, 2));
+  kt_infer(g, p1);
+  kir_node *w2 = kt_cst(g, "w2", dt, DIMS(16, 8, 3, 3), 53, -0.2, 0.2);
+  kir_node *b2 = kt_cst(g, "b2", dt, DIMS(16), 54, -0.1, 0.1);
+  kir_node *r2 = kt_op1(g, KIR_OP_RELU, "r2", ktc_conv(g, "c2", p1, w2, b2, (const int64_t[]){1, 1, 1, 1}, NULL, NULL, 1));
+  int32_t in2[1] = {r2->id};
+  kir_node *p2 = kir_node_add(g, KIR_OP_AVG_POOL, "p2", in2, 1);
+  OK(g, kir_attr_set_ints(g, p2, "kernel", (const int64_t[]){2, 2}, 2));
+  OK(g, kir_attr_set_ints(g, p2, "strides", (const int64_t[]){2, 2}, 2));
+  kt_infer(g, p2);
+  kir_node *f = kt_with_ints(g, KIR_OP_RESHAPE, "flat", p2, "shape", (const int64_t[]){4, 256}, 2);
+  kir_node *w3 = kt_cst(g, "w3", dt, DIMS(256, 10), 55, -0.1, 0.1);
+  kir_node *b3 = kt_cst(g, "b3", dt, DIMS(10), 56, -0.1, 0.1);
+  kt_op2(g, KIR_OP_ADD, "logits", kt_matmul(g, "fc", f, w3, 0, 0), b3);
+}
+
+/* A conv with no epilogue, a CPU-only pool, and another conv: what the stand-ins (the
+ * fake cuDNN computes, the fake driver runs no kernel) can run end to end. */
+static void build_conv_fake(kir_graph *g) {
+  kir_node *x = kt_ph(g, "x", KILN_F32, DIMS(2, 3, 10, 9));
+  kir_node *w1 = kt_cst(g, "w1", KILN_F32, DIMS(4, 3, 3, 3), 61, -0.5, 0.5);
+  kir_node *c1 = ktc_conv(g, "c1", x, w1, NULL, (const int64_t[]){1, 1, 1, 1}, (const int64_t[]){1, 2}, NULL, 1);
+  int32_t in1[1] = {c1->id};
+  kir_node *p1 = kir_node_add(g, KIR_OP_MAX_POOL, "p1", in1, 1);
+  OK(g, kir_attr_set_ints(g, p1, "kernel", (const int64_t[]){2, 2}, 2));
+  kt_infer(g, p1);
+  kir_node *w2 = kt_cst(g, "w2", KILN_F32, DIMS(6, 2, 2, 2), 62, -0.5, 0.5);
+  ktc_conv(g, "out", p1, w2, NULL, NULL, NULL, (const int64_t[]){2, 1}, 2);
+}
+
 /* ---------------------------------------------------------------- on a GPU ------ */
 
 static void test_ops_on_gpu(void **state) {
@@ -521,7 +596,40 @@ static void test_bad_input_on_gpu(void **state) {
   remove(art);
 }
 
+static void test_convs_on_gpu(void **state) {
+  (void)state;
+  static const kiln_dtype fl[] = {KILN_F32, KILN_F64};
+  const char *one[] = {"out"}, *two[] = {"c1", "c3c"}, *cnn[] = {"logits"};
+  for (int i = 0; i < 2; i++) {
+    build_and_check(build_conv_bias_relu, fl[i], one, 1, "conv+bias+relu");
+    build_and_check(build_conv_groups, fl[i], one, 1, "grouped and depthwise convs");
+    build_and_check(build_conv_1d_3d, fl[i], two, 2, "1-D and 3-D convs");
+    build_and_check(build_small_cnn, fl[i], cnn, 1, "small CNN");
+    build_and_check(ktc_build_convs, fl[i], (const char *[]){"out", "c2", "c3"}, 3, "conv op graph");
+  }
+  kir_graph *g = kir_graph_create();
+  build_small_cnn(g, KILN_F32);
+  check_graph(g, cnn, 1, "small CNN (placement)");
+  assert_string_equal(kt_find(g, "p1")->assigned_device, "cpu:0");
+  assert_string_equal(kt_find(g, "r1")->assigned_device, "cuda:0");
+  kir_graph_destroy(g);
+  settle("convolutions");
+}
+
 /* ---------------------------------------------------------------- stand-ins ----- */
+
+static void test_conv_graphs_fake(void **state) {
+  (void)state;
+  const char *out[] = {"out"};
+  kir_graph *g = kir_graph_create();
+  build_conv_fake(g);
+  check_graph(g, out, 1, "conv, CPU pool, grouped dilated conv");
+  assert_string_equal(kt_find(g, "c1")->assigned_device, "cuda:0");
+  assert_string_equal(kt_find(g, "p1")->assigned_device, "cpu:0");
+  assert_string_equal(kt_find(g, "out")->assigned_device, "cuda:0");
+  kir_graph_destroy(g);
+  settle("conv graphs on the stand-ins");
+}
 
 static void test_gemm_graphs_fake(void **state) {
   (void)state;
@@ -558,13 +666,14 @@ int main(void) {
   printf("test_cuda_runtime: %s%s\n", msg, g_fake ? " (the stand-ins of tests/runtime)" : "");
   g_arch = getenv("KILN_TEST_CUDA_ARCH") ? getenv("KILN_TEST_CUDA_ARCH") : "sm_90";
   if (g_fake) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_gemm_graphs_fake)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_gemm_graphs_fake),
+                                       cmocka_unit_test(test_conv_graphs_fake)};
     return cmocka_run_group_tests(tests, NULL, NULL);
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ops_on_gpu),      cmocka_unit_test(test_fused_on_gpu),
       cmocka_unit_test(test_random_on_gpu),   cmocka_unit_test(test_networks_on_gpu),
-      cmocka_unit_test(test_bad_input_on_gpu),
+      cmocka_unit_test(test_convs_on_gpu),    cmocka_unit_test(test_bad_input_on_gpu),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* test_cuda_exec.c — the executor of CUDA artifacts (runtime/kiln_rt_cuda_exec.c) without
- * a GPU: KILN_CUDA_DRIVER and KILN_CUBLASLT point at tests/runtime's stand-ins (device
- * memory is host memory; kernels only log "launch NAME"; the fake cuBLASLt really
- * computes). Artifacts are made by hand (a Kiln__Rt__Plan packed with protobuf-c,
+ * a GPU: KILN_CUDA_DRIVER, KILN_CUBLASLT and KILN_CUDNN point at tests/runtime's
+ * stand-ins (device memory is host memory; kernels only log "launch NAME"; the fake
+ * cuBLASLt and cuDNN really compute; conv steps in 1-3 spatial dims against a double
+ * reference, and bad conv records). Artifacts are made by hand (a Kiln__Rt__Plan packed with protobuf-c,
  * kart_write; images are arbitrary bytes with their SHA-256): GEMM plans against a double
  * reference with host and device buffers, transposes, batches and broadcasts; copies and
  * staging in every direction with CPU steps from a small kiln_step compiled by the
@@ -254,6 +255,21 @@ static void write_art(const char *path, Kiln__Rt__Plan *p, const void *w, size_t
 
 static long fake_count(const char *sym) {
   void *h = dlopen(getenv("KILN_CUDA_DRIVER"), RTLD_LAZY | RTLD_NOLOAD);
+  if (!h) return 0;
+  void *fn = dlsym(h, sym);
+  long n = 0;
+  if (fn) {
+    long (*get)(void);
+    memcpy(&get, &fn, sizeof fn);
+    n = get();
+  }
+  dlclose(h);
+  return n;
+}
+
+/* fake_count for a stand-in library named by an environment variable (KILN_CUDNN). */
+static long fake_lib_count(const char *var, const char *sym) {
+  void *h = getenv(var) ? dlopen(getenv(var), RTLD_LAZY | RTLD_NOLOAD) : NULL;
   if (!h) return 0;
   void *fn = dlsym(h, sym);
   long n = 0;
@@ -987,6 +1003,229 @@ static void test_oom(void **state) {
   oom_path(path_of("mlp.kart"), 0);
 }
 
+/* ---------------------------------------------------------------- conv plans ----- */
+
+/* One convolution through the fake cuDNN: x (input 0, on cuda:0) conv w (weights) into
+ * y (output 0), against a double reference. */
+typedef struct ccase {
+  int dtype, sp, n, c, k, groups;
+  int in[3], filter[3], pads[3], strides[3], dil[3];
+} ccase;
+
+static int conv_out(const ccase *t, int d) {
+  return (t->in[d] + 2 * t->pads[d] - t->dil[d] * (t->filter[d] - 1) - 1) / t->strides[d] + 1;
+}
+
+static int64_t prod(const int *d, int k) {
+  int64_t e = 1;
+  for (int i = 0; i < k; i++) e *= d[i];
+  return e;
+}
+
+/* The record for t with x, w, y operands as a conv step of plan p. */
+static Kiln__Rt__CudaConv *conv_new(const ccase *t, Kiln__Rt__Operand *x, Kiln__Rt__Operand *w,
+                                    Kiln__Rt__Operand *y) {
+  Kiln__Rt__CudaConv *v = P(sizeof *v);
+  kiln__rt__cuda_conv__init(v);
+  v->dtype = t->dtype, v->spatial = t->sp, v->n = t->n, v->c = t->c, v->k = t->k, v->groups = t->groups;
+  int64_t **arr[6] = {&v->in_dims, &v->filter_dims, &v->out_dims, &v->pads, &v->strides, &v->dilations};
+  size_t *cnt[6] = {&v->n_in_dims, &v->n_filter_dims, &v->n_out_dims, &v->n_pads, &v->n_strides, &v->n_dilations};
+  for (int a = 0; a < 6; a++) {
+    *arr[a] = P(3 * sizeof(int64_t));
+    *cnt[a] = (size_t)t->sp;
+    for (int d = 0; d < t->sp; d++) {
+      const int vals[6] = {t->in[d], t->filter[d], conv_out(t, d), t->pads[d], t->strides[d], t->dil[d]};
+      (*arr[a])[d] = vals[a];
+    }
+  }
+  v->x = x, v->w = w, v->y = y;
+  return v;
+}
+
+static void add_conv(Kiln__Rt__Plan *p, Kiln__Rt__CudaConv *v, const char *node) {
+  Kiln__Rt__CudaStep *s = P(sizeof *s);
+  kiln__rt__cuda_step__init(s);
+  s->kind = 3;
+  s->kernel = S("");
+  s->grid = 1;
+  s->block = 32;
+  s->conv = v;
+  s->node = S(node);
+  add_unit(p, U_CUDA, (int)p->n_cuda_steps, NULL, NULL, node);
+  PUSH(p->cuda_steps, p->n_cuda_steps, s);
+  add_step_record(p, "cudnn", "conv", "cuda:0");
+}
+
+static double g_cw[4096];
+
+/* Writes the conv artifact for t (filters random in g_cw); mutate (may be NULL) edits the
+ * record before it is packed. */
+static void write_conv(const char *path, const ccase *t, void (*mutate)(Kiln__Rt__CudaConv *)) {
+  int f64 = t->dtype == KILN_RT_F64, osp[3];
+  size_t es = f64 ? 8 : 4;
+  for (int d = 0; d < t->sp; d++) osp[d] = conv_out(t, d);
+  int64_t nx = (int64_t)t->n * t->c * prod(t->in, t->sp), nw = (int64_t)t->k * (t->c / t->groups) * prod(t->filter, t->sp);
+  int64_t ny = (int64_t)t->n * t->k * prod(osp, t->sp);
+  assert_true(nw <= 4096);
+  static unsigned char w[4096 * 8];
+  for (int64_t i = 0; i < nw; i++) {
+    g_cw[i] = rnd();
+    if (f64) ((double *)w)[i] = g_cw[i];
+    else ((float *)w)[i] = (float)g_cw[i], g_cw[i] = (float)g_cw[i];
+  }
+  int64_t dx[5] = {t->n, t->c}, dy[5] = {t->n, t->k};
+  for (int d = 0; d < t->sp; d++) dx[2 + d] = t->in[d], dy[2 + d] = osp[d];
+  Kiln__Rt__Plan *p = plan_new("");
+  p->cuda_error_word = 0;
+  add_input(p, spec("x", t->dtype, t->sp + 2, dx), "cuda:0");
+  add_output(p, spec("y", t->dtype, t->sp + 2, dy), opnd(IO, 1, 0, (uint64_t)ny * es, "cuda:0"));
+  add_arena(p, "cuda:0", 64);
+  Kiln__Rt__CudaConv *v = conv_new(t, opnd(IO, 0, 0, (uint64_t)nx * es, "cuda:0"),
+                                   opnd(WT, 0, 0, (uint64_t)nw * es, "cuda:0"),
+                                   opnd(IO, 1, 0, (uint64_t)ny * es, "cuda:0"));
+  if (mutate) mutate(v);
+  add_conv(p, v, "conv");
+  write_art(path, p, w, (size_t)nw * es, NULL, NULL);
+}
+
+/* The interpreter's conv in double (x already rounded to the dtype). */
+static void conv_ref(const ccase *t, const double *x, double *y) {
+  int in[3] = {1, 1, 1}, f[3] = {1, 1, 1}, o[3] = {1, 1, 1}, pd[3] = {0, 0, 0}, st[3] = {1, 1, 1}, dl[3] = {1, 1, 1};
+  for (int d = 0; d < t->sp; d++)
+    in[d] = t->in[d], f[d] = t->filter[d], o[d] = conv_out(t, d), pd[d] = t->pads[d], st[d] = t->strides[d], dl[d] = t->dil[d];
+  int cg = t->c / t->groups, kg = t->k / t->groups;
+  int64_t idx = 0;
+  for (int b = 0; b < t->n; b++)
+    for (int m = 0; m < t->k; m++)
+      for (int o0 = 0; o0 < o[0]; o0++)
+        for (int o1 = 0; o1 < o[1]; o1++)
+          for (int o2 = 0; o2 < o[2]; o2++) {
+            double acc = 0;
+            for (int ci = 0; ci < cg; ci++)
+              for (int j0 = 0; j0 < f[0]; j0++)
+                for (int j1 = 0; j1 < f[1]; j1++)
+                  for (int j2 = 0; j2 < f[2]; j2++) {
+                    int p0 = o0 * st[0] - pd[0] + j0 * dl[0], p1 = o1 * st[1] - pd[1] + j1 * dl[1];
+                    int p2 = o2 * st[2] - pd[2] + j2 * dl[2];
+                    if (p0 < 0 || p0 >= in[0] || p1 < 0 || p1 >= in[1] || p2 < 0 || p2 >= in[2]) continue;
+                    int64_t xi = (((int64_t)b * t->c + (m / kg) * cg + ci) * in[0] + p0) * in[1] * in[2] + p1 * in[2] + p2;
+                    int64_t wi = (((int64_t)m * cg + ci) * f[0] + j0) * f[1] * f[2] + j1 * f[2] + j2;
+                    acc += x[xi] * g_cw[wi];
+                  }
+            y[idx++] = acc;
+          }
+}
+
+static void conv_case(const ccase *t, const char *what) {
+  long base = kiln_rt_testing_live();
+  write_conv(path_of("conv.kart"), t, NULL);
+  kiln_rt_model *m = open_ok(path_of("conv.kart"));
+  kiln_rt_context *c = NULL;
+  assert_int_equal(kiln_rt_context_create(m, &c), KILN_RT_OK);
+  int f64 = t->dtype == KILN_RT_F64, osp[3] = {1, 1, 1};
+  for (int d = 0; d < t->sp; d++) osp[d] = conv_out(t, d);
+  int64_t nx = (int64_t)t->n * t->c * prod(t->in, t->sp), ny = (int64_t)t->n * t->k * prod(osp, t->sp);
+  double *xd = calloc((size_t)nx, sizeof *xd), *ref = calloc((size_t)ny, sizeof *ref);
+  unsigned char *xb = calloc((size_t)nx, 8), *yb = calloc((size_t)ny, 8);
+  assert_true(xd && ref && xb && yb);
+  /* run 1 eager, run 2 captured, run 3 replayed; new numbers each time */
+  for (int run = 0; run < 3; run++) {
+    for (int64_t i = 0; i < nx; i++) {
+      xd[i] = rnd();
+      if (f64) ((double *)xb)[i] = xd[i];
+      else ((float *)xb)[i] = (float)xd[i], xd[i] = (float)xd[i];
+    }
+    kiln_rt_buffer in = {xb, (size_t)nx * (f64 ? 8 : 4)}, out = {yb, (size_t)ny * (f64 ? 8 : 4)};
+    memset(yb, 0xFF, (size_t)ny * 8);
+    if (kiln_rt_run(c, &in, 1, &out, 1) != KILN_RT_OK) fail_msg("%s run %d: %s", what, run, kiln_rt_context_error(c));
+    conv_ref(t, xd, ref);
+    assert_close(ref, yb, f64, (int)ny, what);
+  }
+  free(xd), free(ref), free(xb), free(yb);
+  kiln_rt_context_destroy(c);
+  kiln_rt_model_close(m);
+  assert_clean(base);
+  assert_int_equal(fake_lib_count("KILN_CUDNN", "fake_cudnn_live"), 0);
+}
+
+static const ccase k_conv2d = {KILN_RT_F32, 2, 2, 3, 4, 1, {6, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1}};
+
+static void test_conv(void **state) {
+  (void)state;
+  conv_case(&k_conv2d, "2-D f32");
+  const ccase grouped = {KILN_RT_F64, 2, 1, 4, 6, 2, {9, 8}, {3, 2}, {1, 0}, {2, 2}, {2, 1}};
+  conv_case(&grouped, "2-D f64, groups 2, stride 2, dilation 2");
+  const ccase depthwise = {KILN_RT_F32, 1, 2, 4, 4, 4, {11}, {3}, {2}, {1}, {2}};
+  conv_case(&depthwise, "1-D f32 depthwise, dilation 2");
+  const ccase vol = {KILN_RT_F64, 3, 1, 2, 3, 1, {4, 5, 3}, {3, 2, 3}, {1, 0, 1}, {1, 2, 1}, {1, 1, 1}};
+  conv_case(&vol, "3-D f64");
+  const ccase strided = {KILN_RT_F32, 3, 2, 4, 2, 2, {5, 4, 6}, {2, 2, 3}, {0, 1, 1}, {2, 1, 3}, {1, 2, 1}};
+  conv_case(&strided, "3-D f32 grouped, strided, dilated");
+}
+
+static void cmut_out(Kiln__Rt__CudaConv *v) { v->out_dims[1] = 4; }
+static void cmut_groups(Kiln__Rt__CudaConv *v) { v->groups = 2; }
+static void cmut_spatial(Kiln__Rt__CudaConv *v) { v->spatial = 4; }
+static void cmut_dtype(Kiln__Rt__CudaConv *v) { v->dtype = 3; }
+static void cmut_count(Kiln__Rt__CudaConv *v) { v->n_pads = 1; }
+static void cmut_stride(Kiln__Rt__CudaConv *v) { v->strides[0] = 0; }
+static void cmut_pad(Kiln__Rt__CudaConv *v) { v->pads[1] = -1; }
+static void cmut_huge(Kiln__Rt__CudaConv *v) { v->n = (int64_t)1 << 40; }
+static void cmut_numel(Kiln__Rt__CudaConv *v) { v->n = 1 << 30; }
+static void cmut_cover(Kiln__Rt__CudaConv *v) { v->x = opnd(AR, 0, 0, 16, "cuda:0"); }
+static void cmut_write(Kiln__Rt__CudaConv *v) { v->y = v->w; }
+static void cmut_cpu(Kiln__Rt__CudaConv *v) { v->w->device = S("cpu:0"); }
+static void cmut_none(Kiln__Rt__CudaConv *v) { v->w = NULL; }
+
+static void test_conv_bad(void **state) {
+  (void)state;
+  static const struct {
+    void (*mutate)(Kiln__Rt__CudaConv *);
+    const char *want;
+  } cases[] = {
+      {cmut_out, "cuda step 0 conv.out_dims[1]: 4, but in 5, filter 3, pad 1, stride 1 and dilation 1 give 5"},
+      {cmut_groups, "cuda step 0 conv.c: 3 is not a multiple of groups"},
+      {cmut_spatial, "cuda step 0 conv.spatial: 4 (must be 1..3)"},
+      {cmut_dtype, "cuda step 0 conv.dtype: 3 is not f32 (1) or f64 (2)"},
+      {cmut_count, "cuda step 0 conv.pads: 1 entries for 2 spatial dims"},
+      {cmut_stride, "cuda step 0 conv.strides[0]: 0 (must be 1..2^31-1)"},
+      {cmut_pad, "cuda step 0 conv.pads[1]: -1 (must be 0..2^31-1)"},
+      {cmut_huge, "cuda step 0 conv.n: 1099511627776 (must be 1..2^31-1)"},
+      {cmut_numel, "cuda step 0 conv: a tensor of 2^31 or more elements"},
+      {cmut_cover, "cuda step 0 conv.x: 1 batches of 1x180 at stride 0 do not fit in its 16 bytes"},
+      {cmut_write, "cuda step 0 conv.y: written, but it is in the weights at 0"},
+      {cmut_cpu, "cuda step 0 conv.w: on cpu:0, not cuda:0"},
+      {cmut_none, "cuda step 0 conv.w: no operand"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    write_conv(path_of("badconv.kart"), &k_conv2d, cases[i].mutate);
+    open_fails(path_of("badconv.kart"), KILN_RT_ERR_FORMAT, cases[i].want);
+  }
+  /* the valid twin still opens, and runs with the Nth allocation failing for every N */
+  write_conv(path_of("conv.kart"), &k_conv2d, NULL);
+  long base = kiln_rt_testing_live();
+  for (long n = 0;; n++) {
+    if (n > 2000) fail_msg("still failing after 2000 allocations");
+    kiln_rt_model *m = NULL;
+    kiln_rt_context *c = NULL;
+    static float x[2 * 3 * 6 * 5], y[2 * 4 * 6 * 5];
+    kiln_rt_buffer in = {x, sizeof x}, out = {y, sizeof y};
+    kiln_rt_testing_fail_after(n);
+    kiln_rt_status st = kiln_rt_model_open(path_of("conv.kart"), &m);
+    if (!st) st = kiln_rt_context_create(m, &c);
+    if (!st) st = kiln_rt_run(c, &in, 1, &out, 1);
+    kiln_rt_testing_fail_after(-1);
+    if (st != KILN_RT_OK && st != KILN_RT_ERR_NOMEM)
+      fail_msg("N=%ld: %s (%s), want out-of-memory", n, kiln_rt_status_name(st),
+               c ? kiln_rt_context_error(c) : kiln_rt_model_error(m));
+    kiln_rt_context_destroy(c);
+    kiln_rt_model_close(m);
+    assert_clean(base);
+    assert_int_equal(fake_lib_count("KILN_CUDNN", "fake_cudnn_live"), 0);
+    if (st == KILN_RT_OK) break;
+  }
+}
+
 /* ---------------------------------------------------------------- fresh processes - */
 
 /* Child: open the artifact and print "STATUS MESSAGE". */
@@ -1040,6 +1279,13 @@ static void test_no_driver_device_cublaslt(void **state) {
            "libm.so.6 is not cuBLASLt: it has no cublasLtCreate");
   /* a plan without GEMMs never needs cuBLASLt */
   in_child(path_of("mixed.kart"), "KILN_CUBLASLT", "/nonexistent/libcublasLt.so", KILN_RT_OK, "");
+  /* cuDNN only for plans with conv steps */
+  write_conv(path_of("conv.kart"), &k_conv2d, NULL);
+  in_child(path_of("conv.kart"), "KILN_CUDNN", "/nonexistent/libcudnn.so.9", KILN_RT_ERR_DEVICE,
+           "no cuDNN (the plan has conv steps): /nonexistent/libcudnn.so.9");
+  in_child(path_of("conv.kart"), "KILN_CUDNN", "libm.so.6", KILN_RT_ERR_DEVICE,
+           "libm.so.6 is not cuDNN: it has no cudnnCreate");
+  in_child(path_of("mlp.kart"), "KILN_CUDNN", "/nonexistent/libcudnn.so.9", KILN_RT_OK, "");
 }
 
 /* CPU models: device buffers are refused, kiln_rt_model_device says cpu:0. */
@@ -1075,6 +1321,7 @@ int main(int argc, char **argv) {
   /* before the first driver use: the stand-ins, two devices, a log */
   setenv("KILN_CUDA_DRIVER", FAKE_CUDA_PATH, 1);
   setenv("KILN_CUBLASLT", FAKE_CUBLASLT_PATH, 1);
+  setenv("KILN_CUDNN", FAKE_CUDNN_PATH, 1);
   setenv("FAKE_CUDA_DEVICES", "2", 1);
   static char log[300];
   snprintf(log, sizeof log, "%s/fake.log", g_dir);
@@ -1084,6 +1331,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_copies_staging),   cmocka_unit_test(test_graphs),
       cmocka_unit_test(test_image_choice),     cmocka_unit_test(test_bad_plans),
       cmocka_unit_test(test_run_failures),     cmocka_unit_test(test_oom),
+      cmocka_unit_test(test_conv),             cmocka_unit_test(test_conv_bad),
       cmocka_unit_test(test_no_driver_device_cublaslt),
       cmocka_unit_test(test_cpu_model_refuses_device),
   };
