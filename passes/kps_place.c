@@ -154,6 +154,7 @@ bool kps_device_has_kernel(const char *device, kir_op op) {
 static bool cudnn_conv_ok(const kir_node *n) {
   if (n->type.dtype != KILN_F32 && n->type.dtype != KILN_F64) return false;
   if (n->type.rank < 3 || n->type.rank > 5) return false;
+  if (kir_type_numel(&n->type) >= ((int64_t)1 << 31)) return false; /* cuDNN's int dims */
   int32_t k = n->type.rank - 2, cnt = 0;
   const int64_t *pads = kir_attr_ints(n, "pads", &cnt);
   if (!pads) return true;
