@@ -7,6 +7,21 @@
 #include "passes/kps.h"
 #include "tests/kt_graph.h"
 
+void ktc_place(kir_graph *g, const char *pipeline, const char *const *roots, int32_t n) {
+  static const char *const devices[] = {"cpu:0", "cuda:0"};
+  kps_options opt;
+  kps_context ctx;
+  memset(&opt, 0, sizeof opt);
+  memset(&ctx, 0, sizeof ctx);
+  opt.pipeline = pipeline;
+  opt.verify_each = true;
+  ctx.roots = roots;
+  ctx.n_roots = n;
+  ctx.devices = devices;
+  ctx.n_devices = 2;
+  OK(g, kps_run(g, &opt, &ctx));
+}
+
 const kiln_dtype ktc_dtypes[KTC_N_DTYPES] = {KILN_F32, KILN_F64, KILN_F16, KILN_BF16, KILN_I32,
                                       KILN_I64, KILN_U8,  KILN_I8,  KILN_U16,  KILN_I16,
                                       KILN_U32, KILN_U64, KILN_BOOL};

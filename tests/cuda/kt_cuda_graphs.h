@@ -10,6 +10,10 @@
 
 #include "ir/kir.h"
 
+/* Runs pipeline (verify after each pass) on g for roots with the CUDA target's devices,
+ * cpu:0 and cuda:0; fails the test on an error. */
+void ktc_place(kir_graph *g, const char *pipeline, const char *const *roots, int32_t n);
+
 #define KTC_N_DTYPES 13
 extern const kiln_dtype ktc_dtypes[KTC_N_DTYPES];
 

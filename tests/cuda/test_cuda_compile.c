@@ -15,27 +15,17 @@
 
 #include "codegen/kcg.h"
 #include "codegen/kcg_cuda.h"
+#include "kt_cuda_graphs.h"
 #include "ir/kir_alloc.h"
 #include "kiln_artifact.h"
 #include "kiln_artifact.pb-c.h"
 #include "tests/kt_graph.h"
 
-static const char *const k_devices[] = {"cpu:0", "cuda:0"};
 
 /* ---------------------------------------------------------------- graphs -------- */
 
 static void place(kir_graph *g, const char *const *roots, int32_t n) {
-  kps_options opt;
-  kps_context ctx;
-  memset(&opt, 0, sizeof opt);
-  memset(&ctx, 0, sizeof ctx);
-  opt.pipeline = KPS_DEFAULT_PIPELINE;
-  opt.verify_each = true;
-  ctx.roots = roots;
-  ctx.n_roots = n;
-  ctx.devices = k_devices;
-  ctx.n_devices = 2;
-  OK(g, kps_run(g, &opt, &ctx));
+  ktc_place(g, KPS_DEFAULT_PIPELINE, roots, n);
 }
 
 static kir_node *dense(kir_graph *g, const char *name, kir_node *x, int64_t k, int64_t n,

@@ -35,7 +35,6 @@
 #include "tests/kt_graph.h"
 #include "tests/passes/kt_gen.h"
 
-static const char *const k_devices[] = {"cpu:0", "cuda:0"};
 static bool g_fake;             /* the stand-ins, not a GPU */
 static const char *g_arch = ""; /* NVRTC architectures for the artifacts under test */
 static int g_checked, g_failed;
@@ -45,17 +44,7 @@ static int g_checked, g_failed;
 /* Default pipeline over cpu:0 + cuda:0 for fetch, then a CUDA artifact at path. */
 static kiln_status compile_cuda(kir_graph *g, const char *const *fetch, int32_t n, const char *archs,
                                 const char *path) {
-  kps_options opt;
-  kps_context ctx;
-  memset(&opt, 0, sizeof opt);
-  memset(&ctx, 0, sizeof ctx);
-  opt.pipeline = KPS_DEFAULT_PIPELINE;
-  opt.verify_each = true;
-  ctx.roots = fetch;
-  ctx.n_roots = n;
-  ctx.devices = k_devices;
-  ctx.n_devices = 2;
-  OK(g, kps_run(g, &opt, &ctx));
+  ktc_place(g, KPS_DEFAULT_PIPELINE, fetch, n);
   kcg_options co;
   memset(&co, 0, sizeof co);
   co.cuda_archs = archs;
