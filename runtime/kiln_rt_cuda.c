@@ -126,6 +126,40 @@ static void open_driver(void) {
   drv.ok = 1; /* the handle stays open for the process: the executor will call into it */
 }
 
+int rt_dl_open_table(const char *env, const char *const *names, size_t n_names,
+                     const rt_dl_sym *syms, size_t n_syms, void *table, const char *label,
+                     const char *what, char *why, size_t why_n, void **handle) {
+  const char *path = getenv(env);
+  const char *tried = path && *path ? path : names[0];
+  char first[200] = "";
+  void *h = NULL;
+  if (path && *path) {
+    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) snprintf(first, sizeof first, "%s", dlerror());
+  } else {
+    for (size_t i = 0; !h && i < n_names; i++) {
+      h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+      if (!h && i == 0) snprintf(first, sizeof first, "%s", dlerror());
+    }
+  }
+  if (!h) {
+    snprintf(why, why_n, "no %s (%s): %s", label, what, first[0] ? first : tried);
+    return -1;
+  }
+  for (size_t i = 0; i < n_syms; i++) {
+    void *p = dlsym(h, syms[i].name);
+    if (!p) {
+      snprintf(why, why_n, "%s is not %s: it has no %s", tried, label, syms[i].name);
+      dlclose(h);
+      return -1;
+    }
+    /* POSIX dlsym returns an object pointer; converting it is how functions are found */
+    memcpy((char *)table + syms[i].offset, &p, sizeof p);
+  }
+  if (handle) *handle = h;
+  return 0;
+}
+
 kiln_rt_status kiln_rt_cuda_devices(int *count, char *msg, size_t msg_n) {
   if (count) *count = 0;
   if (!count) {

@@ -71,6 +71,19 @@ typedef struct rt_cu_api {
  * reason in why (no driver, no device, a driver lacking an entry point). *count gets
  * the number of devices (0 on failure). Thread-safe. */
 RT_CU_HIDDEN const rt_cu_api *rt_cu_driver(int *count, char *why, size_t why_n);
+/* A CUDA library's entry point: its name and where its pointer goes in a table. */
+typedef struct rt_dl_sym {
+  const char *name;
+  size_t offset;
+} rt_dl_sym;
+/* Opens a CUDA library for good (as the driver stays open): $env when set, else each of
+ * names[0..n_names) in turn; fills table's function pointers from syms. 0, or -1 with
+ * why: "no LABEL (WHAT): <dlerror of the first name>" or "PATH is not LABEL: it has no
+ * SYMBOL". */
+RT_CU_HIDDEN int rt_dl_open_table(const char *env, const char *const *names, size_t n_names,
+                                  const rt_dl_sym *syms, size_t n_syms, void *table,
+                                  const char *label, const char *what, char *why, size_t why_n,
+                                  void **handle);
 /* "CUDA_ERROR_OUT_OF_MEMORY", or "CUresult 2" when the driver cannot name it. */
 RT_CU_HIDDEN void rt_cu_result(int r, char *out, size_t n);
 

@@ -59,10 +59,7 @@ typedef struct lt_api {
   const char *(*status_name)(int s); /* optional */
 } lt_api;
 
-static const struct {
-  const char *name;
-  size_t offset;
-} k_lt_syms[] = {
+static const rt_dl_sym k_lt_syms[] = {
     {"cublasLtCreate", offsetof(lt_api, create)},
     {"cublasLtDestroy", offsetof(lt_api, destroy)},
     {"cublasLtMatmulDescCreate", offsetof(lt_api, desc_create)},
@@ -90,33 +87,11 @@ static struct {
 static void open_cublaslt(void) {
   static const char *const names[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
                                       "/usr/local/cuda/lib64/libcublasLt.so.13"};
-  const char *env = getenv("KILN_CUBLASLT");
   void *h = NULL;
-  const char *tried = env && *env ? env : names[0];
-  char first[200] = "";
-  if (env && *env) {
-    h = dlopen(env, RTLD_NOW | RTLD_LOCAL);
-    if (!h) snprintf(first, sizeof first, "%s", dlerror());
-  } else {
-    for (size_t i = 0; !h && i < sizeof names / sizeof names[0]; i++) {
-      h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-      if (!h && i == 0) snprintf(first, sizeof first, "%s", dlerror());
-    }
-  }
-  if (!h) {
-    snprintf(lt.why, sizeof lt.why, "no cuBLASLt (the plan has GEMM steps): %s",
-             first[0] ? first : tried);
+  if (rt_dl_open_table("KILN_CUBLASLT", names, sizeof names / sizeof names[0], k_lt_syms,
+                       sizeof k_lt_syms / sizeof k_lt_syms[0], &lt.api, "cuBLASLt",
+                       "the plan has GEMM steps", lt.why, sizeof lt.why, &h))
     return;
-  }
-  for (size_t i = 0; i < sizeof k_lt_syms / sizeof k_lt_syms[0]; i++) {
-    void *p = dlsym(h, k_lt_syms[i].name);
-    if (!p) {
-      snprintf(lt.why, sizeof lt.why, "%s is not cuBLASLt: it has no %s", tried, k_lt_syms[i].name);
-      dlclose(h);
-      return;
-    }
-    memcpy((char *)&lt.api + k_lt_syms[i].offset, &p, sizeof p);
-  }
   void *sn = dlsym(h, "cublasLtGetStatusName");
   if (sn) memcpy(&lt.api.status_name, &sn, sizeof sn);
   lt.ok = 1;

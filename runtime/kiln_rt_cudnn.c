@@ -52,10 +52,7 @@ typedef struct dnn_api {
                  void *y);                                  /* cudnnConvolutionForward */
 } dnn_api;
 
-static const struct {
-  const char *name;
-  size_t offset;
-} k_syms[] = {
+static const rt_dl_sym k_syms[] = {
     {"cudnnCreate", offsetof(dnn_api, create)},
     {"cudnnDestroy", offsetof(dnn_api, destroy)},
     {"cudnnSetStream", offsetof(dnn_api, set_stream)},
@@ -86,33 +83,9 @@ static struct {
 /* $KILN_CUDNN, else libcudnn.so.9, else libcudnn.so; it stays loaded for the process. */
 static void open_cudnn(void) {
   static const char *const names[] = {"libcudnn.so.9", "libcudnn.so"};
-  const char *env = getenv("KILN_CUDNN");
-  const char *tried = env && *env ? env : names[0];
-  char first[200] = "";
-  void *h = NULL;
-  if (env && *env) {
-    h = dlopen(env, RTLD_NOW | RTLD_LOCAL);
-    if (!h) snprintf(first, sizeof first, "%s", dlerror());
-  } else {
-    for (size_t i = 0; !h && i < sizeof names / sizeof names[0]; i++) {
-      h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-      if (!h && i == 0) snprintf(first, sizeof first, "%s", dlerror());
-    }
-  }
-  if (!h) {
-    snprintf(dnn.why, sizeof dnn.why, "no cuDNN (the plan has conv steps): %s", first[0] ? first : tried);
-    return;
-  }
-  for (size_t i = 0; i < sizeof k_syms / sizeof k_syms[0]; i++) {
-    void *p = dlsym(h, k_syms[i].name);
-    if (!p) {
-      snprintf(dnn.why, sizeof dnn.why, "%s is not cuDNN: it has no %s", tried, k_syms[i].name);
-      dlclose(h);
-      return;
-    }
-    memcpy((char *)&dnn.api + k_syms[i].offset, &p, sizeof p);
-  }
-  dnn.ok = 1;
+  dnn.ok = rt_dl_open_table("KILN_CUDNN", names, sizeof names / sizeof names[0], k_syms,
+                            sizeof k_syms / sizeof k_syms[0], &dnn.api, "cuDNN",
+                            "the plan has conv steps", dnn.why, sizeof dnn.why, NULL) == 0;
 }
 
 int rt_dnn_open(char *why, size_t n) {
