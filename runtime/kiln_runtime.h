@@ -118,6 +118,9 @@ const char *kiln_rt_model_blas_core(const kiln_rt_model *m);
 /* One arena allocation, at create; nothing is allocated per run. */
 kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out);
 void kiln_rt_context_destroy(kiln_rt_context *c);
+/* The last run's message; for c == NULL, why this thread's last kiln_rt_context_create
+ * failed ("no context: cuda:0: cuMemAlloc of the device arena failed: ...", as dlerror
+ * keeps its message per thread), since a failed create returns no handle. */
 const char *kiln_rt_context_error(const kiln_rt_context *c);
 
 /* Runs the model: inputs and outputs in the model's order, every buffer of exactly the
@@ -158,7 +161,9 @@ kiln_rt_status kiln_rt_cuda_devices(int *count, char *msg, size_t msg_n);
  * (KILN_CUDA_GRAPHS=0 in the environment, or the option below, turns that off). A
  * failed launch is KILN_RT_ERR_EXEC naming the step and node; a device fault may leave
  * the context unusable (later runs answer the same error), and the handles stay
- * closable. CPU models take device buffers nowhere: KILN_RT_ERR_ARGUMENT. */
+ * closable. CPU models take device buffers nowhere: KILN_RT_ERR_ARGUMENT. Contexts of
+ * one CUDA model run concurrently, except where its kernels can report integer division
+ * by zero (one error word per loaded module): such runs take turns. */
 enum { KILN_RT_MEMORY_HOST = 0, KILN_RT_MEMORY_DEVICE = 1 };
 
 typedef struct kiln_rt_run_options {
