@@ -9,9 +9,10 @@
 # 2. correctness, against the reference interpreter (outputs poisoned first, f32 within
 #    1e-5, NaN never passes): test_cuda_codegen's test_on_gpu runs every op's generated
 #    kernels in every dtype; test_cuda_runtime compiles CUDA artifacts (every op, the fused
-#    patterns, random mixed CPU/GPU graphs, the MLP and the seed's networks) and runs them
-#    through libkiln_rt with host and device buffers, eagerly and as replayed CUDA graphs,
-#    plus the bad input that needs a device;
+#    patterns, random mixed CPU/GPU graphs, the MLP and the seed's networks, convolutions
+#    through cuDNN) and runs them through libkiln_rt with host and device buffers, eagerly
+#    and as replayed CUDA graphs, plus the bad input that needs a device; and the lecture
+#    MLP goes through kiln compile --target cuda / run / compare / bench;
 # 3. benchmarks: bench_gpu (Kiln, cuBLASLt alone, copy bandwidth) and bench/gpu_peer.py
 #    (PyTorch eager, same GPU), and prints the table (bench/gpu_table.py) last.
 # Exit status: nonzero when a correctness check fails; the table reports goals, it does
