@@ -292,6 +292,14 @@ static kiln_rt_status check_cover(kiln_rt_model *m, const char *what, const Kiln
   return KILN_RT_OK;
 }
 
+/* Two operands on one side sharing bytes: the same io tensor, or overlapping ranges of
+ * the arena. */
+static int operands_overlap(const Kiln__Rt__Operand *a, const Kiln__Rt__Operand *b) {
+  if (a->where != b->where || a->bytes == 0 || b->bytes == 0) return 0;
+  if (a->where == KILN__RT__WHERE__WHERE_IO) return a->index == b->index;
+  return a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
+}
+
 static kiln_rt_status check_gemm(kiln_rt_model *m, size_t i, const Kiln__Rt__CudaGemm *g) {
   char what[96];
   int side = 0;
@@ -336,6 +344,9 @@ static kiln_rt_status check_gemm(kiln_rt_model *m, size_t i, const Kiln__Rt__Cud
   if (!st) st = check_cover(m, what, g->d, g->batch, g->stride_d, g->m, g->n, es);
   snprintf(what, sizeof what, "cuda step %zu gemm.bias", i);
   if (!st && g->has_bias) st = check_cover(m, what, g->bias, 1, 0, 1, g->n, es);
+  for (int k = 0; k < 4 && !st; k++) /* cuBLASLt reads A, B and the bias while it writes D */
+    if (k != 2 && ops[k] && operands_overlap(g->d, ops[k]))
+      st = rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu: gemm.d overlaps gemm.%s", i, names[k]);
   return st;
 }
 
@@ -383,6 +394,13 @@ static kiln_rt_status conv_dims(kiln_rt_model *m, size_t i, const Kiln__Rt__Cuda
     }
     int64_t span = vals[0] + 2 * vals[3] - vals[5] * (vals[1] - 1) - 1; /* each < 2^31: no overflow */
     int64_t want = span < 0 ? 0 : span / vals[4] + 1;
+    /* cuDNN computes the padded extent, the dilated filter and the last window in int */
+    if (vals[0] + 2 * vals[3] > CONV_DIM_MAX || vals[5] * (vals[1] - 1) + 1 > CONV_DIM_MAX ||
+        (vals[2] - 1) * vals[4] + vals[5] * (vals[1] - 1) + 1 > CONV_DIM_MAX)
+      return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu conv dim %d: in %lld, pad %lld, filter "
+                           "%lld, dilation %lld, stride %lld reach past 2^31-1 (cuDNN's int)", i, d,
+                           (long long)vals[0], (long long)vals[3], (long long)vals[1],
+                           (long long)vals[5], (long long)vals[4]);
     if (vals[2] != want)
       return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu conv.out_dims[%d]: %lld, but in %lld, "
                            "filter %lld, pad %lld, stride %lld and dilation %lld give %lld", i, d,
@@ -424,6 +442,9 @@ static kiln_rt_status conv_operands(kiln_rt_model *m, size_t i, const Kiln__Rt__
     if (!st) st = check_cover(m, what, ops[a], 1, 0, 1, numel[a], es);
     if (st) return st;
   }
+  for (int a = 0; a < 2; a++) /* cuDNN reads x and w while it writes y */
+    if (operands_overlap(v->y, ops[a]))
+      return rt_model_fail(m, KILN_RT_ERR_FORMAT, "cuda step %zu: conv.y overlaps conv.%s", i, names[a]);
   return KILN_RT_OK;
 }
 
@@ -464,13 +485,6 @@ static size_t count_cpu_steps(const Kiln__Rt__Plan *p) {
   return n;
 }
 
-/* Two operands on one side sharing bytes: the same io tensor, or overlapping ranges of
- * the arena. */
-static int copy_overlaps(const Kiln__Rt__Operand *a, const Kiln__Rt__Operand *b) {
-  if (a->where != b->where || a->bytes == 0 || b->bytes == 0) return 0;
-  if (a->where == KILN__RT__WHERE__WHERE_IO) return a->index == b->index;
-  return a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
-}
 
 static kiln_rt_status check_schedule(kiln_rt_model *m) {
   const Kiln__Rt__Plan *p = m->plan;
@@ -503,7 +517,7 @@ static kiln_rt_status check_schedule(kiln_rt_model *m) {
       if (!st && u->src->bytes != u->dst->bytes)
         st = rt_model_fail(m, KILN_RT_ERR_FORMAT, "schedule unit %zu: copies %llu bytes into %llu",
                            i, (unsigned long long)u->src->bytes, (unsigned long long)u->dst->bytes);
-      if (!st && s1 == s2 && copy_overlaps(u->src, u->dst)) /* memcpy / DtoD of overlapping ranges */
+      if (!st && s1 == s2 && operands_overlap(u->src, u->dst)) /* memcpy / DtoD of overlapping ranges */
         st = rt_model_fail(m, KILN_RT_ERR_FORMAT, "schedule unit %zu: the copy's source and "
                            "destination overlap on %s", i, s1 == SIDE_CPU ? "cpu:0" : p->cuda_device);
       if (st) return st;
@@ -998,7 +1012,9 @@ kiln_rt_status rt_cuda_model_open(kiln_rt_model *m, const kart_section *code) {
 void rt_cuda_model_close(kiln_rt_model *m) {
   rt_cuda_model *cm = m ? m->cuda : NULL;
   if (!cm) return;
-  /* cuBLASLt layouts are host objects: freed even when the context cannot be made current */
+  /* cuBLASLt layouts and cuDNN descriptors are host objects: freed even when the context
+   * cannot be made current */
+  for (int i = 0; cm->convs && i < cm->n_convs; i++) rt_dnn_release(&cm->convs[i]);
   for (int i = 0; cm->gemms && i < cm->n_gemms; i++) {
     if (cm->gemms[i].la) lt.api.layout_destroy(cm->gemms[i].la);
     if (cm->gemms[i].lb) lt.api.layout_destroy(cm->gemms[i].lb);
@@ -1006,7 +1022,6 @@ void rt_cuda_model_close(kiln_rt_model *m) {
   }
   if (cm->ctx && cm->cu->ctx_push(cm->ctx) == 0) {
     if (cm->lt_handle) lt.api.destroy(cm->lt_handle);
-    for (int i = 0; cm->convs && i < cm->n_convs; i++) rt_dnn_release(&cm->convs[i]);
     rt_dnn_handle_destroy(cm->dnn_handle);
     if (cm->module) cm->cu->module_unload(cm->module);
     if (cm->weights) cm->cu->mem_free(cm->weights);

@@ -141,7 +141,7 @@ static kiln_rt_status create_fail(kiln_rt_context *c, kiln_rt_status st, const c
 }
 
 kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out) {
-  if (!out) return KILN_RT_ERR_ARGUMENT;
+  if (!out) return create_fail(NULL, KILN_RT_ERR_ARGUMENT, "kiln_rt_context_create: NULL out");
   *out = NULL;
   if (!m || m->status != KILN_RT_OK || !(m->entry || m->cuda))
     return create_fail(NULL, KILN_RT_ERR_ARGUMENT, "the model is NULL or failed to open");
@@ -154,6 +154,7 @@ kiln_rt_status kiln_rt_context_create(kiln_rt_model *m, kiln_rt_context **out) {
   if (!c->arena || !c->in_ptrs || !c->out_ptrs) return create_fail(c, KILN_RT_ERR_NOMEM, "out of memory for the arena");
   kiln_rt_status st = m->cuda ? rt_cuda_context_create(c) : KILN_RT_OK;
   if (st) return create_fail(c, st, "the device side could not be made");
+  create_err[0] = '\0'; /* the message is about this thread's last create */
   *out = c;
   return KILN_RT_OK;
 }

@@ -861,6 +861,7 @@ static void gemm_mut(const char *path, int what) {
   if (what == 3) g->batch = 2, g->stride_a = 1;
   if (what == 4) g->b->offset = 2;         /* misaligned */
   if (what == 5) g->d = opnd(WT, 0, 0, 80, "cuda:0");
+  if (what == 6) g->a = opnd(AR, 0, 0, 128, "cuda:0"), g->d = opnd(AR, 0, 64, 80, "cuda:0"); /* D over A */
   add_gemm(p, g, "", "y");
   write_art(path, p, w, sizeof w, NULL, NULL);
 }
@@ -899,8 +900,9 @@ static void test_bad_plans(void **state) {
       "cuda step 0: gemm stride_d 0 makes the 2 batches of D (4x5) overlap",
       "cuda step 0 gemm.b: offset 2 is not aligned to 4",
       "cuda step 0 gemm.d: written, but it is in the weights at 0",
+      "cuda step 0: gemm.d overlaps gemm.a",
   };
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < 7; i++) {
     gemm_mut(path_of("badg.kart"), i);
     open_fails(path_of("badg.kart"), KILN_RT_ERR_FORMAT, gemm_msgs[i]);
   }
