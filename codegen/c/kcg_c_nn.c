@@ -490,7 +490,8 @@ int64_t kcg_c_step_scratch(const kir_graph *g, const kir_node *n) {
 int64_t kcg_c_scratch_bytes(const kir_graph *g, const kps_memplan *plan) {
   int64_t most = 0;
   for (int32_t i = 0; i < g->n_nodes; i++) {
-    if (!kcg_c_is_step(g->nodes[i], plan)) continue;
+    /* a conv placed on a GPU runs through cuDNN: no im2col scratch in cpu:0's arena */
+    if (!kcg_c_is_step(g->nodes[i], plan) || !kcg_c_on_cpu(g->nodes[i])) continue;
     int64_t s = kcg_c_step_scratch(g, g->nodes[i]);
     if (s > most) most = s;
   }
