@@ -6,10 +6,11 @@
  * (shapes, types, batch counts) are CUBLAS_STATUS_INVALID_VALUE, as cuBLASLt answers.
  * Work goes on the fake driver's stream through fake_cuda_enqueue, so stream capture
  * records it. Test code: plain malloc; never linked into libkiln_rt. */
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fake_enqueue.h"
 
 enum { S_OK = 0, S_NOT_INIT = 1, S_ALLOC = 3, S_INVALID = 7, S_NOT_SUPPORTED = 15 };
 enum { R_32F = 0, R_64F = 1, C_32F = 68, C_64F = 70 };
@@ -241,24 +242,10 @@ static void run_job(void *arg) {
   }
 }
 
-static void drop_job(void *arg) { free(arg); }
-
-/* The fake driver's fake_cuda_enqueue, when the process has it loaded. */
+/* In stream order through the stand-in driver (fake_enqueue.h); the driver failing to
+ * queue it is an allocation failure. */
 static int enqueue(void *stream, job *j) {
-  const char *drv = getenv("KILN_CUDA_DRIVER");
-  void *h = drv && *drv ? dlopen(drv, RTLD_LAZY | RTLD_NOLOAD) : NULL;
-  void *fn = h ? dlsym(h, "fake_cuda_enqueue") : NULL;
-  int r = S_OK;
-  if (fn) {
-    int (*enq)(void *, void (*)(void *), void *, void (*)(void *));
-    memcpy(&enq, &fn, sizeof fn);
-    r = enq(stream, run_job, j, drop_job) ? S_ALLOC : S_OK;
-  } else {
-    run_job(j);
-    free(j);
-  }
-  if (h) dlclose(h);
-  return r;
+  return fake_enqueue(stream, run_job, j) ? S_ALLOC : S_OK;
 }
 
 int cublasLtMatmul(void *h, void *d, const void *alpha, const void *A, void *Al, const void *B,

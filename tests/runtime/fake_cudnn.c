@@ -7,10 +7,11 @@
  * CUDNN_STATUS_BAD_PARAM, as cuDNN answers. Work goes on the handle's stream through the
  * fake driver's fake_cuda_enqueue, so stream capture records it. Test code: plain malloc;
  * never linked into libkiln_rt. */
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fake_enqueue.h"
 
 enum { S_OK = 0, S_NOT_INIT = 1001, S_BAD = 2000, S_NOT_SUPPORTED = 3000, S_ALLOC = 4003 };
 enum { D_FLOAT = 0, D_DOUBLE = 1, MAX_NB = 5 };
@@ -269,24 +270,10 @@ static void run_job(void *arg) {
           }
 }
 
-static void drop_job(void *arg) { free(arg); }
-
-/* The fake driver's fake_cuda_enqueue, when the process has it loaded. */
+/* In stream order through the stand-in driver (fake_enqueue.h); the driver failing to
+ * queue it is an allocation failure. */
 static int enqueue(void *stream, job *j) {
-  const char *drv = getenv("KILN_CUDA_DRIVER");
-  void *h = drv && *drv ? dlopen(drv, RTLD_LAZY | RTLD_NOLOAD) : NULL;
-  void *fn = h ? dlsym(h, "fake_cuda_enqueue") : NULL;
-  int r = S_OK;
-  if (fn) {
-    int (*enq)(void *, void (*)(void *), void *, void (*)(void *));
-    memcpy(&enq, &fn, sizeof fn);
-    r = enq(stream, run_job, j, drop_job) ? S_ALLOC : S_OK;
-  } else {
-    run_job(j);
-    free(j);
-  }
-  if (h) dlclose(h);
-  return r;
+  return fake_enqueue(stream, run_job, j) ? S_ALLOC : S_OK;
 }
 
 int cudnnConvolutionForward(void *h, const void *alpha, void *xd, const void *x, void *wd, const void *w,

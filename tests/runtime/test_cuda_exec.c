@@ -253,21 +253,8 @@ static void write_art(const char *path, Kiln__Rt__Plan *p, const void *w, size_t
 
 /* ---------------------------------------------------------------- the fakes ----- */
 
-static long fake_count(const char *sym) {
-  void *h = dlopen(getenv("KILN_CUDA_DRIVER"), RTLD_LAZY | RTLD_NOLOAD);
-  if (!h) return 0;
-  void *fn = dlsym(h, sym);
-  long n = 0;
-  if (fn) {
-    long (*get)(void);
-    memcpy(&get, &fn, sizeof fn);
-    n = get();
-  }
-  dlclose(h);
-  return n;
-}
-
-/* fake_count for a stand-in library named by an environment variable (KILN_CUDNN). */
+/* A counter a stand-in library exports (long NAME(void)), the library named by the
+ * environment variable var; 0 when it is not loaded. */
 static long fake_lib_count(const char *var, const char *sym) {
   void *h = getenv(var) ? dlopen(getenv(var), RTLD_LAZY | RTLD_NOLOAD) : NULL;
   if (!h) return 0;
@@ -281,6 +268,8 @@ static long fake_lib_count(const char *var, const char *sym) {
   dlclose(h);
   return n;
 }
+
+static long fake_count(const char *sym) { return fake_lib_count("KILN_CUDA_DRIVER", sym); }
 
 /* Nothing of the runtime's memory or the fake device's is left. */
 static void assert_clean(long rt_base) {
