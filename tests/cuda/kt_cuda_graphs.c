@@ -6,6 +6,16 @@
 
 #include "passes/kps.h"
 #include "tests/kt_graph.h"
+#include "tests/passes/kt_gen.h"
+
+void ktc_random_graph(uint64_t seed, kt_gen *k) {
+  kt_gen_opts o;
+  char err[256];
+  memset(&o, 0, sizeof o);
+  o.n_nodes = 40;
+  o.window = seed % 3 == 0 ? 4 : 0;
+  if (kt_gen_build(seed, &o, k, err, sizeof err) != KILN_OK) fail_msg("kt_gen seed %d: %s", (int)seed, err);
+}
 
 void ktc_place(kir_graph *g, const char *pipeline, const char *const *roots, int32_t n) {
   static const char *const devices[] = {"cpu:0", "cuda:0"};

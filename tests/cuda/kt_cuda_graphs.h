@@ -14,6 +14,11 @@
  * cpu:0 and cuda:0; fails the test on an error. */
 void ktc_place(kir_graph *g, const char *pipeline, const char *const *roots, int32_t n);
 
+/* kt_gen's random graph for seed as the CUDA tests use it: 40 nodes, every third seed
+ * with a window of 4; fails the test when it cannot be built. */
+struct kt_gen;
+void ktc_random_graph(uint64_t seed, struct kt_gen *k);
+
 #define KTC_N_DTYPES 13
 extern const kiln_dtype ktc_dtypes[KTC_N_DTYPES];
 

@@ -529,12 +529,7 @@ static void test_random_graphs(void **state) {
   int32_t steps = 0;
   for (uint64_t seed = 1; seed <= 36; seed++) {
     kt_gen k;
-    kt_gen_opts o;
-    char err[256];
-    memset(&o, 0, sizeof o);
-    o.n_nodes = 40;
-    o.window = seed % 3 == 0 ? 4 : 0;
-    if (kt_gen_build(seed, &o, &k, err, sizeof err) != KILN_OK) fail_msg("kt_gen seed %d: %s", (int)seed, err);
+    ktc_random_graph(seed, &k);
     lowered L;
     memset(&L, 0, sizeof L);
     /* odd seeds unoptimized: more and plainer steps; even ones through fuse */

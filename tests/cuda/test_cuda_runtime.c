@@ -430,12 +430,7 @@ static void test_random_on_gpu(void **state) {
   (void)state;
   for (uint64_t seed = 1; seed <= 16; seed++) {
     kt_gen k;
-    kt_gen_opts o;
-    char err[256];
-    memset(&o, 0, sizeof o);
-    o.n_nodes = 40;
-    o.window = seed % 3 == 0 ? 4 : 0;
-    if (kt_gen_build(seed, &o, &k, err, sizeof err) != KILN_OK) fail_msg("kt_gen seed %d: %s", (int)seed, err);
+    ktc_random_graph(seed, &k);
     const char *fetch[64];
     int32_t n = 0;
     for (int32_t i = 0; i < k.n_fetches && n < 64; i++) {
