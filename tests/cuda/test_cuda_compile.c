@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "codegen/kcg.h"
 #include "codegen/kcg_cuda.h"
 #include "kt_cuda_graphs.h"
+#include "tests/kt_child.h"
 #include "ir/kir_alloc.h"
 #include "kiln_artifact.h"
 #include "kiln_artifact.pb-c.h"
@@ -681,8 +681,6 @@ static void test_refusals(void **state) {
 
 /* NVRTC missing: KILN_ERR_UNSUPPORTED naming the library, no file. NVRTC is opened once
  * per process, so this runs in a child with KILN_NVRTC_LIBRARY pointing nowhere. */
-static char s_self[4096];
-
 static int child_missing(void) {
   kir_graph *g = build_mlp();
   const char *outs[] = {"out"}, *path = kt_path("missing.kart");
@@ -696,18 +694,8 @@ static int child_missing(void) {
 
 static void test_nvrtc_missing(void **state) {
   (void)state;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    setenv("KILN_NVRTC_LIBRARY", "/nonexistent/libnvrtc.so", 1);
-    char *argv[] = {s_self, (char *)"--child-missing", NULL};
-    execv(s_self, argv);
-    _exit(99);
-  }
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  const char *args[] = {"--child-missing", NULL}, *env[] = {"KILN_NVRTC_LIBRARY=/nonexistent/libnvrtc.so", NULL};
+  assert_int_equal(kt_child(args, env, NULL, 0), 0);
 }
 
 /* The Nth allocation fails, N = 0, 1, ... until the compile succeeds: every failure is
@@ -757,9 +745,6 @@ static void test_oom_mixed(void **state) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "--child-missing")) return child_missing();
-  ssize_t len = readlink("/proc/self/exe", s_self, sizeof s_self - 1);
-  if (len > 0) s_self[len] = '\0';
-  else snprintf(s_self, sizeof s_self, "%s", argv[0]);
   char why[256];
   if (!kcg_nvrtc_available(why, sizeof why)) {
     printf("test_cuda_compile: skipped: NVRTC cannot be opened: %s\n", why);

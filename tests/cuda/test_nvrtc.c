@@ -9,13 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "codegen/kcg_cuda.h"
 #include "ir/kir_alloc.h"
 #include "runtime/kiln_artifact.h"
 #include "tests/kt.h"
+#include "tests/kt_child.h"
 
 static const char k_ok[] =
     "extern \"C\" __global__ void kiln_k0(unsigned char *arena,\n"
@@ -43,7 +43,6 @@ static const char k_warn[] =
     "}\n";
 
 static char s_root[4096]; /* this run's temp directory */
-static char s_self[4096]; /* this executable, for the child process */
 
 /* ---------------------------------------------------------------- helpers ------- */
 
@@ -551,19 +550,8 @@ static int child_missing(void) {
 
 static void test_missing_library(void **state) {
   (void)state;
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    setenv("KILN_NVRTC_LIBRARY", "/nonexistent/libnvrtc.so", 1);
-    char *argv[] = {s_self, (char *)"--child-missing", NULL};
-    execv(s_self, argv);
-    _exit(99);
-  }
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  const char *args[] = {"--child-missing", NULL}, *env[] = {"KILN_NVRTC_LIBRARY=/nonexistent/libnvrtc.so", NULL};
+  assert_int_equal(kt_child(args, env, NULL, 0), 0);
 }
 
 int main(int argc, char **argv) {
@@ -573,11 +561,6 @@ int main(int argc, char **argv) {
     printf("test_nvrtc: skipped: NVRTC is not available: %s\n", why);
     return 77;
   }
-  ssize_t n = readlink("/proc/self/exe", s_self, sizeof s_self - 1);
-  if (n > 0)
-    s_self[n] = '\0';
-  else
-    snprintf(s_self, sizeof s_self, "%s", argv[0]);
   const char *tmp = getenv("TMPDIR");
   snprintf(s_root, sizeof s_root, "%s/kiln-nvrtc-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
   if (!mkdtemp(s_root)) {

@@ -9,12 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "kiln_runtime.h"
+#include "tests/kt_child.h"
 
 /* Child: one probe, printed as "rc count msg". */
 static int probe(void) {
@@ -34,29 +33,11 @@ typedef struct result {
 
 /* Runs this binary with --probe and the given environment; parses its line. */
 static void run_probe(const char *driver, const char *devices, result *r) {
-  int fd[2];
-  assert_int_equal(pipe(fd), 0);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(fd[1], 1);
-    close(fd[0]);
-    if (driver) setenv("KILN_CUDA_DRIVER", driver, 1);
-    else unsetenv("KILN_CUDA_DRIVER");
-    if (devices) setenv("FAKE_CUDA_DEVICES", devices, 1);
-    execl("/proc/self/exe", "test_cuda_driver", "--probe", (char *)NULL);
-    _exit(127);
-  }
-  close(fd[1]);
-  char buf[700] = "";
-  size_t n = 0;
-  ssize_t k;
-  while (n < sizeof buf - 1 && (k = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)k;
-  close(fd[0]);
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  char drv[512] = "KILN_CUDA_DRIVER", dev[128] = "FAKE_CUDA_DEVICES", buf[700] = "";
+  if (driver) snprintf(drv, sizeof drv, "KILN_CUDA_DRIVER=%s", driver);
+  if (devices) snprintf(dev, sizeof dev, "FAKE_CUDA_DEVICES=%s", devices);
+  const char *args[] = {"--probe", NULL}, *env[] = {drv, devices ? dev : NULL, NULL};
+  assert_int_equal(kt_child(args, env, buf, sizeof buf), 0);
   int used = 0;
   assert_int_equal(sscanf(buf, "%d %d %n", &r->rc, &r->count, &used), 2);
   snprintf(r->msg, sizeof r->msg, "%s", buf + used);

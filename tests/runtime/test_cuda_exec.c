@@ -19,13 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "kiln_artifact.pb-c.h"
 #include "runtime/kiln_artifact.h"
 #include "runtime/kiln_rt_testing.h"
 #include "runtime/kiln_runtime.h"
+#include "tests/kt_child.h"
 
 static char g_dir[256];
 /* KILN_TEST_CUDA_REAL=1: the machine's driver and cuBLASLt (a GPU), the cases that need
@@ -1230,26 +1229,10 @@ static int child_open(const char *path) {
 
 static void in_child(const char *path, const char *var, const char *value, kiln_rt_status want,
                      const char *msg) {
-  int fd[2];
-  assert_int_equal(pipe(fd), 0);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(fd[1], 1);
-    close(fd[0]);
-    setenv(var, value, 1);
-    execl("/proc/self/exe", "test_cuda_exec", "--open", path, (char *)NULL);
-    _exit(127);
-  }
-  close(fd[1]);
-  char buf[1200] = "";
-  size_t n = 0;
-  ssize_t k;
-  while (n < sizeof buf - 1 && (k = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)k;
-  close(fd[0]);
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  char set[600], buf[1200] = "";
+  snprintf(set, sizeof set, "%s=%s", var, value);
+  const char *args[] = {"--open", path, NULL}, *env[] = {set, NULL};
+  assert_int_equal(kt_child(args, env, buf, sizeof buf), 0);
   int rc = -1;
   assert_int_equal(sscanf(buf, "%d", &rc), 1);
   if (rc != (int)want || !strstr(buf, msg)) fail_msg("child: %s; want %d and \"%s\"", buf, (int)want, msg);
